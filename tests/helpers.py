@@ -1,0 +1,34 @@
+"""Shared test helpers."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def tree_allclose(a, b, *, rtol=None, atol=None) -> bool:
+    """Leaf-wise ``allclose`` with dtype-aware default tolerances."""
+    la, ta = jax.tree_util.tree_flatten(a)
+    lb, tb = jax.tree_util.tree_flatten(b)
+    if ta != tb:
+        return False
+    for x, y in zip(la, lb):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.shape != y.shape:
+            return False
+        dt = jnp.result_type(x.dtype, y.dtype)
+        r = rtol if rtol is not None else (1e-10 if dt == jnp.float64 else 1e-5)
+        t = atol if atol is not None else (1e-12 if dt == jnp.float64 else 1e-6)
+        if not np.allclose(x, y, rtol=r, atol=t):
+            return False
+    return True
+
+
+def central_difference(f, x, eps=1e-6):
+    """Central finite-difference gradient of scalar ``f`` at float64 array ``x``."""
+    x = np.asarray(x, dtype=np.float64)
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = eps * max(1.0, abs(x[i]))
+        g[i] = (f(x + e) - f(x - e)) / (2 * e[i])
+    return g
