@@ -7,11 +7,67 @@ starting with ``_``) stay private to their modules.
 __version__ = "0.1.0"
 
 # --- activations ---------------------------------------------------------------------
+from .activations import ACTIVATIONS as ACTIVATIONS
+from .activations import elu as elu
+from .activations import get_activation as get_activation
+from .activations import leaky_relu as leaky_relu
+from .activations import linear as linear
+from .activations import relu as relu
+from .activations import sigmoid as sigmoid
+from .activations import smelu as smelu
+from .activations import softmax as softmax
+from .activations import tanh as tanh
 # --- losses --------------------------------------------------------------------------
+from .losses import LOSSES as LOSSES
+from .losses import binary_cross_entropy as binary_cross_entropy
+from .losses import categorical_cross_entropy as categorical_cross_entropy
+from .losses import gaussian_nll as gaussian_nll
+from .losses import get_loss as get_loss
+from .losses import gradient_penalty as gradient_penalty
+from .losses import l1_penalty as l1_penalty
+from .losses import mae as mae
+from .losses import mse as mse
 # --- models --------------------------------------------------------------------------
+from .models import MLP as MLP
 # --- data ----------------------------------------------------------------------------
+from .data import MinMaxScaler as MinMaxScaler
+from .data import Standardizer as Standardizer
+from .data import batch_indices as batch_indices
+from .data import minibatches as minibatches
+from .data import train_val_test_split as train_val_test_split
 # --- training ------------------------------------------------------------------------
+from .training import METRICS as METRICS
+from .training import OPTIMIZERS as OPTIMIZERS
+from .training import Checkpoint as Checkpoint
+from .training import EarlyStopping as EarlyStopping
+from .training import History as History
+from .training import NonFiniteLossError as NonFiniteLossError
+from .training import accuracy as accuracy
+from .training import evaluate as evaluate
+from .training import fit as fit
+from .training import get_metric as get_metric
+from .training import get_optimizer as get_optimizer
+from .training import load_checkpoint as load_checkpoint
+from .training import predict as predict
+from .training import r2_score as r2_score
+from .training import rmse as rmse
+from .training import save_checkpoint as save_checkpoint
 # --- plotting ------------------------------------------------------------------------
+from .plotting import plot_decision_regions as plot_decision_regions
+from .plotting import plot_learning_curves as plot_learning_curves
+from .plotting import plot_predictions as plot_predictions
 # --- compartmental -------------------------------------------------------------------
 # --- observation ---------------------------------------------------------------------
 # --- datasets ------------------------------------------------------------------------
+from .datasets import OutbreakData as OutbreakData
+from .datasets import list_datasets as list_datasets
+from .datasets import load_boarding_school as load_boarding_school
+from .datasets import load_bombay_plague as load_bombay_plague
+from .datasets import load_dataset as load_dataset
+from .datasets import load_ebola_kikwit as load_ebola_kikwit
+from .datasets import load_philadelphia_1918 as load_philadelphia_1918
+from .datasets import load_zika_yap as load_zika_yap
+# --- estimation --------------------------------------------------------------------
+from .estimation import ConvergenceWarning as ConvergenceWarning
+from .estimation import FitResult as FitResult
+from .estimation import fit_parameters as fit_parameters

@@ -1,0 +1,130 @@
+"""Write one API page per existing ``epinn`` module, from the re-exports in ``__init__.py``.
+
+``epinn/__init__.py`` states the public API once, as ``from .mod import name as name`` lines
+grouped by module. This reads those lines with :mod:`ast` and writes, for every module that
+exists at build time, ``<out>/<mod>.rst`` with an ``automodule`` and an ``autosummary``
+table of its public names (documented as ``epinn.NAME``; names a module lists in ``__all__``
+without re-exporting them are documented as ``epinn.mod.NAME``). Modules that are not
+written yet simply get no page.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+from pathlib import Path
+
+# Order of the API pages; modules not listed here (e.g. added later) follow alphabetically.
+MODULE_ORDER = (
+    "activations",
+    "losses",
+    "models",
+    "data",
+    "training",
+    "plotting",
+    "compartmental",
+    "observation",
+    "datasets",
+    "estimation",
+    "forecast",
+    "bayes",
+)
+# Modules that are not library API (documented elsewhere).
+SKIP = {"cli"}
+
+
+def reexports(init_file: Path) -> dict[str, list[str]]:
+    """``{module: [public names]}`` from ``from .module import x as x`` lines, in order."""
+    tree = ast.parse(init_file.read_text(encoding="utf-8"))
+    out: dict[str, list[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            mod = node.module.split(".")[0]
+            for alias in node.names:
+                name = alias.asname or alias.name
+                if not name.startswith("_"):
+                    out.setdefault(mod, []).append(name)
+    return out
+
+
+def existing_modules(package_dir: Path) -> list[str]:
+    """Public modules of the package present now, in :data:`MODULE_ORDER` then a-z."""
+    found = {
+        p.stem
+        for p in package_dir.glob("*.py")
+        if not p.stem.startswith("_") and p.stem not in SKIP
+    }
+    found = {m for m in found if importlib.util.find_spec(f"epinn.{m}") is not None}
+    ordered = [m for m in MODULE_ORDER if m in found]
+    return ordered + sorted(found - set(ordered))
+
+
+def _module_title(mod: str) -> str:
+    module = importlib.import_module(f"epinn.{mod}")
+    doc = (module.__doc__ or "").strip().splitlines()
+    return doc[0].rstrip(".") if doc else mod
+
+
+def _page(mod: str, top: list[str]) -> str:
+    module = importlib.import_module(f"epinn.{mod}")
+    extra = [n for n in getattr(module, "__all__", ()) if n not in top]
+    heading = f"``epinn.{mod}``: {_module_title(mod)}"
+    lines = [
+        heading,
+        "=" * len(heading),
+        "",
+        f".. automodule:: epinn.{mod}",
+        "   :no-members:",
+        "",
+    ]
+    for current, names in (("epinn", top), (f"epinn.{mod}", extra)):
+        if not names:
+            continue
+        lines += [
+            f".. currentmodule:: {current}",
+            "",
+            ".. autosummary::",
+            "   :toctree: _autosummary",
+            "",
+            *[f"   {n}" for n in names],
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def write_api_pages(package_dir: Path, out_dir: Path) -> list[str]:
+    """Write ``out_dir/<mod>.rst`` for each existing module and ``out_dir/index.rst``.
+
+    Returns:
+        The modules that got a page.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    exports = reexports(package_dir / "__init__.py")
+    modules = existing_modules(package_dir)
+    for mod in modules:
+        _write_if_changed(out_dir / f"{mod}.rst", _page(mod, exports.get(mod, [])))
+    index = [
+        "API reference",
+        "=============",
+        "",
+        "Everything public is importable from the top level (``import epinn``); each page",
+        "below covers one module. Pages appear as modules are added to the package.",
+        "",
+        ".. toctree::",
+        "   :maxdepth: 1",
+        "",
+        *[f"   {mod}" for mod in modules],
+        "",
+    ]
+    _write_if_changed(out_dir / "index.rst", "\n".join(index))
+    for stale in out_dir.glob("*.rst"):
+        if stale.stem not in modules and stale.stem != "index":
+            stale.unlink()
+    return modules
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Rewrite only when the text changes, so Sphinx's incremental build stays incremental."""
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")

@@ -1,0 +1,84 @@
+"""Helpers for the sphinx-gallery page over the repository's ``experiments/`` scripts."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+HEADER = """\
+Experiments
+===========
+
+The scripts in the repository's ``experiments/`` folder, rendered. Run one with
+``python experiments/NAME.py`` or ``epinn run NAME`` (``--help`` lists its options); each
+writes its figures and a ``summary.json`` to ``--outdir``. Only scripts named ``plot_*.py``
+are executed while the documentation is built (with ``--quick``); the others are shown as
+code.
+"""
+
+
+def copy_experiments(src: Path, dst: Path) -> Path:
+    """Copy ``src/*.py`` into a fresh ``dst`` beside the gallery header; return ``dst``.
+
+    sphinx-gallery needs a header file in the folder it reads; working on a copy keeps
+    ``experiments/`` free of Sphinx files.
+    """
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    (dst / "GALLERY_HEADER.rst").write_text(HEADER, encoding="utf-8")
+    if src.is_dir():
+        for script in sorted(src.glob("*.py")):
+            if script.stem.startswith("_"):  # helpers: copied for imports, not rendered
+                shutil.copy2(script, dst / script.name)
+            else:
+                text = script.read_text(encoding="utf-8")
+                (dst / script.name).write_text(with_title(text, script.stem), encoding="utf-8")
+    return dst
+
+
+def with_title(source: str, stem: str) -> str:
+    """The script with its docstring opened by an rst title, as sphinx-gallery needs.
+
+    Experiment docstrings open "Experiment: what it does." (house style), not with an rst
+    heading; the first line becomes the page title (without the "Experiment:" prefix), the
+    rest of the docstring follows, then how to run the script. A script that already opens
+    with a title, or cannot be parsed, is returned unchanged.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    node = tree.body[0] if tree.body else None
+    has_doc = (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
+    doc = (ast.get_docstring(tree) or "") if has_doc else ""
+    lines = doc.strip().splitlines()
+    if len(lines) > 1 and lines[1].strip() and set(lines[1].strip()) <= set("=-~^#*"):
+        return source  # already an rst title
+    first = lines[0].strip() if lines else ""
+    title = first.removeprefix("Experiment:").strip() or stem
+    title = f"{stem}: {title[0].upper()}{title[1:]}" if title != stem else stem
+    body = "\n".join(lines[1:]).strip()
+    run = (
+        f"Run it with ``python experiments/{stem}.py`` or ``epinn run {stem}``; ``--help`` "
+        "lists its options."
+    )
+    text = "\n\n".join(p for p in (f"{title}\n{'=' * len(title)}", body, run) if p)
+    literal = '"""' + text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"') + '\n"""'
+    src_lines = source.splitlines(keepends=True)
+    if has_doc:
+        rest = src_lines[node.end_lineno :]
+        head = src_lines[: node.lineno - 1]
+    else:
+        rest, head = src_lines, []
+    return "".join(head) + literal + "\n" + "".join(rest)
+
+
+def quick_argv(gallery_conf, script_vars) -> list[str]:
+    """Command-line arguments for the executed ``plot_*.py`` scripts: a quick run."""
+    return ["--quick"]

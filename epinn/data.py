@@ -1,0 +1,428 @@
+"""Data preparation: splits, feature scalers and minibatch indices.
+
+Everything here is a small pure function or an immutable PyTree, so it composes with
+``jax.jit`` and ``jax.vmap``:
+
+* :func:`train_val_test_split` -- shuffled (by a key) or chronological splits;
+* :class:`Standardizer` and :class:`MinMaxScaler` -- feature scalers fitted on the training
+  split and applied to every split (``fit`` / ``transform`` / ``inverse_transform``);
+* :func:`batch_indices` and :func:`minibatches` -- a fresh permutation of the sample indices
+  for each epoch, cut into minibatches (what :func:`epinn.fit` uses inside its jitted epoch).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jax.typing import ArrayLike
+
+__all__ = [
+    "MinMaxScaler",
+    "Standardizer",
+    "batch_indices",
+    "minibatches",
+    "train_val_test_split",
+]
+
+
+# --------------------------------------------------------------------------------------
+# Splits
+# --------------------------------------------------------------------------------------
+
+
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
+    try:
+        fr = tuple(float(f) for f in fractions)
+    except TypeError as err:
+        raise TypeError(
+            f"`fractions` must be a sequence of numbers; got {type(fractions).__name__}."
+        ) from err
+    if len(fr) == 0:
+        raise ValueError("`fractions` must contain at least one fraction; got ().")
+    if not all(math.isfinite(f) for f in fr):
+        raise ValueError(f"`fractions` must be finite; got {fr}.")
+    if any(f < 0 for f in fr):
+        raise ValueError(f"`fractions` must be non-negative; got {fr}.")
+    if abs(sum(fr) - 1.0) > 1e-6:
+        raise ValueError(f"`fractions` must sum to 1 (within 1e-6); got {fr}, sum {sum(fr)!r}.")
+    return fr
+
+
+def _check_same_length(arrays: Sequence[ArrayLike], name: str = "arrays") -> int:
+    if len(arrays) == 0:
+        raise ValueError(f"`{name}`: at least one array is required.")
+    lengths = []
+    for i, a in enumerate(arrays):
+        shape = np.shape(a)
+        if len(shape) == 0:
+            raise ValueError(f"`{name}[{i}]` must have a leading sample axis; got a scalar.")
+        lengths.append(shape[0])
+    if len(set(lengths)) != 1:
+        raise ValueError(
+            f"`{name}` must all have the same length along axis 0; got lengths {lengths}."
+        )
+    if lengths[0] == 0:
+        raise ValueError(f"`{name}` must be non-empty; got 0 samples.")
+    return lengths[0]
+
+
+def _split_sizes(n: int, fractions: tuple[float, ...]) -> list[int]:
+    # Round the cumulative boundaries, so the sizes always add up to n exactly.
+    bounds = [0] + [round(c * n) for c in np.cumsum(fractions)]
+    bounds[-1] = n
+    return [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def train_val_test_split(
+    *arrays: ArrayLike,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    key: jax.Array | None = None,
+    shuffle: bool = True,
+) -> tuple[tuple[jax.Array, ...], ...]:
+    r"""Split arrays that share a leading sample axis into consecutive parts.
+
+    With ``shuffle=True`` the samples are permuted by ``key`` first (i.i.d. data); with
+    ``shuffle=False`` the order is kept, so the first part is the earliest stretch of a time
+    series and the last the latest (a chronological split, no look-ahead).
+
+    Split :math:`k` receives :math:`\operatorname{round}(n \sum_{j \le k} f_j) -
+    \operatorname{round}(n \sum_{j < k} f_j)` samples, so the sizes always add up to
+    :math:`n`.
+
+    Args:
+        *arrays: one or more arrays with the same length ``n`` along axis 0 (e.g. ``x, y``).
+        fractions: the share of samples for each part, non-negative and summing to 1, e.g.
+            ``(0.8, 0.1, 0.1)`` or ``(0.6, 0.2, 0.2)``; any number of parts is allowed.
+        key: a ``jax.random`` key; required when ``shuffle=True``.
+        shuffle: permute the samples before splitting (``False`` for time series).
+
+    Returns:
+        One tuple per part, holding that part of every input array in input order:
+        ``((x_train, y_train), (x_val, y_val), (x_test, y_test))``.
+
+    Raises:
+        ValueError: if ``fractions`` are negative, non-finite or do not sum to 1, if the
+            arrays are empty or differ in length, or if ``key`` is missing while shuffling.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> x, y = jnp.arange(10.0), 2 * jnp.arange(10.0)
+        >>> (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = train_val_test_split(
+        ...     x, y, fractions=(0.6, 0.2, 0.2), shuffle=False)
+        >>> x_tr.tolist(), x_va.tolist(), y_te.tolist()
+        ([0.0, 1.0, 2.0, 3.0, 4.0, 5.0], [6.0, 7.0], [16.0, 18.0])
+    """
+    fr = _check_fractions(fractions)
+    n = _check_same_length(arrays)
+    if shuffle:
+        if key is None:
+            raise ValueError(
+                "`key` is required when shuffle=True (pass a jax.random key, "
+                "or shuffle=False for a chronological split)."
+            )
+        order = jr.permutation(key, n)
+    else:
+        order = None
+    arrays = tuple(jnp.asarray(a) for a in arrays)
+    parts = []
+    start = 0
+    for size in _split_sizes(n, fr):
+        if order is None:
+            parts.append(tuple(a[start : start + size] for a in arrays))
+        else:
+            idx = order[start : start + size]
+            parts.append(tuple(a[idx] for a in arrays))
+        start += size
+    return tuple(parts)
+
+
+# --------------------------------------------------------------------------------------
+# Scalers
+# --------------------------------------------------------------------------------------
+
+
+def _check_fit_input(x: ArrayLike, axis: int | tuple[int, ...]) -> tuple[jax.Array, tuple]:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    if x.ndim == 0:
+        raise ValueError("`x` must have at least one (sample) axis; got a scalar.")
+    if axes != tuple(range(len(axes))) or len(axes) > x.ndim or len(axes) == 0:
+        raise ValueError(
+            f"`axis` must be 0 or a tuple of leading axes (0, 1, ...) of `x` "
+            f"(ndim {x.ndim}); got {axis!r}."
+        )
+    if any(x.shape[a] == 0 for a in axes):
+        raise ValueError(f"`x` must be non-empty along the fitted axes; got shape {x.shape}.")
+    if not np.isfinite(np.asarray(x)).all():  # on the host: no compilation per shape
+        raise ValueError("`x` contains NaN or infinite values.")
+    return x, axes
+
+
+def _safe_scale(spread: jax.Array, centre: jax.Array) -> jax.Array:
+    # A column whose spread is at rounding level relative to its magnitude is constant:
+    # use scale 1 there (no division by zero; the column maps to a constant).
+    eps = jnp.finfo(spread.dtype).eps
+    tiny = jnp.finfo(spread.dtype).tiny
+    constant = spread <= 100 * eps * jnp.abs(centre) + tiny
+    return jnp.where(constant, jnp.ones_like(spread), spread)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _standardizer_stats(x: jax.Array, axes: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    mean = jnp.mean(x, axis=axes)
+    return mean, _safe_scale(jnp.std(x, axis=axes), mean)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _minmax_stats(x: jax.Array, axes: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    lo, hi = jnp.min(x, axis=axes), jnp.max(x, axis=axes)
+    return lo, _safe_scale(hi - lo, jnp.maximum(jnp.abs(lo), jnp.abs(hi)))
+
+
+class Standardizer(NamedTuple):
+    r"""Per-feature standardisation :math:`z = (x - \mu) / \sigma`, an immutable PyTree.
+
+    :math:`\mu` and :math:`\sigma` (the population standard deviation, ``ddof=0``) are
+    computed over the sample axis (or leading axes) by :meth:`fit`. A constant feature,
+    whose :math:`\sigma` is zero up to rounding (:math:`\sigma \le 100\,\epsilon|\mu|`),
+    gets :math:`\sigma = 1`, so it maps to zero rather than dividing by zero.
+
+    Attributes:
+        mean: :math:`\mu`, shape of ``x`` without the fitted axes.
+        scale: :math:`\sigma` (1 for constant features), same shape.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> x = jnp.array([[1.0, 5.0], [3.0, 5.0]])
+        >>> s = Standardizer.fit(x)
+        >>> s.transform(x).tolist()
+        [[-1.0, 0.0], [1.0, 0.0]]
+        >>> s.inverse_transform(s.transform(x)).tolist()
+        [[1.0, 5.0], [3.0, 5.0]]
+    """
+
+    mean: jax.Array
+    scale: jax.Array
+
+    @classmethod
+    def fit(cls, x: ArrayLike, axis: int | tuple[int, ...] = 0) -> Standardizer:
+        """Fit the mean and standard deviation of ``x`` over ``axis``.
+
+        Args:
+            x: data, samples along axis 0 (or along the leading axes given by ``axis``).
+            axis: ``0``, or a tuple of leading axes such as ``(0, 1)`` for
+                ``(samples, time, features)`` data.
+
+        Returns:
+            The fitted :class:`Standardizer`.
+
+        Raises:
+            ValueError: if ``x`` is empty or non-finite, or ``axis`` is not leading.
+        """
+        x, axes = _check_fit_input(x, axis)
+        return cls(*_standardizer_stats(x, axes))
+
+    def transform(self, x: ArrayLike) -> jax.Array:
+        """Return :math:`(x - \\mu) / \\sigma`."""
+        return (jnp.asarray(x) - self.mean) / self.scale
+
+    def inverse_transform(self, z: ArrayLike) -> jax.Array:
+        """Return :math:`z \\sigma + \\mu`, undoing :meth:`transform`."""
+        return jnp.asarray(z) * self.scale + self.mean
+
+
+class MinMaxScaler(NamedTuple):
+    r"""Per-feature rescaling to ``feature_range``, an immutable PyTree.
+
+    .. math::
+
+        z = \mathrm{low} + (\mathrm{high} - \mathrm{low})
+            \frac{x - x_{\min}}{x_{\max} - x_{\min}}.
+
+    A constant feature (range zero up to rounding) gets range 1, so it maps to ``low``.
+
+    Attributes:
+        data_min: :math:`x_{\min}` per feature.
+        data_range: :math:`x_{\max} - x_{\min}` per feature (1 for constant features).
+        low: lower end of the target range.
+        high: upper end of the target range.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> x = jnp.array([[0.0, 2.0], [5.0, 2.0], [10.0, 2.0]])
+        >>> s = MinMaxScaler.fit(x)
+        >>> s.transform(x).tolist()
+        [[0.0, 0.0], [0.5, 0.0], [1.0, 0.0]]
+        >>> MinMaxScaler.fit(x, feature_range=(-1, 1)).transform(x)[:, 0].tolist()
+        [-1.0, 0.0, 1.0]
+    """
+
+    data_min: jax.Array
+    data_range: jax.Array
+    low: jax.Array
+    high: jax.Array
+
+    @classmethod
+    def fit(
+        cls,
+        x: ArrayLike,
+        feature_range: tuple[float, float] = (0.0, 1.0),
+        axis: int | tuple[int, ...] = 0,
+    ) -> MinMaxScaler:
+        """Fit the per-feature minimum and range of ``x`` over ``axis``.
+
+        Args:
+            x: data, samples along axis 0 (or along the leading axes given by ``axis``).
+            feature_range: ``(low, high)`` with ``low < high``.
+            axis: ``0``, or a tuple of leading axes.
+
+        Returns:
+            The fitted :class:`MinMaxScaler`.
+
+        Raises:
+            ValueError: if ``x`` is empty or non-finite, ``axis`` is not leading, or
+                ``feature_range`` is not an increasing finite pair.
+        """
+        try:
+            low, high = (float(v) for v in feature_range)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"`feature_range` must be a pair (low, high); got {feature_range!r}."
+            ) from err
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(
+                f"`feature_range` must be finite with low < high; got {feature_range!r}."
+            )
+        x, axes = _check_fit_input(x, axis)
+        lo, rng = _minmax_stats(x, axes)
+        return cls(data_min=lo, data_range=rng, low=jnp.asarray(low, x.dtype),
+                   high=jnp.asarray(high, x.dtype))
+
+    def transform(self, x: ArrayLike) -> jax.Array:
+        """Map ``x`` to ``feature_range``."""
+        unit = (jnp.asarray(x) - self.data_min) / self.data_range
+        return self.low + (self.high - self.low) * unit
+
+    def inverse_transform(self, z: ArrayLike) -> jax.Array:
+        """Map scaled values back to the original units, undoing :meth:`transform`."""
+        unit = (jnp.asarray(z) - self.low) / (self.high - self.low)
+        return unit * self.data_range + self.data_min
+
+
+# --------------------------------------------------------------------------------------
+# Minibatches
+# --------------------------------------------------------------------------------------
+
+
+def _check_batch_size(n: int, batch_size: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"`n` must be a positive int (number of samples); got {n!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"`batch_size` must be an int; got {type(batch_size).__name__}.")
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"`batch_size` must be between 1 and n={n}; got {batch_size}.")
+
+
+def _permutation(key: jax.Array, n: int) -> jax.Array:
+    """A uniformly random permutation of ``range(n)``, fast on CPU.
+
+    The algorithm of :func:`jax.random.permutation` -- repeated stable sorts by fresh random
+    keys, with at least :math:`3 \\log_2 n` random bits in total so that ties are
+    negligible -- but each round packs the random key (high bits) and the current position
+    (low :math:`\\lceil \\log_2 n \\rceil` bits) into one ``uint32`` and sorts that single
+    array. XLA's CPU sort is several times faster on one ``uint32`` operand than on a
+    key/value pair, so the extra rounds still make a 100 000-sample shuffle ~3x faster.
+    Hand-written for that reason.
+    """
+    index_bits = max(1, math.ceil(math.log2(n)))
+    random_bits = 32 - index_bits
+    rounds = max(1, math.ceil(3 * index_bits / random_bits))
+    mask = jnp.uint32((1 << index_bits) - 1)
+    position = jnp.arange(n, dtype=jnp.uint32)
+    order = position
+    for bits in jr.bits(key, (rounds, n), jnp.uint32):  # one threefry call for all rounds
+        # Sorting (random high bits | position) is a stable sort by the random bits.
+        order = order[jnp.sort((bits & ~mask) | position) & mask]
+    return order.astype(jnp.int32)
+
+
+def batch_indices(key: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """Shuffle ``range(n)`` and cut it into full minibatches plus a remainder.
+
+    The permutation is uniformly random, like :func:`jax.random.permutation` (same
+    algorithm, packed into single-operand sorts that run faster on CPU). Jit-compatible
+    (``n`` and ``batch_size`` are static Python ints), so a training epoch
+    can gather the data once and ``lax.scan`` over the first array. Use a fresh key each
+    epoch, e.g. ``jax.random.fold_in(key, epoch)``, to reshuffle.
+
+    Args:
+        key: a ``jax.random`` key.
+        n: number of samples.
+        batch_size: samples per minibatch, ``1 <= batch_size <= n``.
+
+    Returns:
+        ``(full, rest)``: ``full`` of shape ``(n // batch_size, batch_size)`` and ``rest`` of
+        shape ``(n % batch_size,)``; together they hold every index exactly once.
+
+    Raises:
+        ValueError: if ``batch_size`` is outside ``[1, n]``.
+        TypeError: if ``batch_size`` is not an int.
+
+    Examples:
+        >>> import jax.random as jr
+        >>> full, rest = batch_indices(jr.PRNGKey(0), 10, 4)
+        >>> full.shape, rest.shape
+        ((2, 4), (2,))
+    """
+    _check_batch_size(n, batch_size)
+    perm = _permutation(key, n)
+    n_full = (n // batch_size) * batch_size
+    return perm[:n_full].reshape(-1, batch_size), perm[n_full:]
+
+
+def minibatches(
+    key: jax.Array, n: int, batch_size: int, *, drop_last: bool = False
+) -> Iterator[jax.Array]:
+    """Iterate over shuffled minibatches of sample indices (one epoch).
+
+    A host-side loop for hand-written training loops; :func:`epinn.fit` uses
+    :func:`batch_indices` inside its jitted epoch instead.
+
+    Args:
+        key: a ``jax.random`` key; pass ``jax.random.fold_in(key, epoch)`` for a fresh
+            order each epoch.
+        n: number of samples.
+        batch_size: samples per minibatch, ``1 <= batch_size <= n``.
+        drop_last: skip the final, smaller batch when ``batch_size`` does not divide ``n``.
+
+    Yields:
+        Integer index arrays of shape ``(batch_size,)`` (the last one shorter unless
+        ``drop_last``).
+
+    Raises:
+        ValueError: if ``batch_size`` is outside ``[1, n]``.
+
+    Examples:
+        >>> import jax.random as jr
+        >>> [b.shape[0] for b in minibatches(jr.PRNGKey(0), 10, 4)]
+        [4, 4, 2]
+        >>> [b.shape[0] for b in minibatches(jr.PRNGKey(0), 10, 4, drop_last=True)]
+        [4, 4]
+    """
+    full, rest = batch_indices(key, n, batch_size)  # validates eagerly, not on first next()
+    return _iterate(full, None if drop_last or rest.shape[0] == 0 else rest)
+
+
+def _iterate(full: jax.Array, rest: jax.Array | None) -> Iterator[jax.Array]:
+    yield from full
+    if rest is not None:
+        yield rest

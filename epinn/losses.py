@@ -1,0 +1,292 @@
+"""Loss functions and weight penalties.
+
+Every loss has the signature ``loss(predictions, targets) -> scalar`` and returns the mean
+over the batch, so training code can take any of them by name through :func:`get_loss`.
+Cross-entropies from logits use :mod:`optax`; the rest are short enough to write here
+(``optax.l2_loss`` is :math:`\\tfrac12 (y - \\hat y)^2`, not the plain squared error).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.typing import ArrayLike
+
+__all__ = [
+    "LOSSES",
+    "binary_cross_entropy",
+    "categorical_cross_entropy",
+    "gaussian_nll",
+    "get_loss",
+    "gradient_penalty",
+    "l1_penalty",
+    "mae",
+    "mse",
+]
+
+_EPS = 1e-7  # probability clip: log(1e-7) ~ -16.1 is finite and representable in float32
+
+
+def _same_shape(predictions: ArrayLike, targets: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if predictions.shape != targets.shape:
+        raise ValueError(
+            f"`targets` must have the shape of `predictions` {predictions.shape}; "
+            f"got {targets.shape}."
+        )
+    return predictions, targets
+
+
+def mse(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    r"""Mean squared error, :math:`\frac1n \sum_i (\hat y_i - y_i)^2` over all elements.
+
+    Raises:
+        ValueError: if the shapes differ (no silent broadcasting of ``(n, 1)`` against ``(n,)``).
+
+    Examples:
+        >>> print(float(mse(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0]))))
+        2.5
+    """
+    predictions, targets = _same_shape(predictions, targets)
+    return jnp.mean((predictions - targets) ** 2)
+
+
+def mae(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    r"""Mean absolute error, :math:`\frac1n \sum_i |\hat y_i - y_i|` over all elements.
+
+    Raises:
+        ValueError: if the shapes differ.
+
+    Examples:
+        >>> print(float(mae(jnp.array([1.0, -3.0]), jnp.array([0.0, 0.0]))))
+        2.0
+    """
+    predictions, targets = _same_shape(predictions, targets)
+    return jnp.mean(jnp.abs(predictions - targets))
+
+
+def binary_cross_entropy(
+    predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = False, eps: float = _EPS
+) -> jax.Array:
+    r"""Binary cross-entropy, averaged over all elements.
+
+    .. math::
+
+        \ell = -\frac1n \sum_i \big[y_i \log p_i + (1 - y_i) \log(1 - p_i)\big]
+
+    From probabilities, :math:`p_i` and :math:`1 - p_i` are clipped to ``[eps, 1]`` before
+    the log, so ``p = 0`` or ``1`` gives a large finite loss. From logits
+    (:math:`p = \sigma(z)`) it uses :func:`optax.sigmoid_binary_cross_entropy`, exact for any
+    :math:`|z|`.
+
+    Args:
+        predictions: probabilities in ``[0, 1]``, or logits if ``from_logits``.
+        targets: labels in ``[0, 1]`` (soft labels allowed), same shape.
+        from_logits: whether ``predictions`` are logits.
+        eps: probability clip, used only when ``from_logits`` is false.
+
+    Raises:
+        ValueError: if the shapes differ.
+
+    Examples:
+        >>> print(round(float(binary_cross_entropy(jnp.array([0.5]), jnp.array([1.0]))), 4))
+        0.6931
+    """
+    predictions, targets = _same_shape(predictions, targets)
+    if from_logits:
+        return jnp.mean(optax.sigmoid_binary_cross_entropy(predictions, targets))
+    log_p = jnp.log(jnp.clip(predictions, eps, 1.0))
+    log_1mp = jnp.log(jnp.clip(1.0 - predictions, eps, 1.0))
+    return -jnp.mean(targets * log_p + (1.0 - targets) * log_1mp)
+
+
+def categorical_cross_entropy(
+    predictions: ArrayLike, targets: ArrayLike, *, from_logits: bool = False, eps: float = _EPS
+) -> jax.Array:
+    r"""Categorical cross-entropy over the last (class) axis, averaged over the batch.
+
+    .. math::
+
+        \ell = -\frac1n \sum_i \sum_k y_{ik} \log p_{ik}
+
+    Targets are one-hot / soft labels of the same shape as ``predictions``, or integer
+    class labels with the class axis dropped. From logits it uses
+    :func:`optax.softmax_cross_entropy` (``_with_integer_labels``), which is stable for any
+    logits; from probabilities it takes the log of ``p`` clipped to ``[eps, 1]``.
+
+    Args:
+        predictions: ``(..., k)`` probabilities, or logits if ``from_logits``.
+        targets: ``(..., k)`` one-hot/soft labels, or ``(...)`` integer labels in ``[0, k)``.
+        from_logits: whether ``predictions`` are logits.
+        eps: probability clip, used only when ``from_logits`` is false.
+
+    Raises:
+        ValueError: if ``targets`` fits neither form, or integer-shaped targets are not ints.
+
+    Examples:
+        >>> p = jnp.array([[0.25, 0.75]])
+        >>> print(round(float(categorical_cross_entropy(p, jnp.array([1]))), 4))
+        0.2877
+    """
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if targets.shape == predictions.shape:
+        if from_logits:
+            return jnp.mean(optax.softmax_cross_entropy(predictions, targets))
+        log_p = jnp.log(jnp.clip(predictions, eps, 1.0))
+        return -jnp.mean(jnp.sum(targets * log_p, axis=-1))
+    if targets.shape == predictions.shape[:-1]:
+        if not jnp.issubdtype(targets.dtype, jnp.integer):
+            raise ValueError(
+                f"`targets` of shape {targets.shape} are read as class labels and must be "
+                f"integers; got dtype {targets.dtype}."
+            )
+        if from_logits:
+            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(predictions, targets))
+        p = jnp.take_along_axis(predictions, targets[..., None], axis=-1)[..., 0]
+        return -jnp.mean(jnp.log(jnp.clip(p, eps, 1.0)))
+    raise ValueError(
+        f"`targets` must have shape {predictions.shape} (one-hot) or "
+        f"{predictions.shape[:-1]} (integer labels); got {targets.shape}."
+    )
+
+
+def gaussian_nll(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    r"""Heteroscedastic Gaussian negative log-likelihood, averaged over all target elements.
+
+    ``predictions[..., :d]`` is the mean :math:`\mu` and ``predictions[..., d:]`` the log
+    variance :math:`s = \log\sigma^2` of each of the ``d`` targets:
+
+    .. math::
+
+        \ell = \frac1n \sum_i \tfrac12\big[\log 2\pi + s_i + (y_i - \mu_i)^2 e^{-s_i}\big]
+
+    Args:
+        predictions: ``(..., 2 d)``, ``[mean, log_variance]`` along the last axis.
+        targets: ``(..., d)``.
+
+    Raises:
+        ValueError: if ``predictions`` is not ``targets`` with a doubled last axis.
+
+    Examples:
+        >>> print(round(float(gaussian_nll(jnp.array([[0.0, 0.0]]), jnp.array([[0.0]]))), 4))
+        0.9189
+    """
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if targets.ndim == 0 or predictions.shape != (*targets.shape[:-1], 2 * targets.shape[-1]):
+        raise ValueError(
+            f"`targets` of shape (..., d) need `predictions` of shape (..., 2d) holding "
+            f"[mean, log_variance]; got targets {targets.shape}, predictions "
+            f"{predictions.shape}."
+        )
+    mean, log_var = jnp.split(predictions, 2, axis=-1)
+    return 0.5 * jnp.mean(jnp.log(2 * jnp.pi) + log_var + (targets - mean) ** 2 * jnp.exp(-log_var))
+
+
+def _is_kernel(path: tuple[Any, ...]) -> bool:
+    last = path[-1] if path else None
+    return getattr(last, "key", getattr(last, "name", None)) == "kernel"
+
+
+def l1_penalty(params: Any, lam: float) -> jax.Array:
+    r"""L1 (lasso) penalty on weight matrices: :math:`\lambda \sum_{W} \sum_{jk} |W_{jk}|`.
+
+    Only leaves named ``"kernel"`` (Flax's weights) count; biases are not penalised.
+
+    Args:
+        params: a parameter PyTree, e.g. ``model.init(key, x)``.
+        lam: the penalty strength :math:`\lambda \ge 0`.
+
+    Raises:
+        ValueError: if ``params`` has no ``"kernel"`` leaf or ``lam`` is negative.
+
+    Examples:
+        >>> p = {"params": {"Dense_0": {"kernel": jnp.array([[1.0, -2.0]]), "bias": jnp.ones(2)}}}
+        >>> print(float(l1_penalty(p, 0.5)))
+        1.5
+    """
+    if isinstance(lam, int | float) and lam < 0:
+        raise ValueError(f"`lam` must be non-negative; got {lam}.")
+    leaves = [w for path, w in jax.tree_util.tree_leaves_with_path(params) if _is_kernel(path)]
+    if not leaves:
+        raise ValueError("`params` has no 'kernel' leaves (weight matrices) to penalise.")
+    return lam * sum(jnp.sum(jnp.abs(w)) for w in leaves)
+
+
+def gradient_penalty(
+    apply_fn: Callable[[Any, jax.Array], jax.Array], params: Any, x: ArrayLike, lam: float
+) -> jax.Array:
+    r"""Penalty on the parameter-gradient norm of each sample's output.
+
+    .. math::
+
+        \lambda \frac1n \sum_{i=1}^n \big\lVert \nabla_w \textstyle\sum_k \hat y_k(x_i; w)
+        \big\rVert_2^2
+
+    with the gradient over all parameters (weights and biases), one sample at a time
+    (``jax.vmap`` of ``jax.grad``; each sample is passed with a batch axis of 1).
+
+    Args:
+        apply_fn: ``apply_fn(params, x_batch) -> outputs``, e.g. ``model.apply``.
+        params: parameter PyTree.
+        x: inputs ``(n, ...)``.
+        lam: the penalty strength :math:`\lambda \ge 0`.
+
+    Raises:
+        ValueError: if ``x`` has no batch axis or ``lam`` is negative.
+
+    Examples:
+        >>> f = lambda p, x: p["w"] * x  # d/dw sum(w x_i) = x_i
+        >>> print(float(gradient_penalty(f, {"w": 1.0}, jnp.array([1.0, 3.0]), 1.0)))
+        5.0
+    """
+    if isinstance(lam, int | float) and lam < 0:
+        raise ValueError(f"`lam` must be non-negative; got {lam}.")
+    x = jnp.asarray(x)
+    if x.ndim == 0:
+        raise ValueError("`x` must have a leading batch axis; got a scalar.")
+
+    def squared_norm(x_i):
+        grads = jax.grad(lambda p: jnp.sum(apply_fn(p, x_i[None])))(params)
+        return sum(jnp.sum(g**2) for g in jax.tree_util.tree_leaves(grads))
+
+    return lam * jnp.mean(jax.vmap(squared_norm)(x))
+
+
+LOSSES: dict[str, Callable[..., jax.Array]] = {
+    "mse": mse,
+    "mae": mae,
+    "binary_cross_entropy": binary_cross_entropy,
+    "bce": binary_cross_entropy,
+    "categorical_cross_entropy": categorical_cross_entropy,
+    "cce": categorical_cross_entropy,
+    "gaussian_nll": gaussian_nll,
+}
+
+
+def get_loss(name_or_callable: str | Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+    """Resolve a loss ``f(predictions, targets)`` by (case-insensitive) name, or pass through.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+        TypeError: neither a string nor a callable.
+
+    Examples:
+        >>> get_loss("BCE") is binary_cross_entropy
+        True
+    """
+    if isinstance(name_or_callable, str):
+        fn = LOSSES.get(name_or_callable.lower())
+        if fn is None:
+            raise ValueError(
+                f"Unknown loss `name_or_callable`={name_or_callable!r}; "
+                f"valid names are {sorted(LOSSES)}."
+            )
+        return fn
+    if callable(name_or_callable):
+        return name_or_callable
+    raise TypeError(
+        "`name_or_callable` must be a loss name or a callable; "
+        f"got {type(name_or_callable).__name__}."
+    )

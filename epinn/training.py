@@ -1,0 +1,1118 @@
+r"""Training: optimizers by name, metrics, ``fit``, early stopping, history, checkpoints.
+
+:func:`fit` trains a Flax Linen module (or any ``apply(params, x)`` function) by
+minimising a loss with an :mod:`optax` optimizer:
+
+.. math::
+
+    \theta \leftarrow \theta - \eta\, \text{update}\Big(\nabla_\theta \big[
+    \tfrac{1}{|B|}\textstyle\sum_{i \in B} \ell(f_\theta(x_i), y_i) + R(\theta)\big]\Big)
+
+over minibatches :math:`B` (the whole training set for ``batch_size=None``, one sample for
+``batch_size=1``), reshuffled every epoch. One epoch is one jit-compiled function: a
+``lax.scan`` over the minibatches followed by the epoch's evaluation, compiled once before
+the first epoch and called again for every epoch, with one host sync per epoch (for the
+progress bar, the non-finite-loss check and early stopping).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import inspect
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import flax
+import flax.linen as nn
+import flax.serialization
+import flax.struct
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+from jax.typing import ArrayLike
+from tqdm.auto import tqdm
+
+from .data import batch_indices
+from .losses import LOSSES, binary_cross_entropy, categorical_cross_entropy, get_loss, mae, mse
+
+__all__ = [
+    "METRICS",
+    "OPTIMIZERS",
+    "Checkpoint",
+    "EarlyStopping",
+    "History",
+    "NonFiniteLossError",
+    "accuracy",
+    "evaluate",
+    "fit",
+    "get_metric",
+    "get_optimizer",
+    "load_checkpoint",
+    "predict",
+    "r2_score",
+    "rmse",
+    "save_checkpoint",
+]
+
+PyTree = Any
+
+# --------------------------------------------------------------------------------------
+# Optimizers
+# --------------------------------------------------------------------------------------
+
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "gd": optax.sgd,
+    "sgd": optax.sgd,
+    "momentum": functools.partial(optax.sgd, momentum=0.9),
+    "nesterov": functools.partial(optax.sgd, momentum=0.9, nesterov=True),
+    "adam": optax.adam,
+    "adagrad": optax.adagrad,
+    "adamax": optax.adamax,
+    "rmsprop": optax.rmsprop,
+}
+"""Optimizer factories by name, each ``factory(learning_rate, **kwargs)`` from optax.
+
+``"gd"`` and ``"sgd"`` are both :func:`optax.sgd`: plain gradient descent, which is
+full-batch gradient descent with ``batch_size=None`` and stochastic with minibatches.
+``"momentum"`` and ``"nesterov"`` are :func:`optax.sgd` with ``momentum=0.9`` (override
+with a keyword).
+"""
+
+
+def _check_learning_rate(learning_rate: Any) -> None:
+    if callable(learning_rate):
+        return
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.number)):
+        raise TypeError(
+            "`learning_rate` must be a positive float or an optax schedule (a callable "
+            f"step -> rate); got {type(learning_rate).__name__}."
+        )
+    if not (math.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"`learning_rate` must be positive and finite; got {learning_rate}.")
+
+
+def get_optimizer(
+    name_or_tx: str | optax.GradientTransformation | Callable[..., optax.GradientTransformation],
+    learning_rate: float | optax.Schedule = 1e-3,
+    **kwargs: Any,
+) -> optax.GradientTransformation:
+    """Resolve an optax optimizer by name, or pass one through.
+
+    Args:
+        name_or_tx: a name from :data:`OPTIMIZERS` (``"gd"``, ``"sgd"``, ``"momentum"``,
+            ``"nesterov"``, ``"adam"``, ``"adagrad"``, ``"adamax"``, ``"rmsprop"``;
+            case-insensitive), an ``optax.GradientTransformation`` (returned unchanged, its
+            own learning rate applies and ``learning_rate`` is ignored), or an optax factory
+            such as ``optax.adamw`` (called as ``factory(learning_rate, **kwargs)``).
+        learning_rate: a positive float, or an optax schedule ``step -> rate`` such as
+            ``optax.exponential_decay(1e-2, 100, 0.5)``.
+        **kwargs: extra keyword arguments for the factory, e.g. ``momentum=0.5``.
+
+    Returns:
+        The ``optax.GradientTransformation``.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones) or a non-positive
+            learning rate.
+        TypeError: anything else, or a factory that does not return a transformation.
+
+    Examples:
+        >>> tx = get_optimizer("adam", 1e-2)
+        >>> isinstance(tx, optax.GradientTransformation)
+        True
+    """
+    if isinstance(name_or_tx, optax.GradientTransformation):
+        return name_or_tx
+    _check_learning_rate(learning_rate)
+    if isinstance(name_or_tx, str):
+        factory = OPTIMIZERS.get(name_or_tx.lower())
+        if factory is None:
+            raise ValueError(
+                f"Unknown `optimizer` {name_or_tx!r}; valid names are {sorted(OPTIMIZERS)} "
+                "(or pass an optax.GradientTransformation)."
+            )
+    elif callable(name_or_tx):
+        factory = name_or_tx
+    else:
+        raise TypeError(
+            "`optimizer` must be a name, an optax.GradientTransformation or an optax factory; "
+            f"got {type(name_or_tx).__name__}."
+        )
+    tx = factory(learning_rate, **kwargs)
+    if not isinstance(tx, optax.GradientTransformation):
+        raise TypeError(
+            f"`optimizer` factory {name_or_tx!r} returned {type(tx).__name__}, "
+            "not an optax.GradientTransformation."
+        )
+    return tx
+
+
+# --------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------
+
+
+def rmse(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    r"""Root mean squared error :math:`\sqrt{\frac1n\sum_i (\hat y_i - y_i)^2}`.
+
+    Examples:
+        >>> print(float(rmse(jnp.array([3.0, 0.0]), jnp.array([-1.0, 0.0]))))
+        2.8284271240234375
+    """
+    return jnp.sqrt(mse(predictions, targets))
+
+
+def r2_score(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    r"""Coefficient of determination, averaged over output columns.
+
+    .. math::
+
+        R^2_k = 1 - \frac{\sum_i (y_{ik} - \hat y_{ik})^2}{\sum_i (y_{ik} - \bar y_k)^2}
+
+    over the sample axis 0, then the mean over outputs :math:`k` (scikit-learn's
+    ``multioutput="uniform_average"``). A constant target column scores 1 if predicted
+    exactly and 0 otherwise (scikit-learn's ``force_finite=True``).
+
+    Examples:
+        >>> y = jnp.array([1.0, 2.0, 3.0])
+        >>> print(float(r2_score(jnp.array([1.0, 2.0, 4.0]), y)))
+        0.5
+    """
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if predictions.shape != targets.shape:
+        raise ValueError(
+            f"`targets` must have the shape of `predictions` {predictions.shape}; "
+            f"got {targets.shape}."
+        )
+    p = predictions.reshape(predictions.shape[0], -1)
+    y = targets.reshape(targets.shape[0], -1).astype(p.dtype)
+    ss_res = jnp.sum((y - p) ** 2, axis=0)
+    ss_tot = jnp.sum((y - jnp.mean(y, axis=0)) ** 2, axis=0)
+    safe_tot = jnp.where(ss_tot > 0, ss_tot, 1.0)
+    r2 = jnp.where(ss_tot > 0, 1.0 - ss_res / safe_tot, jnp.where(ss_res == 0, 1.0, 0.0))
+    return jnp.mean(r2)
+
+
+def accuracy(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    r"""Fraction of correctly classified samples.
+
+    * Binary: ``predictions`` of shape ``(n,)`` or ``(n, 1)`` are probabilities; the
+      predicted class is :math:`\hat p > 0.5`, the true class :math:`y > 0.5`.
+    * Multiclass: ``predictions`` of shape ``(n, k)``, ``k > 1`` (probabilities or
+      logits); the predicted class is the argmax. ``targets`` are one-hot ``(n, k)`` or
+      integer labels ``(n,)`` / ``(n, 1)``.
+
+    Examples:
+        >>> p = jnp.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+        >>> print(float(accuracy(p, jnp.array([0, 1, 1]))))
+        0.6666666865348206
+        >>> print(float(accuracy(jnp.array([0.7, 0.2]), jnp.array([1.0, 0.0]))))
+        1.0
+    """
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if predictions.ndim == 1 or predictions.shape[-1] == 1:
+        pred_class = predictions.reshape(predictions.shape[0], -1)[:, 0] > 0.5
+        true = targets.reshape(targets.shape[0], -1)
+        if true.shape[1] != 1:
+            raise ValueError(
+                f"`targets` for binary predictions {predictions.shape} must have one column; "
+                f"got shape {targets.shape}."
+            )
+        return jnp.mean(pred_class == (true[:, 0] > 0.5))
+    pred_class = jnp.argmax(predictions, axis=-1)
+    if targets.shape == predictions.shape:
+        true_class = jnp.argmax(targets, axis=-1)
+    elif targets.shape == predictions.shape[:-1] or targets.shape == (*predictions.shape[:-1], 1):
+        true_class = targets.reshape(pred_class.shape)
+    else:
+        raise ValueError(
+            f"`targets` must be one-hot {predictions.shape} or integer labels "
+            f"{predictions.shape[:-1]}; got shape {targets.shape}."
+        )
+    return jnp.mean(pred_class == true_class)
+
+
+METRICS: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+    "mse": mse,
+    "mae": mae,
+    "rmse": rmse,
+    "r2": r2_score,
+    "accuracy": accuracy,
+    "binary_cross_entropy": binary_cross_entropy,
+    "bce": binary_cross_entropy,
+    "categorical_cross_entropy": categorical_cross_entropy,
+    "cce": categorical_cross_entropy,
+}
+"""Metric functions ``metric(predictions, targets) -> scalar`` by name."""
+
+_HIGHER_IS_BETTER = {"accuracy", "r2"}
+
+
+def get_metric(name_or_callable: str | Callable) -> tuple[str, Callable]:
+    """Resolve a metric by name (from :data:`METRICS`) or take a callable.
+
+    Args:
+        name_or_callable: a metric name, or ``f(predictions, targets) -> scalar``.
+
+    Returns:
+        ``(name, fn)``; a callable is named by its ``__name__``.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+        TypeError: neither a string nor a callable.
+
+    Examples:
+        >>> get_metric("R2")[0]
+        'r2'
+    """
+    if isinstance(name_or_callable, str):
+        name = name_or_callable.lower()
+        if name not in METRICS:
+            raise ValueError(
+                f"Unknown metric {name_or_callable!r} in `metrics`; valid names are "
+                f"{sorted(METRICS)} (or pass a callable)."
+            )
+        return name, METRICS[name]
+    if callable(name_or_callable):
+        return getattr(name_or_callable, "__name__", "metric"), name_or_callable
+    raise TypeError(
+        f"`metrics` entries must be names or callables; got {type(name_or_callable).__name__}."
+    )
+
+
+def _resolve_metrics(metrics: Sequence[str | Callable]) -> dict[str, Callable]:
+    if isinstance(metrics, str) or callable(metrics):
+        metrics = (metrics,)
+    out: dict[str, Callable] = {}
+    for m in metrics:
+        name, fn = get_metric(m)
+        if name in out:
+            raise ValueError(f"`metrics` contains {name!r} twice.")
+        out[name] = fn
+    return out
+
+
+def _resolve_loss(loss: str | Callable) -> Callable:
+    if isinstance(loss, str) and loss.lower() not in LOSSES:
+        raise ValueError(f"Unknown `loss` {loss!r}; valid names are {sorted(LOSSES)}.")
+    if not isinstance(loss, str) and not callable(loss):
+        raise TypeError(f"`loss` must be a name or a callable; got {type(loss).__name__}.")
+    return get_loss(loss)
+
+
+# --------------------------------------------------------------------------------------
+# History and early stopping
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class History:
+    """What happened during :func:`fit`, epoch by epoch (epochs are numbered from 1).
+
+    Attributes:
+        train_loss: per epoch, the mean of the minibatch losses during the epoch (without
+            the regularizer), as Keras reports it.
+        val_loss: per epoch, the loss on ``validation_data`` after the epoch (empty without
+            validation data).
+        metrics: per metric name, a list per epoch: ``"mae"`` on the training data and
+            ``"val_mae"`` on the validation data (both evaluated after the epoch, in
+            evaluation mode); ``"penalty"`` holds the regularizer's value when one is used.
+        epoch_time: wall-clock seconds per epoch (compilation excluded).
+        compile_time: seconds spent compiling the epoch function before the first epoch.
+        monitor: the quantity that defines ``best_epoch`` (``"val_loss"`` if there was
+            validation data, else ``"loss"``, or the early-stopping monitor).
+        best_epoch: the epoch (1-based) with the best ``monitor`` value.
+        params_epoch: the epoch (1-based) whose parameters :func:`fit` returned:
+            ``best_epoch`` when early stopping restored the best parameters, else the last.
+        stop_reason: ``"completed"`` (all epochs ran) or ``"early_stopping"``.
+    """
+
+    train_loss: list[float] = dataclasses.field(default_factory=list)
+    val_loss: list[float] = dataclasses.field(default_factory=list)
+    metrics: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    epoch_time: list[float] = dataclasses.field(default_factory=list)
+    compile_time: float = 0.0
+    monitor: str = "loss"
+    best_epoch: int | None = None
+    params_epoch: int | None = None
+    stop_reason: str = "not started"
+
+    @property
+    def epochs(self) -> list[int]:
+        """Epoch numbers ``[1, 2, ..., len(train_loss)]``."""
+        return list(range(1, len(self.train_loss) + 1))
+
+    def __len__(self) -> int:
+        return len(self.train_loss)
+
+    def __getitem__(self, name: str) -> list[float]:
+        """``history["loss"]`` / ``["val_loss"]`` / ``["mae"]`` / ``["val_mae"]``..."""
+        if name in ("loss", "train_loss"):
+            return self.train_loss
+        if name == "val_loss":
+            return self.val_loss
+        return self.metrics[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (plain lists, floats, ints and strings)."""
+        return {
+            "train_loss": [float(v) for v in self.train_loss],
+            "val_loss": [float(v) for v in self.val_loss],
+            "metrics": {k: [float(v) for v in vs] for k, vs in self.metrics.items()},
+            "epoch_time": [float(v) for v in self.epoch_time],
+            "compile_time": float(self.compile_time),
+            "monitor": self.monitor,
+            "best_epoch": self.best_epoch,
+            "params_epoch": self.params_epoch,
+            "stop_reason": self.stop_reason,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> History:
+        """Rebuild a :class:`History` from :meth:`to_dict`'s output."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in fields})
+
+
+class EarlyStopping(flax.struct.PyTreeNode):
+    """Early-stopping rule as an immutable PyTree (after ``flax.training.early_stopping``).
+
+    After each epoch, :meth:`update` compares the monitored value with the best so far. It
+    counts as an improvement when it beats the best by more than ``min_delta``
+    (``value < best - min_delta`` for losses, ``value > best + min_delta`` for accuracy and
+    R^2). After ``patience`` epochs in a row without improvement, ``should_stop`` is set.
+
+    Unlike Keras (keras-team/keras#12511), :func:`fit` restores the best epoch's parameters
+    whenever ``restore_best`` is true, whether or not the rule fired before the last epoch.
+
+    Attributes:
+        monitor: ``"val_loss"``, ``"loss"``, a metric name (``"mae"``) or its validation
+            version (``"val_mae"``).
+        patience: epochs without improvement to wait before stopping (``0`` stops at the
+            first epoch that does not improve).
+        min_delta: the smallest change that counts as an improvement, ``>= 0``.
+        restore_best: return the best epoch's parameters instead of the last ones.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (``"max"`` for accuracy and r2).
+        best_value: best monitored value so far (``None`` before the first update).
+        best_epoch: the epoch of ``best_value``.
+        wait: epochs since the last improvement.
+        should_stop: whether the patience is exhausted.
+        has_improved: whether the last update improved.
+
+    Examples:
+        >>> es = EarlyStopping(patience=1)
+        >>> for epoch, v in enumerate([3.0, 2.0, 2.5, 2.4], start=1):
+        ...     es = es.update(v, epoch)
+        >>> es.should_stop, es.best_epoch, es.best_value
+        (True, 2, 2.0)
+    """
+
+    monitor: str = flax.struct.field(pytree_node=False, default="val_loss")
+    patience: int = flax.struct.field(pytree_node=False, default=10)
+    min_delta: float = flax.struct.field(pytree_node=False, default=0.0)
+    restore_best: bool = flax.struct.field(pytree_node=False, default=True)
+    mode: str = flax.struct.field(pytree_node=False, default="auto")
+    best_value: float | None = None
+    best_epoch: int = 0
+    wait: int = 0
+    should_stop: bool = False
+    has_improved: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.monitor, str):
+            raise TypeError(f"`monitor` must be a string; got {type(self.monitor).__name__}.")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, (int, np.integer)):
+            raise TypeError(f"`patience` must be an int; got {type(self.patience).__name__}.")
+        if self.patience < 0:
+            raise ValueError(f"`patience` must be >= 0; got {self.patience}.")
+        if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
+            raise ValueError(f"`min_delta` must be finite and >= 0; got {self.min_delta}.")
+        if self.mode not in ("min", "max", "auto"):
+            raise ValueError(f"`mode` must be 'min', 'max' or 'auto'; got {self.mode!r}.")
+
+    @property
+    def maximize(self) -> bool:
+        """Whether larger monitored values are better."""
+        if self.mode == "auto":
+            base = self.monitor.removeprefix("val_")
+            return base in _HIGHER_IS_BETTER
+        return self.mode == "max"
+
+    def reset(self) -> EarlyStopping:
+        """The same rule with its state cleared."""
+        return self.replace(best_value=None, best_epoch=0, wait=0, should_stop=False,
+                            has_improved=False)
+
+    def update(self, value: float, epoch: int) -> EarlyStopping:
+        """Record the monitored ``value`` of ``epoch``; returns the new state."""
+        value = float(value)
+        if self.best_value is None:
+            improved = not math.isnan(value)
+        elif self.maximize:
+            improved = value > self.best_value + self.min_delta
+        else:
+            improved = value < self.best_value - self.min_delta
+        if improved:
+            return self.replace(best_value=value, best_epoch=int(epoch), wait=0,
+                                has_improved=True)
+        wait = self.wait + 1
+        return self.replace(wait=wait, should_stop=self.should_stop or wait >= self.patience,
+                            has_improved=False)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; ``epoch`` and ``history`` say when."""
+
+    def __init__(self, message: str, epoch: int, history: History):
+        super().__init__(message)
+        self.epoch = epoch
+        self.history = history
+
+
+# --------------------------------------------------------------------------------------
+# Model adapters and input checks
+# --------------------------------------------------------------------------------------
+
+
+class _Apply(NamedTuple):
+    train: Callable[[PyTree, jax.Array, jax.Array], jax.Array]  # (params, x, key)
+    eval: Callable[[PyTree, jax.Array], jax.Array]  # (params, x)
+
+
+def _has_train_argument(model: nn.Module) -> bool:
+    try:
+        return "train" in inspect.signature(model.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _apply_fns(model: Any) -> _Apply:
+    if isinstance(model, nn.Module):
+        if _has_train_argument(model):
+            return _Apply(
+                train=lambda p, x, k: model.apply(p, x, train=True, rngs={"dropout": k}),
+                eval=lambda p, x: model.apply(p, x, train=False),
+            )
+        return _Apply(train=lambda p, x, k: model.apply(p, x), eval=model.apply)
+    if callable(model):
+        return _Apply(train=lambda p, x, k: model(p, x), eval=model)
+    raise TypeError(
+        "`model` must be a Flax Linen module or a function apply(params, x); "
+        f"got {type(model).__name__}."
+    )
+
+
+def _as_array(a: ArrayLike, name: str) -> jax.Array:
+    try:
+        a = jnp.asarray(a)
+    except TypeError as err:
+        raise TypeError(f"`{name}` must be an array; got {type(a).__name__}.") from err
+    if a.ndim == 0:
+        raise ValueError(f"`{name}` must have a leading sample axis; got a scalar.")
+    if a.shape[0] == 0:
+        raise ValueError(f"`{name}` must be non-empty; got shape {a.shape}.")
+    if jnp.issubdtype(a.dtype, jnp.inexact) and not np.isfinite(np.asarray(a)).all():
+        raise ValueError(f"`{name}` contains NaN or infinite values.")
+    return a
+
+
+def _check_xy(x: ArrayLike, y: ArrayLike, xname: str = "x", yname: str = "y"):
+    x, y = _as_array(x, xname), _as_array(y, yname)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"`{xname}` and `{yname}` must have the same number of samples; "
+            f"got {x.shape[0]} and {y.shape[0]}."
+        )
+    return x, y
+
+
+def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int; got {type(value).__name__}.")
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ValueError(f"`{name}` must be {bounds}; got {value}.")
+    return int(value)
+
+
+def _first(a: jax.Array) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype)
+
+
+def _check_shapes(apply: _Apply, loss_fn, metric_fns, regularizer, params, x, y):
+    """Trace model, loss, metrics and regularizer on abstract values; no FLOPs run."""
+    try:
+        pred = jax.eval_shape(apply.eval, params, x)
+    except Exception as err:  # the model's own error, re-raised naming the arguments
+        raise ValueError(
+            f"`model` could not be applied to `params` and `x` of shape {x.shape}: {err}"
+        ) from err
+    for what, fn in [("loss", loss_fn), *(("metric " + k, f) for k, f in metric_fns.items())]:
+        try:
+            out = jax.eval_shape(fn, pred, y)
+        except Exception as err:
+            raise ValueError(
+                f"The {what} rejected `y` of shape {y.shape} against the model's output of "
+                f"shape {pred.shape} (e.g. reshape `y` to {pred.shape}): {err}"
+            ) from err
+        if out.shape != ():
+            raise ValueError(f"The {what} must return a scalar; got shape {out.shape}.")
+    if regularizer is not None:
+        if not callable(regularizer):
+            raise TypeError(f"`regularizer` must be callable; got {type(regularizer).__name__}.")
+        out = jax.eval_shape(regularizer, params)
+        if out.shape != ():
+            raise ValueError(f"`regularizer` must return a scalar; got shape {out.shape}.")
+
+
+# --------------------------------------------------------------------------------------
+# The jitted epoch
+# --------------------------------------------------------------------------------------
+
+
+def _make_epoch(apply, loss_fn, tx, regularizer, metric_fns, n, batch_size, has_val):
+    n_full, n_rest = divmod(n, batch_size)
+    full_batch = batch_size == n
+
+    def objective(params, xb, yb, key):
+        data_loss = loss_fn(apply.train(params, xb, key), yb)
+        total = data_loss if regularizer is None else data_loss + regularizer(params)
+        return total, data_loss
+
+    grad_fn = jax.value_and_grad(objective, has_aux=True)
+
+    def step(carry, batch):
+        params, opt_state = carry
+        (total, data_loss), grads = grad_fn(params, *batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), (total, data_loss)
+
+    def epoch(params, opt_state, x, y, x_val, y_val, key, epoch_index):
+        epoch_key = jr.fold_in(key, epoch_index)
+        perm_key, dropout_key = jr.split(epoch_key)
+        if full_batch:
+            (params, opt_state), (total, data_loss) = step((params, opt_state),
+                                                          (x, y, dropout_key))
+        else:
+            full, rest = batch_indices(perm_key, n, batch_size)
+            keys = jr.split(dropout_key, n_full + 1)
+            # Gather the whole epoch once, then scan over the (n_full, batch_size, ...) stack.
+            batches = (jnp.take(x, full, axis=0), jnp.take(y, full, axis=0), keys[:n_full])
+            (params, opt_state), (totals, data_losses) = jax.lax.scan(
+                step, (params, opt_state), batches
+            )
+            total = jnp.sum(totals) * batch_size
+            data_loss = jnp.sum(data_losses) * batch_size
+            if n_rest:  # the last, smaller batch (a static shape, outside the scan)
+                rest_batch = (jnp.take(x, rest, axis=0), jnp.take(y, rest, axis=0), keys[-1])
+                (params, opt_state), (t, d) = step((params, opt_state), rest_batch)
+                total, data_loss = total + t * n_rest, data_loss + d * n_rest
+            total, data_loss = total / n, data_loss / n
+        logs = {"objective": total, "loss": data_loss}
+        if metric_fns:
+            pred = apply.eval(params, x)
+            logs.update({k: f(pred, y) for k, f in metric_fns.items()})
+        if regularizer is not None:
+            logs["penalty"] = regularizer(params)
+        if has_val:
+            pred_val = apply.eval(params, x_val)
+            logs["val_loss"] = loss_fn(pred_val, y_val)
+            logs.update({"val_" + k: f(pred_val, y_val) for k, f in metric_fns.items()})
+        return params, opt_state, logs
+
+    return epoch
+
+
+def _progress_postfix(logs: Mapping[str, float]) -> dict[str, str]:
+    keys = ["loss", "val_loss"] + [k for k in logs if k not in ("loss", "val_loss", "objective")]
+    return {k: f"{logs[k]:.4g}" for k in keys if k in logs}
+
+
+# --------------------------------------------------------------------------------------
+# fit
+# --------------------------------------------------------------------------------------
+
+
+def fit(
+    model: nn.Module | Callable[[PyTree, jax.Array], jax.Array],
+    params: PyTree,
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    loss: str | Callable = "mse",
+    optimizer: str | optax.GradientTransformation | Callable = "adam",
+    learning_rate: float | optax.Schedule = 1e-3,
+    epochs: int = 100,
+    batch_size: int | None = None,
+    validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+    early_stopping: EarlyStopping | None = None,
+    metrics: Sequence[str | Callable] = (),
+    key: jax.Array | None = None,
+    verbose: int = 1,
+    regularizer: Callable[[PyTree], jax.Array] | None = None,
+) -> tuple[PyTree, History]:
+    r"""Train ``params`` of ``model`` on ``(x, y)`` with a loss and an optax optimizer.
+
+    Each epoch takes a fresh permutation of the samples (key
+    ``jax.random.fold_in(key, epoch)``), cuts it into minibatches of ``batch_size`` (the
+    last one smaller when ``batch_size`` does not divide ``n``) and takes one optimizer
+    step per minibatch on
+
+    .. math::
+
+        L(\theta) = \frac{1}{|B|} \sum_{i \in B} \ell\big(f_\theta(x_i), y_i\big)
+            + R(\theta)
+
+    with :math:`R` the optional ``regularizer``. ``batch_size=None`` (or ``n``) is
+    full-batch gradient descent (one step per epoch), ``batch_size=1`` is stochastic
+    gradient descent. The epoch -- the ``lax.scan`` over minibatches, then the
+    evaluation of metrics and validation loss -- is compiled once, before the first
+    epoch (``history.compile_time``); the host syncs once per epoch.
+
+    If the model's ``__call__`` has a ``train`` argument (e.g. :class:`epinn.MLP` with
+    dropout), training calls it with ``train=True`` and ``rngs={"dropout": k}`` (a fresh
+    ``k`` per step) and evaluation with ``train=False``.
+
+    Args:
+        model: a Flax Linen module, or a function ``apply(params, x) -> predictions``.
+        params: the initial parameters, e.g. ``model.init(key, x[:1])``.
+        x: inputs, samples along axis 0.
+        y: targets, samples along axis 0, shaped like the model's output (or integer
+            labels, for categorical cross-entropy).
+        loss: a name from :data:`epinn.LOSSES` (``"mse"``, ``"mae"``,
+            ``"binary_cross_entropy"``, ``"categorical_cross_entropy"``,
+            ``"gaussian_nll"``, ...) or a callable ``loss(predictions, targets) -> scalar``.
+        optimizer: a name, an ``optax.GradientTransformation`` or an optax factory; see
+            :func:`get_optimizer`.
+        learning_rate: a positive float or an optax schedule (ignored when ``optimizer`` is
+            already a transformation).
+        epochs: the maximum number of passes over the data, ``>= 1``.
+        batch_size: ``None`` for full batch, else ``1 <= batch_size <= n``.
+        validation_data: ``(x_val, y_val)``, evaluated after every epoch.
+        early_stopping: an :class:`EarlyStopping` rule; its ``monitor`` must be recorded
+            (``"val_..."`` needs ``validation_data``, a metric name needs ``metrics``).
+        metrics: names from :data:`METRICS` or callables, recorded on the training data
+            and, with validation data, as ``"val_<name>"``.
+        key: a ``jax.random`` key, required for shuffled minibatches and dropout.
+        verbose: ``1`` shows a tqdm progress bar over epochs, ``0`` is silent.
+        regularizer: a function ``params -> scalar`` added to the loss, e.g.
+            ``lambda p: epinn.l1_penalty(p, 1e-4)``.
+
+    Returns:
+        ``(params, history)``: the trained parameters (the best epoch's when early stopping
+        restores them) and a :class:`History`.
+
+    Raises:
+        ValueError: empty or non-finite data, ``x``/``y`` length mismatch, ``y`` not
+            matching the model output, ``batch_size`` outside ``[1, n]``, ``epochs < 1``,
+            unknown loss/optimizer/metric names, an unavailable ``early_stopping.monitor``,
+            or a missing ``key``.
+        TypeError: arguments of the wrong type.
+        NonFiniteLossError: (a ``FloatingPointError``) the training loss became NaN or
+            infinite; the message names the epoch.
+
+    Examples:
+        >>> import jax.numpy as jnp, jax.random as jr
+        >>> from epinn import MLP
+        >>> x = jnp.linspace(-1, 1, 32)[:, None]
+        >>> model = MLP((16, 1), activation="tanh")
+        >>> params = model.init(jr.PRNGKey(0), x)
+        >>> params, history = fit(model, params, x, x**2, learning_rate=1e-2, epochs=200,
+        ...                       verbose=0)
+        >>> history.train_loss[-1] < 0.1 * history.train_loss[0]
+        True
+    """
+    # ---- plain-Python checks, before anything is traced
+    apply = _apply_fns(model)
+    x, y = _check_xy(x, y)
+    n = x.shape[0]
+    epochs = _check_int(epochs, "epochs", 1)
+    if batch_size is None:
+        batch_size = n
+    batch_size = _check_int(batch_size, "batch_size", 1, n)
+    loss_fn = _resolve_loss(loss)
+    metric_fns = _resolve_metrics(metrics)
+    tx = get_optimizer(optimizer, learning_rate)
+    _check_shapes(apply, loss_fn, metric_fns, regularizer, params, _first(x), _first(y))
+    has_val = validation_data is not None
+    if has_val:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("`validation_data` must be a pair (x_val, y_val).")
+        x_val, y_val = _check_xy(*validation_data, xname="validation_data[0]",
+                                 yname="validation_data[1]")
+        if x_val.shape[1:] != x.shape[1:] or y_val.shape[1:] != y.shape[1:]:
+            raise ValueError(
+                f"`validation_data` must have the per-sample shapes of x {x.shape[1:]} and "
+                f"y {y.shape[1:]}; got {x_val.shape[1:]} and {y_val.shape[1:]}."
+            )
+    else:
+        x_val = y_val = None
+    available = ["loss", *metric_fns]
+    available += ["val_loss", *("val_" + k for k in metric_fns)] if has_val else []
+    if early_stopping is not None:
+        if not isinstance(early_stopping, EarlyStopping):
+            raise TypeError(
+                "`early_stopping` must be an EarlyStopping; "
+                f"got {type(early_stopping).__name__}."
+            )
+        if early_stopping.monitor not in available:
+            raise ValueError(
+                f"`early_stopping` monitors {early_stopping.monitor!r}, which this fit does "
+                f"not record; available: {available}."
+            )
+        early_stopping = early_stopping.reset()
+    needs_key = batch_size < n or getattr(model, "dropout_rate", 0.0) > 0
+    if key is None:
+        if needs_key:
+            raise ValueError(
+                "`key` is required for shuffled minibatches and dropout; pass a jax.random key."
+            )
+        key = jr.PRNGKey(0)  # traced but not used for anything random
+
+    # ---- compile the epoch once
+    opt_state = jax.jit(tx.init)(params)  # one compilation, not one per leaf shape
+    epoch_fn = _make_epoch(apply, loss_fn, tx, regularizer, metric_fns, n, batch_size, has_val)
+    args = (params, opt_state, x, y, x_val, y_val, key, np.int32(0))
+    t0 = time.perf_counter()
+    compiled = jax.jit(epoch_fn).lower(*args).compile()
+    history = History(compile_time=time.perf_counter() - t0)
+    monitor = early_stopping.monitor if early_stopping is not None else (
+        "val_loss" if has_val else "loss")
+    history.monitor = monitor
+    tracker = early_stopping if early_stopping is not None else EarlyStopping(monitor=monitor)
+    best_params = params
+
+    # ---- the epochs: one compiled call and one host sync each
+    with tqdm(total=epochs, disable=not verbose, unit="epoch", desc="fit") as bar:
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            params, opt_state, logs = compiled(params, opt_state, x, y, x_val, y_val, key,
+                                               np.int32(epoch - 1))
+            logs = {k: float(v) for k, v in jax.device_get(logs).items()}
+            history.epoch_time.append(time.perf_counter() - t0)
+            if not (math.isfinite(logs["objective"]) and math.isfinite(logs["loss"])):
+                history.stop_reason = "non-finite loss"
+                raise NonFiniteLossError(
+                    f"The training loss became {logs['objective']} at epoch {epoch} of "
+                    f"{epochs}; try a smaller learning rate, check the data or the loss "
+                    "(the error's `history` holds the epochs before).",
+                    epoch=epoch,
+                    history=history,
+                )
+            history.train_loss.append(logs["loss"])
+            if has_val:
+                history.val_loss.append(logs["val_loss"])
+            for k, v in logs.items():
+                if k not in ("objective", "loss", "val_loss"):
+                    history.metrics.setdefault(k, []).append(v)
+            tracker = tracker.update(logs[monitor], epoch)
+            if tracker.has_improved:
+                best_params = params
+            bar.update(1)
+            bar.set_postfix(_progress_postfix(logs), refresh=False)
+            if early_stopping is not None and tracker.should_stop:
+                history.stop_reason = "early_stopping"
+                break
+        else:
+            history.stop_reason = "completed"
+
+    history.best_epoch = tracker.best_epoch if tracker.best_value is not None else None
+    if early_stopping is not None and early_stopping.restore_best and history.best_epoch:
+        params, history.params_epoch = best_params, history.best_epoch
+    else:
+        history.params_epoch = len(history)
+    return params, history
+
+
+# --------------------------------------------------------------------------------------
+# predict / evaluate
+# --------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _predict_jit(apply_eval, params, x, batch_size):
+    if batch_size is None:
+        return apply_eval(params, x)
+    n = x.shape[0]
+    n_batches = -(-n // batch_size)
+    pad = n_batches * batch_size - n
+    xp = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x
+    xb = xp.reshape(n_batches, batch_size, *x.shape[1:])
+    out = jax.lax.map(lambda b: apply_eval(params, b), xb)
+    return out.reshape(n_batches * batch_size, *out.shape[2:])[:n]
+
+
+@functools.lru_cache(maxsize=64)
+def _eval_fn(model: nn.Module) -> Callable:
+    return _apply_fns(model).eval
+
+
+def predict(
+    model: nn.Module | Callable, params: PyTree, x: ArrayLike, batch_size: int | None = None
+) -> jax.Array:
+    """Model outputs for ``x`` in evaluation mode (``train=False``), jit-compiled.
+
+    Args:
+        model: a Flax Linen module or a function ``apply(params, x)``.
+        params: the parameters.
+        x: inputs, samples along axis 0.
+        batch_size: evaluate in chunks of this many samples (bounded memory), or all at
+            once with ``None``.
+
+    Returns:
+        The predictions, samples along axis 0.
+
+    Raises:
+        ValueError: empty or non-finite ``x``, or ``batch_size < 1``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> f = lambda p, x: p * x
+        >>> predict(f, 2.0, jnp.arange(5.0), batch_size=2).tolist()
+        [0.0, 2.0, 4.0, 6.0, 8.0]
+    """
+    x = _as_array(x, "x")
+    if batch_size is not None:
+        batch_size = _check_int(batch_size, "batch_size", 1)
+        batch_size = min(batch_size, x.shape[0])
+    try:
+        apply_eval = _eval_fn(model)
+    except TypeError:  # an unhashable callable: no cache
+        apply_eval = _apply_fns(model).eval
+    return _predict_jit(apply_eval, params, x, batch_size)
+
+
+def evaluate(
+    model: nn.Module | Callable,
+    params: PyTree,
+    x: ArrayLike,
+    y: ArrayLike,
+    metrics: Sequence[str | Callable] = ("mse",),
+    batch_size: int | None = None,
+) -> dict[str, float]:
+    """Metrics of the model's predictions on ``(x, y)``.
+
+    Args:
+        model: a Flax Linen module or a function ``apply(params, x)``.
+        params: the parameters.
+        x: inputs.
+        y: targets.
+        metrics: names from :data:`METRICS` (``"mse"``, ``"mae"``, ``"rmse"``, ``"r2"``,
+            ``"accuracy"``, ``"binary_cross_entropy"``, ``"categorical_cross_entropy"``)
+            or callables ``f(predictions, targets)``.
+        batch_size: forwarded to :func:`predict`.
+
+    Returns:
+        ``{name: value}`` as Python floats.
+
+    Raises:
+        ValueError: mismatched or bad data, unknown metric names.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> f = lambda p, x: p * x
+        >>> evaluate(f, 2.0, jnp.arange(3.0), jnp.array([0.0, 2.0, 5.0]), ("mse", "mae"))
+        {'mse': 0.3333333432674408, 'mae': 0.3333333432674408}
+    """
+    x, y = _check_xy(x, y)
+    metric_fns = _resolve_metrics(metrics)
+    if not metric_fns:
+        raise ValueError("`metrics` must name at least one metric.")
+    pred = predict(model, params, x, batch_size=batch_size)
+    out = {}
+    for name, fn in metric_fns.items():
+        try:
+            out[name] = float(fn(pred, y))
+        except (ValueError, TypeError) as err:
+            raise ValueError(
+                f"Metric {name!r} rejected `y` of shape {y.shape} against predictions of "
+                f"shape {pred.shape}: {err}"
+            ) from err
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------
+
+_FORMAT = "epinn-checkpoint"
+_FORMAT_VERSION = 1
+
+
+class Checkpoint(NamedTuple):
+    """What :func:`load_checkpoint` returns."""
+
+    params: PyTree
+    opt_state: PyTree | None
+    history: History | None
+    config: Any
+    metadata: dict[str, Any]
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    params: PyTree,
+    opt_state: PyTree | None = None,
+    history: History | None = None,
+    config: Any = None,
+) -> Path:
+    """Save parameters (and optimizer state) with msgpack, plus a JSON sidecar.
+
+    The arrays go to ``path`` through :func:`flax.serialization.to_bytes` (msgpack: exact
+    bytes, dtypes and shapes; no pickle). ``path + ".json"`` holds the ``config``, the
+    ``history``, the library versions and a description of the saved tree. Both files are
+    written atomically (a temporary file in the same folder, then ``os.replace``), so a
+    crash never leaves a half-written checkpoint.
+
+    Args:
+        path: the checkpoint file, e.g. ``"results/model.msgpack"``; its folder must exist.
+        params: the parameter PyTree.
+        opt_state: the optax state, to resume training.
+        history: a :class:`History` (or its ``to_dict()``).
+        config: anything JSON-serialisable describing the run (model sizes, seeds...).
+
+    Returns:
+        The checkpoint path.
+
+    Raises:
+        TypeError: ``config`` or ``history`` is not JSON-serialisable.
+        ValueError: the folder of ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"`path`: folder {str(path.parent)!r} does not exist.")
+    hist = history.to_dict() if isinstance(history, History) else history
+    meta = {
+        "format": _FORMAT,
+        "format_version": _FORMAT_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "versions": {
+            "epinn": _epinn_version(),
+            "jax": jax.__version__,
+            "flax": flax.__version__,
+            "optax": optax.__version__,
+        },
+        "has_opt_state": opt_state is not None,
+        "params_structure": str(jax.tree_util.tree_structure(params)),
+        "config": config,
+        "history": hist,
+    }
+    try:
+        text = json.dumps(meta, indent=2)
+    except TypeError as err:
+        raise TypeError(f"`config` and `history` must be JSON-serialisable: {err}") from err
+    payload = {"params": params}
+    if opt_state is not None:
+        payload["opt_state"] = opt_state
+    _atomic_write(path, flax.serialization.to_bytes(payload))
+    _atomic_write(_sidecar(path), text.encode())
+    return path
+
+
+def _epinn_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _restore(template: PyTree, state: Any, name: str) -> PyTree:
+    try:
+        restored = flax.serialization.from_state_dict(template, state)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"The checkpoint's {name} do not match the structure of `{name}` "
+                         f"template: {err}") from err
+    if jax.tree_util.tree_structure(restored) != jax.tree_util.tree_structure(template):
+        raise ValueError(f"The checkpoint's {name} do not match the template's structure.")
+    # flax does not compare shapes or dtypes; do it leaf by leaf.
+    flat_t = jax.tree_util.tree_leaves_with_path(template)
+    flat_r = jax.tree_util.tree_leaves(restored)
+    for (p, t), r in zip(flat_t, flat_r):
+        ts, rs = np.shape(t), np.shape(r)
+        td, rd = np.asarray(t).dtype, np.asarray(r).dtype
+        if ts != rs or td != rd:
+            raise ValueError(
+                f"The checkpoint's {name} at {jax.tree_util.keystr(p)} has shape {rs} dtype "
+                f"{rd}, the template shape {ts} dtype {td}."
+            )
+    return jax.tree_util.tree_map(jnp.asarray, restored)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, template: PyTree, opt_state_template: PyTree | None = None
+) -> Checkpoint:
+    """Load a checkpoint written by :func:`save_checkpoint` into a template's structure.
+
+    Args:
+        path: the checkpoint file.
+        template: a PyTree with the structure, shapes and dtypes of the saved parameters
+            (e.g. ``model.init(key, x)``); its values are not used.
+        opt_state_template: the same for the optimizer state (e.g. ``tx.init(template)``),
+            to restore it; without it ``opt_state`` is ``None``.
+
+    Returns:
+        A :class:`Checkpoint` ``(params, opt_state, history, config, metadata)``.
+
+    Raises:
+        FileNotFoundError: no checkpoint at ``path``.
+        ValueError: the saved tree differs from the template (keys, structure, shapes or
+            dtypes), or there is no optimizer state to restore.
+
+    Examples:
+        >>> import tempfile, os, jax.numpy as jnp
+        >>> p = {"w": jnp.arange(3.0)}
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = save_checkpoint(os.path.join(d, "m.msgpack"), p, config={"lr": 0.1})
+        ...     ck = load_checkpoint(os.path.join(d, "m.msgpack"), p)
+        >>> ck.params["w"].tolist(), ck.config
+        ([0.0, 1.0, 2.0], {'lr': 0.1})
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at `path` {str(path)!r}.")
+    state = flax.serialization.msgpack_restore(path.read_bytes())
+    if not isinstance(state, dict) or "params" not in state:
+        raise ValueError(f"`path` {str(path)!r} is not an epinn checkpoint.")
+    sidecar = _sidecar(path)
+    meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    params = _restore(template, state["params"], "params")
+    opt_state = None
+    if opt_state_template is not None:
+        if "opt_state" not in state:
+            raise ValueError("`opt_state_template` given, but the checkpoint has no opt_state.")
+        opt_state = _restore(opt_state_template, state["opt_state"], "opt_state")
+    hist = meta.get("history")
+    return Checkpoint(
+        params=params,
+        opt_state=opt_state,
+        history=History.from_dict(hist) if hist is not None else None,
+        config=meta.get("config"),
+        metadata={k: v for k, v in meta.items() if k not in ("history", "config")},
+    )

@@ -1,0 +1,237 @@
+"""Tests for the ``epinn`` command line (epinn.cli), called through ``main([...])``."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import epinn
+from epinn import cli, datasets
+
+TOY = '''\
+"""Experiment: a toy that records its arguments.
+
+A second paragraph that the listing must not show.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import _toy_helper  # a sibling module, importable as when run as `python toy.py`
+
+
+def main(args_list=None):
+    p = argparse.ArgumentParser(description="toy experiment")
+    p.add_argument("--outdir", default="unused")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--epochs", type=int, default=1)
+    a = p.parse_args(args_list)
+    Path(a.outdir).mkdir(parents=True, exist_ok=True)
+    (Path(a.outdir) / "summary.json").write_text(json.dumps(vars(a)))
+    print("toy done", _toy_helper.VALUE)
+    return a.epochs - 1  # lets a test see the return value become the exit status
+'''
+
+
+@pytest.fixture
+def experiments(tmp_path, monkeypatch):
+    """A fake experiments directory with a toy script, selected via EPINN_EXPERIMENTS."""
+    d = tmp_path / "experiments"
+    d.mkdir()
+    (d / "toy.py").write_text(TOY)
+    (d / "_toy_helper.py").write_text("VALUE = 42\n")
+    (d / "nomain.py").write_text('"""Experiment: has no main."""\nX = 1\n')
+    (d / "nodoc.py").write_text("def main(args_list=None):\n    return None\n")
+    monkeypatch.setenv(cli.ENV_VAR, str(d))
+    return d
+
+
+def _one_error_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("epinn: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["list", "--help"], ["data", "--help"], ["run", "--help"], ["run", "-h"]]
+)
+def test_help_everywhere(argv, capsys):
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: epinn")
+
+
+def test_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert epinn.__version__ in capsys.readouterr().out
+
+
+def test_list(experiments, capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  toy +a toy that records its arguments\.$", out, re.M)
+    assert "second paragraph" not in out
+    assert "_toy_helper" not in out  # private modules are not experiments
+    assert "nodoc" in out and "nomain" in out
+    for name in datasets.list_datasets():
+        assert name in out
+    assert cli.main(["list", "--datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "toy" not in out and "zika_yap" in out
+    assert cli.main(["list", "--experiments"]) == 0
+    out = capsys.readouterr().out
+    assert "toy" in out and "zika_yap" not in out
+
+
+def test_run_forwards_common_and_unknown_args(experiments, tmp_path, capsys):
+    outdir = tmp_path / "out"
+    argv = [
+        "run",
+        "toy",
+        "--outdir",
+        str(outdir),
+        "--seed",
+        "7",
+        "--quick",
+        "--quiet",
+        "--epochs",
+        "1",
+    ]
+    assert cli.main(argv) == 0
+    assert "toy done 42" in capsys.readouterr().out
+    got = json.loads((outdir / "summary.json").read_text())
+    assert got == {"outdir": str(outdir), "seed": 7, "quick": True, "quiet": True, "epochs": 1}
+    # Options after NAME in any order, `--opt=value` form; main's return value is the status.
+    assert cli.main(["run", "toy", "--epochs=3", f"--outdir={outdir}"]) == 2
+    got = json.loads((outdir / "summary.json").read_text())
+    assert got["epochs"] == 3 and got["seed"] == 0 and not got["quick"]
+    # The script ran with its own folder on sys.path and sys.argv set; both are restored.
+    assert str(experiments) not in sys.path
+    assert "_epinn_experiment_toy" not in sys.modules
+
+
+def test_run_name_help_is_the_experiments_help(experiments, capsys):
+    assert cli.main(["run", "toy", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "toy experiment" in out and "--epochs" in out
+
+
+def test_run_bad_experiment_option_fails(experiments, capsys):
+    assert cli.main(["run", "toy", "--no-such-option"]) == 2
+    assert "--no-such-option" in capsys.readouterr().err
+
+
+def test_run_unknown_experiment(experiments, capsys):
+    assert cli.main(["run", "nope"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "'nope'" in line and "toy" in line
+
+
+def test_run_without_main(experiments, capsys):
+    assert cli.main(["run", "nomain"]) == 2
+    assert "main()" in _one_error_line(capsys.readouterr().err)
+
+
+def test_run_main_returning_none_is_success(experiments):
+    assert cli.main(["run", "nodoc"]) == 0
+
+
+def test_run_missing_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(cli.ENV_VAR, str(tmp_path / "missing"))
+    assert cli.main(["run", "toy"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "missing" in line and cli.ENV_VAR in line
+    # `list` still works and says where it looked.
+    assert cli.main(["list"]) == 0
+    assert "none found" in capsys.readouterr().out
+
+
+def test_default_experiments_dir(monkeypatch):
+    monkeypatch.delenv(cli.ENV_VAR, raising=False)
+    expected = Path(epinn.__file__).resolve().parents[1] / "experiments"
+    assert cli._experiments_dir() == expected
+
+
+def test_real_experiments_are_listed(monkeypatch, capsys):
+    """Every script in the repository's experiments/ shows up with its docstring line."""
+    monkeypatch.delenv(cli.ENV_VAR, raising=False)
+    directory = cli._experiments_dir()
+    if not directory.is_dir():
+        pytest.skip("no experiments/ next to the package (not a source checkout)")
+    assert cli.main(["list", "--experiments"]) == 0
+    out = capsys.readouterr().out
+    for path in directory.glob("*.py"):
+        if not path.stem.startswith("_"):
+            assert f"  {path.stem}" in out
+
+
+def test_data_prints_csv(capsys):
+    assert cli.main(["data", "boarding_school"]) == 0
+    out = capsys.readouterr().out
+    assert out == datasets.load_boarding_school().to_csv()
+    assert "date,day,in_bed,convalescent\n1978-01-22,1,3,0" in out
+    assert out.startswith("# Source:")
+
+
+def test_data_csv_export(tmp_path, capsys):
+    path = tmp_path / "zika.csv"
+    assert cli.main(["data", "zika_yap", "--csv", str(path)]) == 0
+    assert str(path) in capsys.readouterr().out
+    assert path.read_text() == datasets.load_zika_yap().to_csv()
+    assert cli.main(["data", "zika_yap", "--csv", str(tmp_path / "no" / "x.csv")]) == 2
+    assert "--csv" in _one_error_line(capsys.readouterr().err)
+
+
+def test_data_info_and_variant(capsys):
+    assert cli.main(["data", "boarding_school", "--variant", "pomp", "--info"]) == 0
+    out = capsys.readouterr().out
+    assert "763" in out and "pomp" in out and "doi:10.1136/bmj.1.6112.587" in out
+    assert cli.main(["data", "boarding_school", "--variant", "epimdr"]) == 0
+    assert "\n1978-01-24,3,28\n" in capsys.readouterr().out
+    assert cli.main(["data", "boarding_school", "--variant", "bad"]) == 2
+    assert "variant" in _one_error_line(capsys.readouterr().err)
+    assert cli.main(["data", "zika_yap", "--variant", "pomp"]) == 2
+    assert "--variant" in _one_error_line(capsys.readouterr().err)
+
+
+def test_data_unknown_name(capsys):
+    assert cli.main(["data", "ebola"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    for name in datasets.list_datasets():
+        assert name in line
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["lst"],
+        ["--bogus", "list"],
+        ["list", "extra"],
+        ["data"],
+        ["run"],
+        ["run", "--seed", "x", "toy"],
+    ],
+)
+def test_bad_arguments_one_line(argv, experiments, capsys):
+    assert cli.main(argv) == 2
+    _one_error_line(capsys.readouterr().err)
+
+
+def test_module_entry_point_exit_status():
+    """`python -m epinn.cli` (what the console script runs) exits with main()'s status."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "epinn.cli", "data", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert _one_error_line(proc.stderr).startswith("epinn: error: unknown data set")

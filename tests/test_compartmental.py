@@ -1,0 +1,615 @@
+"""Tests for epinn.compartmental against independent references.
+
+References: scipy.integrate.solve_ivp on right-hand sides written out again here in numpy,
+closed-form SIR/SEIR facts, conservation laws and central finite differences.
+"""
+
+import math
+
+import diffrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+from scipy.special import lambertw
+
+from epinn.compartmental import (
+    R0,
+    SEIR,
+    SEIRD,
+    SIR,
+    SIRD,
+    SIRS,
+    NetworkRate,
+    SIRVitalDynamics,
+    Trajectory,
+    cumulative_cases,
+    doubling_time,
+    effective_reproduction_number,
+    final_size,
+    growth_rate,
+    incidence,
+    peak,
+    solve,
+    solve_ensemble,
+)
+from tests.helpers import central_difference
+
+N = 1000.0
+TS = np.linspace(0.0, 100.0, 51)
+
+# Parameters and initial states per model, used across the tests.
+CASES = {
+    "SIR": (SIR(), {"beta": 0.5, "gamma": 0.2}, {"S": 990.0, "I": 10.0, "R": 0.0}),
+    "SIRD": (
+        SIRD(),
+        {"beta": 0.5, "gamma": 0.15, "mu": 0.05},
+        {"S": 990.0, "I": 10.0, "R": 0.0, "D": 0.0},
+    ),
+    "SIRS": (
+        SIRS(),
+        {"beta": 0.5, "gamma": 0.2, "omega": 0.02},
+        {"S": 990.0, "I": 10.0, "R": 0.0},
+    ),
+    "SEIR": (
+        SEIR(),
+        {"beta": 0.6, "sigma": 0.3, "gamma": 0.2},
+        {"S": 985.0, "E": 5.0, "I": 10.0, "R": 0.0},
+    ),
+    "SEIRD": (
+        SEIRD(),
+        {"beta": 0.6, "sigma": 0.3, "gamma": 0.15, "mu": 0.05},
+        {"S": 985.0, "E": 5.0, "I": 10.0, "R": 0.0, "D": 0.0},
+    ),
+    "SIRVitalDynamics": (
+        SIRVitalDynamics(),
+        {"beta": 0.5, "gamma": 0.2, "mu": 0.01},
+        {"S": 990.0, "I": 10.0, "R": 0.0},
+    ),
+}
+
+
+def _numpy_rhs(name, p, beta_of_t=None):
+    """Right-hand sides written independently of epinn; last state = cumulative infections."""
+
+    def rhs(t, y):
+        b = p["beta"] if beta_of_t is None else beta_of_t(t)
+        n = p["N"]
+        if name in ("SIR", "SIRD", "SIRS", "SIRVitalDynamics"):
+            S, I, *rest = y[:-1]
+            new = b * S * I / n
+            if name == "SIR":
+                d = [-new, new - p["gamma"] * I, p["gamma"] * I]
+            elif name == "SIRD":
+                d = [-new, new - (p["gamma"] + p["mu"]) * I, p["gamma"] * I, p["mu"] * I]
+            elif name == "SIRS":
+                R = rest[0]
+                d = [-new + p["omega"] * R, new - p["gamma"] * I, p["gamma"] * I - p["omega"] * R]
+            else:
+                R, mu = rest[0], p["mu"]
+                d = [mu * n - new - mu * S, new - (p["gamma"] + mu) * I, p["gamma"] * I - mu * R]
+        else:
+            S, E, I = y[0], y[1], y[2]
+            new = b * S * I / n
+            mu = p.get("mu", 0.0)
+            d = [-new, new - p["sigma"] * E, p["sigma"] * E - (p["gamma"] + mu) * I, p["gamma"] * I]
+            if name == "SEIRD":
+                d.append(mu * I)
+        return np.array([*d, new])
+
+    return rhs
+
+
+def _scipy(name, p, y0, ts, beta_of_t=None):
+    """Reference: DOP853 at rtol 1e-12 (far tighter than the 1e-6 comparisons)."""
+    model = CASES[name][0]
+    y = np.array([y0[c] for c in model.compartments] + [0.0])
+    sol = solve_ivp(
+        _numpy_rhs(name, p, beta_of_t),
+        (ts[0], ts[-1]),
+        y,
+        t_eval=ts,
+        method="DOP853",
+        rtol=1e-12,
+        atol=1e-12 * p["N"],
+    )
+    assert sol.success
+    return sol.y[:-1].T, sol.y[-1]
+
+
+# --------------------------------------------------------------------------------------
+# Against scipy, conservation
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_matches_scipy(name, x64):
+    model, rates, y0 = CASES[name]
+    p = {**rates, "N": N}
+    traj = solve(model, p, y0, TS, **TOL)
+    ref, ref_cum = _scipy(name, p, y0, TS)
+    assert traj.ys.dtype == jnp.float64 and bool(traj.success)
+    # <= 1e-6 relative; the atol (1e-9 N) only matters for entries near zero.
+    np.testing.assert_allclose(traj.ys, ref, rtol=1e-6, atol=1e-9 * N)
+    np.testing.assert_allclose(cumulative_cases(traj), ref_cum, rtol=1e-6, atol=1e-9 * N)
+    np.testing.assert_allclose(incidence(traj), np.diff(ref_cum), rtol=1e-6, atol=1e-9 * N)
+    for i, c in enumerate(model.compartments):
+        np.testing.assert_array_equal(traj[c], traj.ys[:, i])
+    # Conservation: Runge-Kutta methods conserve linear invariants up to roundoff.
+    np.testing.assert_allclose(traj.ys.sum(-1), N, rtol=1e-12)
+    # The model's NamedTuple is accepted wherever a mapping is.
+    again = solve(model, model.Params(**p), y0, TS, **TOL)
+    np.testing.assert_array_equal(again.ys, traj.ys)
+
+
+def test_vector_field_convention(x64):
+    model, rates, y0 = CASES["SEIR"]
+    p = {**rates, "N": N}
+    y = jnp.array([y0[c] for c in model.compartments])
+    got = model.vector_field(0.0, y, p)
+    want = _numpy_rhs("SEIR", p)(0.0, np.append(np.asarray(y), 0.0))
+    np.testing.assert_allclose(got, want[:-1], rtol=1e-12)
+    np.testing.assert_allclose(model.infection_flow(0.0, y, p), want[-1], rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# SIR / SEIR exact facts
+# --------------------------------------------------------------------------------------
+
+
+SIR_P = {"beta": 0.5, "gamma": 0.2, "N": N}
+SIR_Y0 = {"S": 990.0, "I": 10.0, "R": 0.0}
+# One tolerance and a few grid sizes throughout, so compiled solves are reused across tests.
+TOL = {"rtol": 1e-10, "atol": 1e-12}
+
+
+def test_sir_peak(x64):
+    ts = np.linspace(0.0, 100.0, 401)  # h = 0.25
+    traj = solve(SIR(), SIR_P, SIR_Y0, ts, **TOL)
+    r0, s0, i0 = 2.5, 990.0, 10.0
+    i_max = s0 + i0 - (N / r0) * (1 + math.log(r0 * s0 / N))
+    t_peak, size = peak(traj)
+    # The parabolic refinement of the value is O(h^3): within 1e-6 of I_max here.
+    np.testing.assert_allclose(size, i_max, rtol=1e-6)
+    # S crosses N / R0 between the neighbours of the grid maximum ...
+    k = int(jnp.argmax(traj["I"]))
+    assert traj["S"][k - 1] > N / r0 > traj["S"][k + 1]
+    # ... and at the refined peak time S = N / R0. The vertex location is only O(h^2)
+    # (~1e-3 days here) and |dS/dt| ~ 50 / day there, hence 5e-4 relative.
+    ref = solve_ivp(
+        _numpy_rhs("SIR", SIR_P), (0.0, float(t_peak)), [990.0, 10.0, 0.0, 0.0],
+        method="DOP853", rtol=1e-12, atol=1e-9,
+    )
+    np.testing.assert_allclose(ref.y[0, -1], N / r0, rtol=5e-4)
+
+
+def test_sir_invariant_and_final_size(x64):
+    ts = np.linspace(0.0, 400.0, 401)
+    traj = solve(SIR(), SIR_P, SIR_Y0, ts, **TOL)
+    S, I = traj["S"], traj["I"]
+    r0 = 2.5
+    invariant = S + I - (N / r0) * jnp.log(S)
+    np.testing.assert_allclose(invariant, invariant[0], rtol=1e-9)
+    fs = final_size(SIR(), SIR_P, SIR_Y0)
+    s_inf = float(fs.susceptible)
+    # It satisfies the final-size equation ...
+    lhs = math.log(990.0 / s_inf)
+    rhs = (r0 / N) * (N - s_inf - 0.0)
+    assert abs(lhs - rhs) < 1e-12
+    # ... and matches a long simulation (I(400) ~ 1e-20, negligible).
+    np.testing.assert_allclose(s_inf, S[-1], rtol=1e-8)
+    np.testing.assert_allclose(fs.infections, 990.0 - s_inf, rtol=1e-12)
+    np.testing.assert_allclose(fs.attack_rate, (990.0 - s_inf) / N, rtol=1e-12)
+
+
+def test_sir_early_growth(x64):
+    n, i0 = 1e6, 1.0
+    p = {"beta": 0.5, "gamma": 0.2, "N": n}
+    y0 = [n - i0, i0, 0.0]
+    r = float(growth_rate(SIR(), p, y0))
+    np.testing.assert_allclose(r, 0.5 * (n - i0) / n - 0.2, rtol=1e-12)
+    np.testing.assert_allclose(doubling_time(SIR(), p, y0), math.log(2) / r, rtol=1e-12)
+    traj = solve(SIR(), p, y0, np.linspace(0.0, 10.0, 51), **TOL)
+    slope = (math.log(traj["I"][-1]) - math.log(traj["I"][0])) / 10.0
+    # S / N falls by ~I(10)/N ~ 2e-5 over the window, so the slope is r to ~1e-4.
+    np.testing.assert_allclose(slope, r, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["SEIR", "SEIRD"])
+def test_seir_growth_rate(name, x64):
+    model, rates, _ = CASES[name]
+    n = 1e6
+    p = {**rates, "N": n}
+    y0 = {c: 0.0 for c in model.compartments} | {"S": n - 1.0, "I": 1.0}
+    r = float(growth_rate(model, p, y0))
+    gamma_eff = rates["gamma"] + rates.get("mu", 0.0)
+    s = rates["sigma"]
+    # (r + sigma)(r + gamma) = sigma beta S0 / N
+    np.testing.assert_allclose((r + s) * (r + gamma_eff), s * rates["beta"] * (n - 1) / n)
+    assert r > 0
+    traj = solve(model, p, y0, np.linspace(0.0, 50.0, 51), **TOL)
+    # After the transient (the second eigenvalue is ~0.85 below r: e^-13 by t = 15) I
+    # grows at rate r; S / N falls by ~2e-4 by t = 30, hence 1e-3 relative.
+    slope = (math.log(traj["I"][30]) - math.log(traj["I"][15])) / 15.0
+    np.testing.assert_allclose(slope, r, rtol=1e-3)
+
+
+def test_growth_rate_per_model(x64):
+    s0 = 900.0
+    for name, (model, rates, y0) in CASES.items():
+        y = {**y0, "S": s0}
+        r = float(growth_rate(model, {**rates, "N": N}, y))
+        b, g, mu = rates["beta"], rates["gamma"], rates.get("mu", 0.0)
+        if "E" in model.compartments:
+            sg = rates["sigma"]
+            tr, det = -(sg + g + mu), sg * (g + mu) - sg * b * s0 / N
+            want = 0.5 * (tr + math.sqrt(tr**2 - 4 * det))
+        else:
+            want = b * s0 / N - g - mu
+        np.testing.assert_allclose(r, want, rtol=1e-12, err_msg=name)
+
+
+def test_r0_and_effective_reproduction_number(x64):
+    want = {
+        "SIR": 0.5 / 0.2,
+        "SIRD": 0.5 / 0.2,
+        "SIRS": 0.5 / 0.2,
+        "SEIR": 0.6 / 0.2,
+        "SEIRD": 0.6 / 0.2,
+        "SIRVitalDynamics": 0.5 / 0.21,
+    }
+    for name, (model, rates, y0) in CASES.items():
+        p = {**rates, "N": N}
+        np.testing.assert_allclose(R0(model, p), want[name], rtol=1e-12, err_msg=name)
+        traj = solve(model, p, y0, TS, **TOL)
+        np.testing.assert_allclose(
+            effective_reproduction_number(model, p, traj), want[name] * traj["S"] / N, rtol=1e-12
+        )
+
+
+@pytest.mark.parametrize("name", ["SIR", "SIRD", "SEIR", "SEIRD"])
+def test_final_size_matches_long_simulation(name, x64):
+    model, rates, y0 = CASES[name]
+    p = {**rates, "N": N}
+    traj = solve(model, p, y0, np.linspace(0.0, 600.0, 51), **TOL)
+    fs = final_size(model, p, y0)
+    np.testing.assert_allclose(fs.susceptible, traj["S"][-1], rtol=1e-7)
+    np.testing.assert_allclose(fs.infections, cumulative_cases(traj)[-1], rtol=1e-7)
+
+
+def test_final_size_ensemble_and_gradient(x64):
+    betas = np.array([0.1, 0.25, 0.5, 1.0])  # R0 below and above 1
+    p = {"beta": betas, "gamma": 0.2, "N": N}
+    fs = final_size(SIR(), p, SIR_Y0)
+    # Closed form: S_inf = -(N/R0) W0(-(R0 S0/N) exp(-R0 (S0 + I0)/N)) (scipy's Lambert W).
+    r0 = betas / 0.2
+    arg = -(r0 * 990.0 / N) * np.exp(-r0 * 1000.0 / N)
+    want = -(N / r0) * np.real(lambertw(arg, 0))
+    np.testing.assert_allclose(fs.susceptible, want, rtol=1e-10)
+
+    def f(x):
+        return final_size(SIR(), {"beta": x[0], "gamma": x[1], "N": N}, SIR_Y0).susceptible
+
+    x = np.array([0.5, 0.2])
+    np.testing.assert_allclose(jax.grad(f)(jnp.asarray(x)), central_difference(f, x), rtol=1e-6)
+
+
+def test_peak_refinement_and_boundary():
+    ts = jnp.linspace(0.0, 10.0, 41)
+    true_t = 3.3
+    y = jnp.exp(-((ts - true_t) ** 2))[:, None]
+    traj = Trajectory(
+        ts=ts,
+        ys=y,
+        cumulative_infections=jnp.zeros_like(ts),
+        success=jnp.array(True),
+        num_steps=jnp.array(0),
+        compartments=("I",),
+    )
+    t, size = peak(traj)
+    assert abs(float(t) - true_t) < 2e-3 and abs(float(size) - 1.0) < 1e-3  # O(h^3)
+    decreasing = traj.__class__(
+        ts=ts,
+        ys=-ts[:, None],
+        cumulative_infections=jnp.zeros_like(ts),
+        success=jnp.array(True),
+        num_steps=jnp.array(0),
+        compartments=("I",),
+    )
+    t, size = peak(decreasing)
+    assert float(t) == 0.0 and float(size) == 0.0
+
+
+# --------------------------------------------------------------------------------------
+# Differentiation, transformations, ensembles
+# --------------------------------------------------------------------------------------
+
+# A sum of y0 below N lets finite differences perturb y0 upwards without tripping the
+# sum(y0) <= N check.
+GRAD_Y0 = {
+    "SIR": [970.0, 10.0, 10.0],
+    "SIRD": [970.0, 10.0, 5.0, 5.0],
+    "SIRS": [970.0, 10.0, 10.0],
+    "SEIR": [970.0, 5.0, 10.0, 5.0],
+    "SEIRD": [965.0, 5.0, 10.0, 5.0, 5.0],
+    "SIRVitalDynamics": [970.0, 10.0, 10.0],
+}
+# SEIRD, SIRS and SIRVitalDynamics cover every rate name (beta, sigma, gamma, mu, omega) and
+# both kinds of incidence; the other three are the same code paths (run with -m slow).
+_SLOW = pytest.mark.slow
+GRAD_CASES = [
+    "SEIRD",
+    "SIRS",
+    "SIRVitalDynamics",
+    pytest.param("SIR", marks=_SLOW),
+    pytest.param("SIRD", marks=_SLOW),
+    pytest.param("SEIR", marks=_SLOW),
+]
+
+
+@pytest.mark.parametrize("name", GRAD_CASES)
+def test_gradients_match_finite_differences(name, x64):
+    model, rates, _ = CASES[name]
+    names = (*model.rate_names, "N")
+    w = np.linspace(0.5, 1.5, TS.size)  # fixed weights on time and compartment
+    wc = np.arange(1.0, len(model.compartments) + 1.0)
+
+    def loss(x, adjoint=None):
+        k = len(names)
+        p = dict(zip(names, x[:k]))
+        traj = solve(model, p, x[k:], TS, **TOL, adjoint=adjoint)
+        return jnp.sum(traj.ys * w[:, None] * wc) + jnp.sum(incidence(traj))
+
+    x = np.array([*rates.values(), N, *GRAD_Y0[name]])
+    g = jax.grad(loss)(jnp.asarray(x))
+    # Central differences with a relative step of 1e-4 in every coordinate: truncation
+    # ~1e-8 relative; the solver noise (~rtol 1e-10 of the loss) over the step is ~1e-6.
+    fd = central_difference(lambda z: float(loss(jnp.asarray(x * z))), np.ones_like(x), 1e-4)
+    np.testing.assert_allclose(g, fd / x, rtol=1e-5, atol=1e-6 * np.abs(fd / x).max())
+    if name == "SEIRD":  # forward mode (jax.jacfwd needs diffrax.ForwardMode()) agrees too
+        fwd = jax.jacfwd(lambda v: loss(v, diffrax.ForwardMode()))(jnp.asarray(x))
+        np.testing.assert_allclose(fwd, g, rtol=1e-9)
+
+
+def test_vmap_equals_loop_and_jit_equals_eager():
+    betas = jnp.array([0.3, 0.5, 0.9])
+    y0 = jnp.array([0.99, 0.01, 0.0])
+
+    def run(b):
+        p = {"beta": b, "gamma": 0.2, "mu": 0.01, "N": 1.0}
+        return solve(SIRVitalDynamics(), p, y0, TS).ys
+
+    vm = jax.vmap(run)(betas)
+    assert vm.dtype == jnp.float32
+    for i, b in enumerate(betas):
+        # float32: lanes of a vmapped solve take different step sequences than lone solves.
+        np.testing.assert_allclose(vm[i], run(b), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(run)(betas[1]), run(betas[1]), rtol=1e-6, atol=1e-7)
+    # Births = deaths keep the total at N (float32 roundoff).
+    np.testing.assert_allclose(vm.sum(-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["stacked", "vmap"])
+def test_ensemble_equals_looped_solve(method, x64):
+    model, rates, y0 = CASES["SIRS"]
+    M = 7
+    betas = np.linspace(0.2, 1.2, M)[::-1]
+    ns = np.linspace(500.0, 2000.0, M)
+    y0s = np.stack([ns - 10.0, np.full(M, 10.0), np.zeros(M)], axis=1)
+    p = {**rates, "beta": betas, "N": ns}
+    # chunk_size 3 -> 3 chunks of 3 with 2 padded members; members sorted by growth rate.
+    traj = solve_ensemble(
+        model, p, y0s, TS, method=method, chunk_size=3, **TOL
+    )
+    assert traj.ys.shape == (M, TS.size, 3) and traj.success.shape == (M,)
+    assert bool(traj.success.all())
+    for m in range(M):
+        one = solve(model, {**p, "beta": betas[m], "N": ns[m]}, y0s[m], TS, **TOL)
+        # Different step sequences; both are within ~1e-9 of the exact solution.
+        np.testing.assert_allclose(traj.ys[m], one.ys, rtol=1e-7, atol=1e-7)
+        np.testing.assert_allclose(
+            traj.cumulative_infections[m], one.cumulative_infections, rtol=1e-7, atol=1e-7
+        )
+    rt = effective_reproduction_number(model, p, traj)
+    np.testing.assert_allclose(rt, (betas / 0.2)[:, None] * traj["S"] / ns[:, None])
+    t_peak, size = peak(traj)
+    assert t_peak.shape == (M,)
+    for m in range(M):
+        member = Trajectory(traj.ts, traj.ys[m], traj.cumulative_infections[m],
+                            traj.success[m], traj.num_steps[m], traj.compartments)
+        np.testing.assert_allclose([t_peak[m], size[m]], peak(member), rtol=1e-12)
+
+
+def test_ensemble_broadcasting_and_gradient():
+    # Only y0 carries the ensemble axis (as a mapping of arrays).
+    i0 = jnp.array([1.0, 5.0, 20.0])
+    y0 = {"S": N - i0, "I": i0, "R": jnp.zeros(3)}
+    traj = solve_ensemble(SIR(), SIR_P, y0, TS)
+    assert traj.ys.shape == (3, TS.size, 3)
+    np.testing.assert_allclose(traj["I"][:, 0], i0)
+
+    def loss(beta):
+        p = {"beta": beta, "gamma": 0.2, "N": N}
+        return solve_ensemble(SIR(), p, SIR_Y0, TS, chunk_size=2).ys[..., 1].sum()
+
+    g = jax.grad(loss)(jnp.array([0.3, 0.5, 0.7]))
+    assert g.shape == (3,) and bool(jnp.all(g > 0))  # more transmission, more infected
+
+
+# --------------------------------------------------------------------------------------
+# Time-varying rates
+# --------------------------------------------------------------------------------------
+
+
+def _beta_np(t):
+    return 0.5 * (1.0 + 0.5 * np.sin(2 * np.pi * t / 30.0))
+
+
+def _beta_jnp(t):  # one function object, so compiled solves are shared between tests
+    return 0.5 * (1.0 + 0.5 * jnp.sin(2 * jnp.pi * t / 30.0))
+
+
+def test_time_varying_function_and_interpolation(x64):
+    p_np = {"beta": None, "gamma": 0.2, "N": N}
+    ref, _ = _scipy("SIR", p_np, SIR_Y0, TS, beta_of_t=_beta_np)
+    traj = solve(SIR(), {**p_np, "beta": _beta_jnp}, SIR_Y0, TS, **TOL)
+    np.testing.assert_allclose(traj.ys, ref, rtol=1e-6, atol=1e-9 * N)
+
+    knots = np.linspace(0.0, 100.0, 11)
+    values = 0.3 + 0.04 * knots * np.exp(-knots / 40.0)
+    interp = diffrax.LinearInterpolation(ts=jnp.asarray(knots), ys=jnp.asarray(values))
+    ref, _ = _scipy("SIR", p_np, SIR_Y0, TS, beta_of_t=lambda t: np.interp(t, knots, values))
+    traj = solve(SIR(), {**p_np, "beta": interp}, SIR_Y0, TS, **TOL)
+    np.testing.assert_allclose(traj.ys, ref, rtol=1e-6, atol=1e-9 * N)
+    np.testing.assert_allclose(
+        R0(SIR(), {**p_np, "beta": interp}, t=knots), values / 0.2, rtol=1e-12
+    )
+
+
+def test_time_varying_ensemble_shares_the_rate(x64):
+    fn = _beta_jnp
+    gammas = np.array([0.1, 0.2, 0.3])
+    p = {"beta": fn, "gamma": gammas, "N": N}
+    traj = solve_ensemble(SIR(), p, SIR_Y0, TS, chunk_size=2, **TOL)
+    for m, g in enumerate(gammas):
+        one = solve(SIR(), {**p, "gamma": g}, SIR_Y0, TS, **TOL)
+        np.testing.assert_allclose(traj.ys[m], one.ys, rtol=1e-7, atol=1e-7)
+    rt = effective_reproduction_number(SIR(), p, traj)
+    want = fn(jnp.asarray(TS))[None, :] / gammas[:, None] * traj["S"] / N
+    np.testing.assert_allclose(rt, want, rtol=1e-12)
+
+
+class _MLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(1)(nn.tanh(nn.Dense(8)(x)))
+
+
+def test_network_rate_solution_and_gradient(x64):
+    net = _MLP()
+    params = net.init(jr.PRNGKey(0), jnp.ones((1,)))
+    rate = NetworkRate(net, params, t_scale=100.0)
+    assert float(rate(3.0)) > 0
+    beta_np = jax.jit(lambda t: rate(t))
+    p = {"beta": rate, "gamma": 0.2, "N": N}
+    ts = TS
+    ref, _ = _scipy("SIR", {**p, "beta": None}, SIR_Y0, ts, beta_of_t=lambda t: float(beta_np(t)))
+    traj = solve(SIR(), p, SIR_Y0, ts, **TOL)
+    np.testing.assert_allclose(traj.ys, ref, rtol=1e-6, atol=1e-9 * N)
+
+    def loss(net_params):
+        r = NetworkRate(net, net_params, t_scale=100.0)
+        return solve(SIR(), {**p, "beta": r}, SIR_Y0, ts, **TOL)["I"].sum()
+
+    g = jax.grad(loss)(params)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    direction = [jr.normal(jr.PRNGKey(i), leaf.shape) for i, leaf in enumerate(leaves)]
+    directional = sum(jnp.vdot(a, d) for a, d in zip(jax.tree_util.tree_leaves(g), direction))
+
+    def along(h):
+        moved = [leaf + h * d for leaf, d in zip(leaves, direction)]
+        return float(loss(jax.tree_util.tree_unflatten(treedef, moved)))
+
+    eps = 1e-4
+    fd = (along(eps) - along(-eps)) / (2 * eps)
+    np.testing.assert_allclose(directional, fd, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# Bad input and failure reporting
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params, y0, ts, match",
+    [
+        ({"beta": -0.1, "gamma": 0.2, "N": N}, SIR_Y0, TS, r"params\['beta'\].*non-negative"),
+        ({"beta": 0.5, "gamma": np.nan, "N": N}, SIR_Y0, TS, r"params\['gamma'\].*finite"),
+        ({"beta": 0.5, "gamma": np.inf, "N": N}, SIR_Y0, TS, r"params\['gamma'\].*finite"),
+        ({"beta": 0.5, "gamma": 0.2, "N": -5.0}, SIR_Y0, TS, r"params\['N'\].*positive"),
+        ({"beta": 0.5, "gamma": 0.2, "N": 0.0}, SIR_Y0, TS, r"params\['N'\].*positive"),
+        ({"beta": 0.5, "gamma": 0.2, "N": np.inf}, SIR_Y0, TS, r"params\['N'\].*finite"),
+        ({"beta": 0.5, "N": N}, SIR_Y0, TS, r"params.*missing.*gamma"),
+        ({"beta": 0.5, "gamma": 0.2}, SIR_Y0, TS, r"params.*missing.*N"),
+        ({"beta": 0.5, "gamma": 0.2, "delta": 1.0, "N": N}, SIR_Y0, TS, r"params.*delta"),
+        ({"beta": [0.5, 0.6], "gamma": 0.2, "N": N}, SIR_Y0, TS, r"beta.*solve_ensemble"),
+        (SIR_P, {"S": 990.0, "I": 10.0, "X": 0.0}, TS, r"y0.*unknown.*X"),
+        (SIR_P, {"S": 990.0, "I": 10.0}, TS, r"y0.*missing.*R"),
+        (SIR_P, [990.0, 10.0], TS, r"y0.*3 entries"),
+        (SIR_P, [990.0, -10.0, 0.0], TS, r"y0.*non-negative"),
+        (SIR_P, [990.0, 20.0, 0.0], TS, r"y0.*sums to"),
+        (SIR_P, [990.0, np.nan, 0.0], TS, r"y0.*finite"),
+        (SIR_P, SIR_Y0, np.ones((3, 2)), r"ts.*1-dimensional"),
+        (SIR_P, SIR_Y0, np.array([0.0, 2.0, 1.0]), r"ts.*strictly increasing"),
+        (SIR_P, SIR_Y0, np.array([0.0, 1.0, 1.0]), r"ts.*strictly increasing"),
+        (SIR_P, SIR_Y0, np.array([0.0]), r"ts.*at least 2"),
+        (SIR_P, SIR_Y0, np.array([0.0, np.nan]), r"ts.*finite"),
+    ],
+)
+def test_bad_input_raises_before_solving(params, y0, ts, match):
+    with pytest.raises(ValueError, match=match):
+        solve(SIR(), params, y0, ts)
+
+
+def test_bad_options_and_names():
+    with pytest.raises(TypeError, match="model"):
+        solve("SIR", SIR_P, SIR_Y0, TS)
+    with pytest.raises(TypeError, match="params"):
+        solve(SIR(), [0.5, 0.2, N], SIR_Y0, TS)
+    for kwargs, match in [
+        ({"rtol": -1.0}, "rtol"),
+        ({"atol": 0.0}, "atol"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"dt0": -1.0}, "dt0"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            solve(SIR(), SIR_P, SIR_Y0, TS, **kwargs)
+    with pytest.raises(TypeError, match="solver"):
+        solve(SIR(), SIR_P, SIR_Y0, TS, solver="tsit5")
+    with pytest.raises(ValueError, match="method"):
+        solve_ensemble(SIR(), SIR_P, SIR_Y0, TS, method="loop")
+    with pytest.raises(ValueError, match="chunk_size"):
+        solve_ensemble(SIR(), SIR_P, SIR_Y0, TS, chunk_size=0)
+    with pytest.raises(ValueError, match="disagree"):
+        solve_ensemble(SIR(), {**SIR_P, "beta": np.ones(3)}, np.ones((4, 3)), TS)
+    with pytest.raises(ValueError, match=r"params\['N'\]"):
+        solve(SIR(), {**SIR_P, "N": lambda t: N}, SIR_Y0, TS)
+    traj = solve(SIR(), SIR_P, SIR_Y0, TS)
+    with pytest.raises(KeyError, match=r"'S', 'I', 'R'"):
+        traj["X"]
+    with pytest.raises(ValueError, match="compartment"):
+        peak(traj, "E")
+    with pytest.raises(ValueError, match="model"):
+        final_size(SIRS(), {"beta": 0.5, "gamma": 0.2, "omega": 0.1, "N": N}, SIR_Y0)
+    with pytest.raises(ValueError, match="t"):
+        R0(SIR(), {**SIR_P, "beta": lambda t: 0.5})
+    with pytest.raises(ValueError, match="traj"):
+        effective_reproduction_number(SEIR(), {"beta": 1.0, "sigma": 1, "gamma": 1, "N": N}, traj)
+
+
+def test_under_jit_only_shapes_are_checked():
+    def run(beta, y0):
+        return solve(SIR(), {"beta": beta, "gamma": 0.2, "N": N}, y0, TS).ys
+
+    with pytest.raises(ValueError, match="y0"):
+        jax.jit(run)(0.5, jnp.ones(2))
+    # A negative traced rate cannot be checked; the documented behaviour is no error.
+    assert jax.jit(run)(-0.01, jnp.array([990.0, 10.0, 0.0])).shape == (TS.size, 3)
+
+
+def test_failure_is_reported():
+    traj = solve(SIR(), SIR_P, SIR_Y0, TS, max_steps=3, throw=False)
+    assert not bool(traj.success)
+    assert not np.all(np.isfinite(np.asarray(traj.ys)))
+    with pytest.raises(RuntimeError, match="maximum number of solver steps"):
+        solve(SIR(), SIR_P, SIR_Y0, TS, max_steps=3)
+
+
+@pytest.mark.slow
+def test_ensemble_failure_is_reported():
+    ens = solve_ensemble(SIR(), {**SIR_P, "beta": jnp.array([0.5, 0.6])}, SIR_Y0, TS,
+                         max_steps=3, throw=False)
+    assert ens.success.shape == (2,) and not bool(ens.success.any())

@@ -1,0 +1,170 @@
+"""Tests for epinn.estimation.fit_parameters (gradient fits through the ODE solver)."""
+
+import jax.random as jr
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+from scipy.optimize import least_squares, minimize
+from scipy.special import gammaln
+
+from epinn.compartmental import SEIR, SIR, solve
+from epinn.estimation import ConvergenceWarning, FitResult, fit_parameters
+
+BOARDING = np.array([3, 8, 26, 76, 225, 298, 258, 233, 189, 128, 68, 29, 14, 4], float)
+DAYS = np.arange(1.0, 15.0)
+Y0 = {"S": 762.0, "I": 1.0, "R": 0.0}
+INIT = {"beta": 1.0, "gamma": 0.3, "N": 763.0}
+
+
+def _scipy_I(theta):
+    b, g = np.exp(theta)
+
+    def f(t, y):
+        inf = b * y[0] * y[1] / 763.0
+        return [-inf, inf - g * y[1], g * y[1]]
+
+    sol = solve_ivp(f, (0, 14), [762, 1, 0], t_eval=np.arange(0, 15.0), rtol=1e-11, atol=1e-11)
+    return sol.y[1, 1:]
+
+
+@pytest.fixture(scope="module")
+def ls_fit():
+    import jax
+
+    with jax.enable_x64(True):
+        return fit_parameters(SIR(), DAYS, {"I": BOARDING}, y0=Y0, init=INIT, t0=0.0)
+
+
+def test_least_squares_matches_scipy(ls_fit):
+    ref = least_squares(
+        lambda th: _scipy_I(th) - BOARDING, np.log([1.0, 0.3]), xtol=1e-14, ftol=1e-14
+    )
+    b, g = np.exp(ref.x)
+    # The issue asks for 0.5%; both optimise the same smooth objective to tight tolerances,
+    # so they agree far better (the remaining gap is ODE tolerance, ~1e-8).
+    assert ls_fit.params["beta"] == pytest.approx(b, rel=1e-5)
+    assert ls_fit.params["gamma"] == pytest.approx(g, rel=1e-5)
+    assert ls_fit.converged
+    assert ls_fit.R0 == pytest.approx(b / g, rel=1e-5)
+    assert ls_fit.recovery_time == pytest.approx(1 / g, rel=1e-5)
+    # Laplace standard errors = scipy's sqrt(diag(s^2 (J^T J)^-1)) via the delta method.
+    J = ref.jac
+    s2 = np.sum(ref.fun**2) / (len(BOARDING) - 2)
+    se_theta = np.sqrt(np.diag(s2 * np.linalg.inv(J.T @ J)))
+    assert ls_fit.stderr["beta"] == pytest.approx(b * se_theta[0], rel=1e-3)
+    assert ls_fit.stderr["gamma"] == pytest.approx(g * se_theta[1], rel=1e-3)
+    lo, hi = ls_fit.intervals["beta"]
+    assert lo < b < hi
+    lo, hi = ls_fit.intervals["R0"]
+    assert lo < ls_fit.R0 < hi
+
+
+def test_fit_result_contents(ls_fit):
+    assert isinstance(ls_fit, FitResult)
+    assert ls_fit.fitted["I"].shape == (14,)
+    # The loss is the mean squared residual of the fitted curve.
+    assert ls_fit.loss == pytest.approx(np.mean((ls_fit.fitted["I"] - BOARDING) ** 2), rel=1e-8)
+    hist = ls_fit.loss_history
+    assert hist.ndim == 1 and 1 <= hist.size <= 200 and hist[-1] == pytest.approx(ls_fit.loss)
+    assert hist[0] > hist[-1]
+    assert ls_fit.trajectory.ys.shape[-1] == 3
+    s = ls_fit.summary()
+    assert set(s["beta"]) == {"mean", "lo", "hi"} and "recovery_time" in s
+
+
+def test_poisson_mle_matches_scipy(x64):
+    res = fit_parameters(
+        SIR(), DAYS, {"I": BOARDING}, y0=Y0, init=INIT, t0=0.0, loss="poisson"
+    )
+
+    def nll(theta):
+        mu = _scipy_I(theta)
+        return np.sum(mu - BOARDING * np.log(mu) + gammaln(BOARDING + 1))
+
+    ref = minimize(nll, np.log([1.6, 0.45]), method="Nelder-Mead",
+                   options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})
+    b, g = np.exp(ref.x)
+    assert res.params["beta"] == pytest.approx(b, rel=1e-4)
+    assert res.params["gamma"] == pytest.approx(g, rel=1e-4)
+    assert res.loss == pytest.approx(ref.fun, rel=1e-6)
+    assert res.method == "poisson_mle"
+
+
+def test_recovers_seir_incidence_with_reporting(x64):
+    """Noise-free SEIR incidence with 40% reporting: recover beta, sigma, gamma, reporting."""
+    truth = {"beta": 0.9, "sigma": 0.3, "gamma": 0.25, "N": 1e5}
+    y0 = {"S": 1e5 - 10, "E": 0.0, "I": 10.0, "R": 0.0}
+    grid = np.arange(0.0, 61.0)
+    traj = solve(SEIR(), truth, y0, grid, rtol=1e-10, atol=1e-12)
+    inc = 0.4 * np.diff(np.asarray(traj.cumulative_infections))
+    res = fit_parameters(
+        SEIR(), grid[1:], {"incidence": inc}, y0=y0,
+        init={"beta": 0.6, "sigma": 0.2, "gamma": 0.2, "N": 1e5, "reporting": 0.6},
+        free=("beta", "sigma", "gamma", "reporting"), t0=0.0,
+    )
+    for k, v in {**truth, "reporting": 0.4}.items():
+        if k != "N":
+            assert res.params[k] == pytest.approx(v, rel=1e-4), k
+
+
+def test_free_initial_state(x64):
+    truth = {"beta": 0.5, "gamma": 0.2, "N": 1000.0}
+    grid = np.linspace(0.0, 40.0, 41)
+    traj = solve(SIR(), truth, {"S": 995.0, "I": 5.0, "R": 0.0}, grid, rtol=1e-10)
+    res = fit_parameters(
+        SIR(), grid, {"I": np.asarray(traj["I"])}, y0={"S": 999.0, "I": 1.0, "R": 0.0},
+        init={"beta": 0.4, "gamma": 0.3, "N": 1000.0}, free=("beta", "gamma", "I0"),
+    )
+    assert res.y0["I"] == pytest.approx(5.0, rel=1e-4)
+    assert res.y0["S"] == pytest.approx(995.0, rel=1e-6)
+    assert res.params["beta"] == pytest.approx(0.5, rel=1e-4)
+
+
+def test_multistart_keeps_best(x64):
+    res = fit_parameters(
+        SIR(), DAYS, {"I": BOARDING}, y0=Y0, init={"beta": 5.0, "gamma": 4.0, "N": 763.0},
+        t0=0.0, n_starts=6, key=jr.PRNGKey(0), start_scale=1.0, warn=False,
+    )
+    losses = np.asarray(res.extras["start_losses"])
+    assert res.loss == pytest.approx(np.nanmin(losses))
+    assert res.params["beta"] == pytest.approx(1.6692, rel=1e-3)
+
+
+def test_float32_fit_is_close():
+    res = fit_parameters(SIR(), DAYS, {"I": BOARDING}, y0=Y0, init=INIT, t0=0.0)
+    # float32 with ODE rtol 1e-6: agreement with the float64 optimum to 0.5%.
+    assert res.params["beta"] == pytest.approx(1.66923, rel=5e-3)
+    assert res.params["gamma"] == pytest.approx(0.44345, rel=5e-3)
+
+
+def test_nonconvergence_warns():
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        res = fit_parameters(SIR(), DAYS, {"I": BOARDING}, y0=Y0, init=INIT, t0=0.0, steps=2)
+    assert not res.converged
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"data": {"I": BOARDING[:-1]}}, "data\\['I'\\]"),
+        ({"data": {"I": np.where(DAYS == 3, np.nan, BOARDING)}}, "NaN"),
+        ({"data": {"I": -BOARDING}}, "negative"),
+        ({"data": {"X": BOARDING}}, "unknown observation"),
+        ({"data": {}}, "data"),
+        ({"init": {"beta": -1.0, "gamma": 0.3, "N": 763.0}}, "init\\['beta'\\]"),
+        ({"init": {"beta": 1.0, "N": 763.0}}, "missing"),
+        ({"init": {"beta": 1.0, "gamma": 0.3, "N": 100.0}}, "population"),
+        ({"free": ("beta", "zeta")}, "free"),
+        ({"loss": "huber"}, "loss"),
+        ({"ts": DAYS[::-1]}, "ts"),
+        ({"y0": {"S": 762.0, "I": 1.0}}, "y0"),
+        ({"data": {"incidence": BOARDING}, "t0": None}, "t0"),
+        ({"n_starts": 3}, "key"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    args = dict(ts=DAYS, data={"I": BOARDING}, y0=Y0, init=INIT, t0=0.0)
+    args.update(kwargs)
+    ts, data = args.pop("ts"), args.pop("data")
+    with pytest.raises(ValueError, match=match):
+        fit_parameters(SIR(), ts, data, **args)

@@ -1,0 +1,116 @@
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import epinn
+from epinn.activations import smelu
+from epinn.models import MLP
+
+
+@pytest.mark.parametrize(
+    "features, x_shape, out_shape",
+    [((1,), (7, 3), (7, 1)), ((16, 16, 4), (7, 3), (7, 4)), ((8, 2), (3,), (2,))],
+)
+def test_output_shapes_and_param_shapes(key, features, x_shape, out_shape):
+    model = MLP(features)
+    params = model.init(key, jnp.ones(x_shape))
+    assert model.apply(params, jnp.ones(x_shape)).shape == out_shape
+    sizes = (x_shape[-1], *features)
+    for i in range(len(features)):
+        layer = params["params"][f"Dense_{i}"]
+        assert layer["kernel"].shape == (sizes[i], sizes[i + 1])
+        assert layer["bias"].shape == (sizes[i + 1],)
+
+
+def test_forward_matches_manual(key):
+    model = MLP((5, 2), activation="smelu", activation_kwargs={"beta": 0.5})
+    x = jr.normal(key, (4, 3))
+    params = model.init(key, x)
+    p = params["params"]
+    hidden = smelu(x @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"], beta=0.5)
+    expected = hidden @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"]
+    np.testing.assert_allclose(model.apply(params, x), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("output_activation", ["sigmoid", "softmax", jnp.exp])
+def test_output_activation(key, output_activation):
+    model = MLP((4, 3), output_activation=output_activation)
+    x = 10 * jr.normal(key, (6, 2))
+    params = model.init(key, x)
+    out = model.apply(params, x)
+    logits = MLP((4, 3)).apply(params, x)  # same parameter tree, linear output
+    fn = epinn.get_activation(output_activation)
+    np.testing.assert_allclose(out, fn(logits), rtol=1e-6)
+    if output_activation == "softmax":
+        np.testing.assert_allclose(out.sum(-1), 1.0, rtol=1e-6)
+
+
+def test_same_key_bit_identical(key):
+    x = jnp.ones((2, 3))
+    a = MLP((8, 8, 1)).init(key, x)
+    b = MLP((8, 8, 1)).init(key, x)
+    for la, lb in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(la, lb)
+    c = MLP((8, 8, 1)).init(jr.fold_in(key, 1), x)
+    assert not np.array_equal(a["params"]["Dense_0"]["kernel"], c["params"]["Dense_0"]["kernel"])
+
+
+def test_jit_vmap_grad(key):
+    model = MLP((8, 1), activation="tanh")
+    x = jr.normal(key, (10, 3))
+    params = model.init(key, x)
+    out = model.apply(params, x)
+    np.testing.assert_allclose(jax.jit(model.apply)(params, x), out, rtol=1e-6, atol=1e-7)
+    per_sample = jax.vmap(model.apply, in_axes=(None, 0))(params, x)  # unbatched inputs (3,)
+    np.testing.assert_allclose(per_sample, out, rtol=1e-6, atol=1e-7)
+
+    # gradient w.r.t. the output bias of sum(output) is the batch size
+    loss = lambda p: jnp.sum(model.apply(p, x))  # noqa: E731
+    grads = jax.jit(jax.grad(loss))(params)
+    np.testing.assert_allclose(grads["params"]["Dense_1"]["bias"], [10.0], rtol=1e-6)
+
+    # vmap over an ensemble of parameter sets
+    keys = jr.split(key, 4)
+    ensemble = jax.vmap(lambda k: model.init(k, x))(keys)
+    outs = jax.vmap(model.apply, in_axes=(0, None))(ensemble, x)
+    assert outs.shape == (4, 10, 1)
+    np.testing.assert_allclose(outs[2], model.apply(model.init(keys[2], x), x), rtol=1e-6)
+
+
+def test_dropout(key):
+    model = MLP((64, 1), dropout_rate=0.5)
+    x = jnp.ones((4, 3))
+    params = model.init(key, x)
+    eval_out = model.apply(params, x)
+    np.testing.assert_array_equal(model.apply(params, x, train=False), eval_out)
+    train_a = model.apply(params, x, train=True, rngs={"dropout": jr.PRNGKey(1)})
+    train_b = model.apply(params, x, train=True, rngs={"dropout": jr.PRNGKey(1)})
+    train_c = model.apply(params, x, train=True, rngs={"dropout": jr.PRNGKey(2)})
+    np.testing.assert_array_equal(train_a, train_b)
+    assert not np.allclose(train_a, eval_out) and not np.allclose(train_a, train_c)
+    with pytest.raises(Exception, match="dropout"):
+        model.apply(params, x, train=True)
+
+
+def test_hashable_fields():
+    model = MLP([4, 1], activation="smelu", activation_kwargs={"beta": 2.0})
+    assert model.features == (4, 1)
+    assert hash(model) == hash(MLP((4, 1), activation="smelu", activation_kwargs={"beta": 2.0}))
+
+
+@pytest.mark.parametrize("features", [(), [0, 1], (4, -1), (4.0, 1), "41", 5, None, (True, 1)])
+def test_bad_features(features):
+    with pytest.raises(ValueError, match="features"):
+        MLP(features)
+
+
+def test_bad_fields():
+    with pytest.raises(ValueError, match="dropout_rate"):
+        MLP((4, 1), dropout_rate=1.0)
+    with pytest.raises(ValueError, match="relu"):
+        MLP((4, 1), activation="rellu")
+    with pytest.raises(ValueError, match="name_or_callable"):
+        MLP((4, 1), output_activation="softplusss")
+    assert epinn.MLP is MLP
