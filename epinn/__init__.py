@@ -54,6 +54,9 @@ from .training import rmse as rmse
 from .training import save_checkpoint as save_checkpoint
 # --- plotting ------------------------------------------------------------------------
 from .plotting import plot_decision_regions as plot_decision_regions
+from .plotting import plot_epidemic_fits as plot_epidemic_fits
+from .plotting import plot_parameter_intervals as plot_parameter_intervals
+from .plotting import plot_time_varying_rate as plot_time_varying_rate
 from .plotting import plot_learning_curves as plot_learning_curves
 from .plotting import plot_predictions as plot_predictions
 # --- compartmental -------------------------------------------------------------------

@@ -14,7 +14,14 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["plot_decision_regions", "plot_learning_curves", "plot_predictions"]
+__all__ = [
+    "plot_decision_regions",
+    "plot_epidemic_fits",
+    "plot_learning_curves",
+    "plot_parameter_intervals",
+    "plot_predictions",
+    "plot_time_varying_rate",
+]
 
 
 def _history_dict(history: Any) -> dict[str, Any]:
@@ -223,4 +230,114 @@ def plot_decision_regions(
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.legend(frameon=False, fontsize="small", loc="upper right")
+    return fig
+
+
+def plot_epidemic_fits(
+    t: Any,
+    counts: Any,
+    curves: Mapping[str, tuple[Any, Any]],
+    *,
+    bands: Mapping[str, tuple[Any, Any, Any]] | None = None,
+    title: str | None = None,
+    ylabel: str = "count",
+    xlabel: str = "day",
+    ax: Axes | None = None,
+) -> Figure:
+    """Observed counts as points and each method's fitted curve as a line.
+
+    Args:
+        t, counts: the observations.
+        curves: ``{label: (t, y)}`` fitted curves.
+        bands: optional ``{label: (t, lo, hi)}`` shaded intervals (e.g. posterior bands).
+        title, ylabel, xlabel: labels.
+        ax: an Axes to draw into (default: a new figure).
+
+    Returns:
+        The figure.
+    """
+    if not isinstance(curves, Mapping):
+        raise TypeError(f"`curves` must be a mapping label -> (t, y); got {type(curves)}.")
+    fig, ax = _single_axes(ax, figsize=(6.4, 4.2))
+    for label, (tb, lo, hi) in (bands or {}).items():
+        ax.fill_between(np.asarray(tb), np.asarray(lo), np.asarray(hi), alpha=0.25, label=label)
+    for label, (tc, yc) in curves.items():
+        ax.plot(np.asarray(tc), np.asarray(yc), lw=1.6, label=label)
+    ax.plot(np.asarray(t), np.asarray(counts), "ko", ms=4, label="data", zorder=5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_parameter_intervals(
+    methods: Mapping[str, Mapping[str, Any]],
+    name: str,
+    *,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """One parameter's estimate per method: a point, with its interval where given.
+
+    Args:
+        methods: ``{method: {name: value or {"mean", "lo", "hi"}}}`` (as in the
+            boarding-school experiment's ``summary.json``). Methods without ``name`` are
+            skipped.
+        name: the parameter, e.g. ``"R0"``.
+        title: figure title.
+        ax: an Axes to draw into (default: a new figure).
+
+    Returns:
+        The figure.
+    """
+    rows = [(m, v[name]) for m, v in methods.items() if name in v]
+    if not rows:
+        raise ValueError(f"No method in `methods` reports {name!r}.")
+    fig, ax = _single_axes(ax, figsize=(6.0, 0.5 * len(rows) + 1.4))
+    for i, (label, v) in enumerate(rows):
+        if isinstance(v, Mapping):
+            mean, lo, hi = v["mean"], v["lo"], v["hi"]
+            ax.errorbar(mean, i, xerr=[[mean - lo], [hi - mean]], fmt="o", capsize=4)
+        else:
+            ax.plot(float(v), i, "o")
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(name)
+    ax.grid(axis="x", alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_time_varying_rate(
+    rates: Mapping[str, tuple[Any, ...]],
+    *,
+    ylabel: str = "rate",
+    xlabel: str = "time",
+    ax: Axes | None = None,
+) -> Figure:
+    """Time-varying rates such as a learned :math:`\\beta(t)`, with optional bands.
+
+    Args:
+        rates: ``{label: (t, value)}`` or ``{label: (t, value, lo, hi)}``.
+        ylabel, xlabel: axis labels.
+        ax: an Axes to draw into (default: a new figure).
+
+    Returns:
+        The figure.
+    """
+    fig, ax = _single_axes(ax, figsize=(6.0, 3.8))
+    for label, tup in rates.items():
+        if len(tup) not in (2, 4):
+            raise ValueError(f"`rates[{label!r}]` must be (t, value) or (t, value, lo, hi).")
+        t, v = np.asarray(tup[0]), np.asarray(tup[1])
+        (line,) = ax.plot(t, v, label=label)
+        if len(tup) == 4:
+            ax.fill_between(t, np.asarray(tup[2]), np.asarray(tup[3]), alpha=0.25,
+                            color=line.get_color())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
     return fig

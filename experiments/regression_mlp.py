@@ -224,8 +224,9 @@ def main(args_list: list[str] | None = None) -> dict:
     (outdir / "summary.json").write_text(json.dumps(summary, indent=2))
     if not args.quiet:
         r, c = summary["regression"], summary["classification"]
-        print(f"regression: test R2 {r['test']['r2']:.3f} (linear {r['linear_baseline_test_r2']:.3f}),"
-              f" RMSE {r['test']['rmse']:.3f}, best epoch {r['best_epoch']}/{r['epochs_run']}")
+        print(f"regression: test R2 {r['test']['r2']:.3f} "
+              f"(linear {r['linear_baseline_test_r2']:.3f}), RMSE {r['test']['rmse']:.3f}, "
+              f"best epoch {r['best_epoch']}/{r['epochs_run']}")
         print(f"classification: test accuracy {c['test']['accuracy']:.3f}, "
               f"best epoch {c['best_epoch']}/{c['epochs_run']}")
         print(f"wrote {outdir}/summary.json and {len(r['figures']) + len(c['figures'])} figures")

@@ -1,0 +1,321 @@
+r"""What is observed of an epidemic: observables of a trajectory and noise models.
+
+:func:`observe` maps a :class:`~epinn.compartmental.Trajectory` to an expected observed
+series (prevalence, incidence, cumulative cases, deaths) scaled by a reporting fraction
+:math:`\rho`. Noise models wrap numpyro distributions around that mean:
+
+=====================  =========================================  ==========================
+model                   distribution of an observation :math:`y`   variance
+=====================  =========================================  ==========================
+:class:`Gaussian`       :math:`\mathcal N(\mu, \sigma^2)`           :math:`\sigma^2`
+:class:`Poisson`        :math:`\operatorname{Poisson}(\mu)`         :math:`\mu`
+:class:`NegativeBinomial` NB with mean :math:`\mu`, dispersion       :math:`\mu + \mu^2/\phi`
+                        :math:`\phi` (numpyro ``NegativeBinomial2``)
+=====================  =========================================  ==========================
+
+Each has ``log_likelihood(mean, data)`` (a sum, usable as a fitting loss: minimise its
+negative), ``sample(key, mean)`` and ``distribution(mean)`` (the numpyro distribution, for
+``numpyro.sample(..., obs=data)`` in Bayesian models). :func:`simulate_observations` draws a
+synthetic data set from a key.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
+
+from .compartmental import Trajectory, cumulative_cases, incidence
+
+__all__ = [
+    "OBSERVABLES",
+    "observe",
+    "NoiseModel",
+    "Gaussian",
+    "Poisson",
+    "NegativeBinomial",
+    "simulate_observations",
+]
+
+OBSERVABLES = ("prevalence", "incidence", "cumulative", "deaths", "cumulative_deaths")
+"""Names accepted by :func:`observe`."""
+
+
+def _is_tracer(x: Any) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
+
+
+def _check_reporting(reporting: ArrayLike) -> Array:
+    r = jnp.asarray(reporting)
+    if not jnp.issubdtype(r.dtype, jnp.number):
+        raise TypeError(f"`reporting` must be a number or array; got {reporting!r}.")
+    if not _is_tracer(r):
+        x = np.asarray(r)
+        if not np.all(np.isfinite(x)) or np.any(x <= 0) or np.any(x > 1):
+            raise ValueError(f"`reporting` must lie in (0, 1]; got {x}.")
+    return r
+
+
+def observe(
+    traj: Trajectory, what: str = "prevalence", reporting: ArrayLike = 1.0
+) -> Array:
+    r"""Expected observed series of a trajectory.
+
+    ==========================  ==========================================  ============
+    ``what``                    series (times :math:`\rho`)                  length
+    ==========================  ==========================================  ============
+    ``"prevalence"``            :math:`I(t_i)`                               T
+    ``"incidence"``             new infections in :math:`(t_{i-1}, t_i]`      T - 1
+    ``"cumulative"``            infections since :math:`t_0`                 T
+    ``"deaths"``                new deaths :math:`D(t_i) - D(t_{i-1})`       T - 1
+    ``"cumulative_deaths"``     :math:`D(t_i) - D(t_0)`                      T
+    ==========================  ==========================================  ============
+
+    Args:
+        traj: a trajectory (single or ensemble; the time axis is last).
+        what: one of :data:`OBSERVABLES`.
+        reporting: reporting fraction :math:`\rho \in (0, 1]` (scalar or broadcastable).
+
+    Returns:
+        :math:`\rho` times the series.
+
+    Raises:
+        ValueError: unknown ``what``, deaths of a model without ``D``, or ``reporting``
+            outside (0, 1].
+
+    Examples:
+        >>> from epinn.compartmental import SIR, solve
+        >>> traj = solve(SIR(), {"beta": 0.5, "gamma": 0.25, "N": 1000.0},
+        ...              [990.0, 10.0, 0.0], jnp.arange(5.0))
+        >>> observe(traj, "prevalence", reporting=0.5)[0].item()
+        5.0
+    """
+    if not isinstance(traj, Trajectory):
+        raise TypeError(f"`traj` must be a Trajectory; got {type(traj)}.")
+    if what not in OBSERVABLES:
+        raise ValueError(f"Unknown `what` {what!r}; choose one of {OBSERVABLES}.")
+    rho = _check_reporting(reporting)
+    if what in ("deaths", "cumulative_deaths") and "D" not in traj.compartments:
+        raise ValueError(
+            f"`what`={what!r} needs a 'D' compartment (SIRD, SEIRD); the trajectory has "
+            f"{traj.compartments}."
+        )
+    if what == "prevalence":
+        series = traj["I"]
+    elif what == "incidence":
+        series = incidence(traj)
+    elif what == "cumulative":
+        series = cumulative_cases(traj)
+    elif what == "deaths":
+        series = jnp.diff(traj["D"], axis=-1)
+    else:
+        D = traj["D"]
+        series = D - D[..., :1]
+    return rho * series
+
+
+# --------------------------------------------------------------------------------------
+# Noise models
+# --------------------------------------------------------------------------------------
+
+
+def _check_positive(value: Any, name: str) -> None:
+    if _is_tracer(value):
+        return
+    x = np.asarray(value)
+    if not np.all(np.isfinite(x)) or np.any(x <= 0):
+        raise ValueError(f"`{name}` must be positive and finite; got {x}.")
+
+
+def _broadcast(mean: ArrayLike, data: ArrayLike) -> tuple[Array, Array]:
+    mean, data = jnp.asarray(mean), jnp.asarray(data)
+    try:
+        jnp.broadcast_shapes(mean.shape, data.shape)
+    except ValueError as e:
+        raise ValueError(
+            f"`data` of shape {data.shape} does not broadcast with `mean` of shape "
+            f"{mean.shape}."
+        ) from e
+    return mean, data
+
+
+class NoiseModel(eqx.Module):
+    """Base class: an observation distribution around a mean (a pytree of its parameters)."""
+
+    @abc.abstractmethod
+    def distribution(self, mean: ArrayLike) -> dist.Distribution:
+        """The numpyro distribution of observations with this ``mean``."""
+
+    def _check_data(self, data: Array, where: Array | None) -> None:
+        if _is_tracer(data):
+            return
+        x = np.asarray(data)
+        if where is not None and not _is_tracer(where):
+            x = x[np.broadcast_to(np.asarray(where), x.shape)]
+        if not np.all(np.isfinite(x)):
+            raise ValueError("`data` must be finite where it is used (mask missing values).")
+
+    def log_likelihood(
+        self, mean: ArrayLike, data: ArrayLike, mask: ArrayLike | None = None
+    ) -> Array:
+        r"""Summed log-likelihood :math:`\sum_i \log p(y_i \mid \mu_i)`.
+
+        Args:
+            mean: expected observations :math:`\mu` (e.g. from :func:`observe`).
+            data: observations :math:`y`, broadcastable with ``mean``.
+            mask: optional boolean array; entries where it is False (missing data) are
+                left out (their data may be NaN).
+
+        Returns:
+            a scalar; its negative is a fitting loss.
+        """
+        mean, data = _broadcast(mean, data)
+        where = None if mask is None else jnp.asarray(mask, bool)
+        self._check_data(data, where)
+        if where is not None:
+            data = jnp.where(where, data, jnp.zeros((), data.dtype))
+        lp = self.distribution(mean).log_prob(data)
+        if where is not None:
+            lp = jnp.where(where, lp, 0.0)
+        return jnp.sum(lp)
+
+    def sample(
+        self, key: PRNGKeyArray, mean: ArrayLike, sample_shape: tuple[int, ...] = ()
+    ) -> Array:
+        """Draw observations with the given ``mean`` (shape ``sample_shape + mean.shape``)."""
+        return self.distribution(jnp.asarray(mean)).sample(key, sample_shape)
+
+
+class Gaussian(NoiseModel):
+    r"""Gaussian noise :math:`y \sim \mathcal N(\mu, \sigma^2)` (numpyro ``Normal``).
+
+    Args:
+        sigma: standard deviation :math:`\sigma > 0` (scalar or broadcastable array; a
+            differentiable leaf).
+
+    Examples:
+        >>> round(float(Gaussian(2.0).log_likelihood(1.0, 1.0)), 4)
+        -1.6121
+    """
+
+    sigma: Any
+
+    def __check_init__(self):
+        _check_positive(self.sigma, "sigma")
+
+    def distribution(self, mean: ArrayLike) -> dist.Distribution:
+        return dist.Normal(jnp.asarray(mean), self.sigma)
+
+
+def _floor(mean: ArrayLike, min_mean: float) -> Array:
+    mean = jnp.asarray(mean)
+    return jnp.maximum(mean, jnp.asarray(min_mean, jnp.result_type(mean, float)))
+
+
+def _check_counts(data: Array, where: Array | None) -> None:
+    if _is_tracer(data):
+        return
+    x = np.asarray(data)
+    if where is not None and not _is_tracer(where):
+        x = x[np.broadcast_to(np.asarray(where), x.shape)]
+    if not np.all(np.isfinite(x)) or np.any(x < 0) or np.any(x != np.round(x)):
+        raise ValueError("`data` must be non-negative integer counts where it is used.")
+
+
+class Poisson(NoiseModel):
+    r"""Poisson counts :math:`y \sim \operatorname{Poisson}(\mu)` (numpyro ``Poisson``).
+
+    Means below ``min_mean`` are raised to it (a hand-written guard, so a model predicting
+    zero or roundoff-negative incidence gives a finite log-likelihood rather than NaN).
+
+    Args:
+        min_mean: floor on the mean (static).
+
+    Examples:
+        >>> round(float(Poisson().log_likelihood(jnp.array([2.0, 3.0]), jnp.array([1, 4]))), 4)
+        -3.3573
+    """
+
+    min_mean: float = eqx.field(static=True, default=1e-8)
+
+    def distribution(self, mean: ArrayLike) -> dist.Distribution:
+        return dist.Poisson(_floor(mean, self.min_mean))
+
+    def _check_data(self, data, where):
+        _check_counts(data, where)
+
+
+class NegativeBinomial(NoiseModel):
+    r"""Negative-binomial counts with mean :math:`\mu` and dispersion :math:`\phi`.
+
+    .. math::
+
+        p(y) = \binom{y + \phi - 1}{y}\Big(\frac{\phi}{\phi + \mu}\Big)^{\phi}
+        \Big(\frac{\mu}{\phi + \mu}\Big)^{y}, \qquad
+        \operatorname{Var} y = \mu + \mu^2/\phi,
+
+    numpyro's ``NegativeBinomial2(mean, concentration=phi)`` (scipy's ``nbinom`` with
+    ``n = phi``, ``p = phi / (phi + mu)``); :math:`\phi \to \infty` is Poisson. Means
+    below ``min_mean`` are raised to it, as in :class:`Poisson`.
+
+    Args:
+        phi: dispersion :math:`\phi > 0` (a differentiable leaf).
+        min_mean: floor on the mean (static).
+
+    Examples:
+        >>> nb = NegativeBinomial(10.0)
+        >>> round(float(nb.log_likelihood(5.0, 3)), 4)
+        -1.9617
+    """
+
+    phi: Any
+    min_mean: float = eqx.field(static=True, default=1e-8)
+
+    def __check_init__(self):
+        _check_positive(self.phi, "phi")
+
+    def distribution(self, mean: ArrayLike) -> dist.Distribution:
+        return dist.NegativeBinomial2(_floor(mean, self.min_mean), self.phi)
+
+    def _check_data(self, data, where):
+        _check_counts(data, where)
+
+
+def simulate_observations(
+    key: PRNGKeyArray,
+    traj: Trajectory,
+    what: str = "incidence",
+    noise: NoiseModel | None = None,
+    reporting: ArrayLike = 1.0,
+) -> Array:
+    """Synthetic observations: ``noise.sample(key, observe(traj, what, reporting))``.
+
+    Args:
+        key: a JAX PRNG key (same key, same data set).
+        traj: the trajectory to observe.
+        what: one of :data:`OBSERVABLES`.
+        noise: a :class:`NoiseModel`; default :class:`Poisson`.
+        reporting: reporting fraction in (0, 1].
+
+    Returns:
+        noisy observations, shaped like ``observe(traj, what)`` (integer counts for
+        Poisson and negative binomial).
+
+    Examples:
+        >>> import jax.random as jr
+        >>> from epinn.compartmental import SIR, solve
+        >>> traj = solve(SIR(), {"beta": 0.5, "gamma": 0.25, "N": 1000.0},
+        ...              [990.0, 10.0, 0.0], jnp.arange(8.0))
+        >>> simulate_observations(jr.PRNGKey(0), traj, "incidence").shape
+        (7,)
+    """
+    noise = Poisson() if noise is None else noise
+    if not isinstance(noise, NoiseModel):
+        raise TypeError(f"`noise` must be a NoiseModel such as Poisson(); got {noise!r}.")
+    return noise.sample(key, observe(traj, what, reporting))
