@@ -60,7 +60,34 @@ from .plotting import plot_time_varying_rate as plot_time_varying_rate
 from .plotting import plot_learning_curves as plot_learning_curves
 from .plotting import plot_predictions as plot_predictions
 # --- compartmental -------------------------------------------------------------------
+from .compartmental import R0 as R0
+from .compartmental import SEIR as SEIR
+from .compartmental import SEIRD as SEIRD
+from .compartmental import SIR as SIR
+from .compartmental import SIRD as SIRD
+from .compartmental import SIRS as SIRS
+from .compartmental import CompartmentalModel as CompartmentalModel
+from .compartmental import FinalSize as FinalSize
+from .compartmental import NetworkRate as NetworkRate
+from .compartmental import SIRVitalDynamics as SIRVitalDynamics
+from .compartmental import Trajectory as Trajectory
+from .compartmental import cumulative_cases as cumulative_cases
+from .compartmental import doubling_time as doubling_time
+from .compartmental import effective_reproduction_number as effective_reproduction_number
+from .compartmental import final_size as final_size
+from .compartmental import growth_rate as growth_rate
+from .compartmental import incidence as incidence
+from .compartmental import peak as peak
+from .compartmental import solve as solve
+from .compartmental import solve_ensemble as solve_ensemble
 # --- observation ---------------------------------------------------------------------
+from .observation import OBSERVABLES as OBSERVABLES
+from .observation import Gaussian as Gaussian
+from .observation import NegativeBinomial as NegativeBinomial
+from .observation import NoiseModel as NoiseModel
+from .observation import Poisson as Poisson
+from .observation import observe as observe
+from .observation import simulate_observations as simulate_observations
 # --- datasets ------------------------------------------------------------------------
 from .datasets import OutbreakData as OutbreakData
 from .datasets import list_datasets as list_datasets
@@ -74,3 +101,4 @@ from .datasets import load_zika_yap as load_zika_yap
 from .estimation import ConvergenceWarning as ConvergenceWarning
 from .estimation import FitResult as FitResult
 from .estimation import fit_parameters as fit_parameters
+from .estimation import fit_parameters_batch as fit_parameters_batch
