@@ -1,7 +1,6 @@
 """Tests for the documentation: its build helpers, its code examples and (slow) the build."""
 
 import ast
-import importlib.util
 import os
 import re
 import subprocess
@@ -34,11 +33,6 @@ def _run_page(page: Path) -> None:
     namespace = {"__name__": "__docs__"}
     for i, block in enumerate(blocks):
         exec(compile(block, f"{page.name}[block {i}]", "exec"), namespace)
-
-
-def _needs(*modules):
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"not written yet: {missing}")
 
 
 # --- the coverage check ----------------------------------------------------------------
@@ -207,22 +201,32 @@ def test_datasets_page_runs(capsys):
     assert "108" in capsys.readouterr().out
 
 
-@_needs("epinn.compartmental")
 def test_getting_started_runs(capsys):
     _run_page(DOCS / "getting_started.md")
     assert "[  3.   8.  26.  76. 225." in capsys.readouterr().out
 
 
 @pytest.mark.slow
-@_needs("epinn.training")
 def test_nn_core_guide_runs():
     _run_page(DOCS / "guide" / "nn_core.md")
 
 
 @pytest.mark.slow
-@_needs("epinn.compartmental")
 def test_epidemic_models_guide_runs():
     _run_page(DOCS / "guide" / "epidemic_models.md")
+
+
+def _run_page_in_subprocess(page: Path) -> None:
+    """Execute a page's python blocks in a fresh interpreter (pages that enable float64)."""
+    code = "\n".join(_python_blocks(page))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_estimation_guide_runs():
+    _run_page_in_subprocess(DOCS / "guide" / "estimation.md")
 
 
 # --- the build -------------------------------------------------------------------------
