@@ -1,6 +1,7 @@
 """Tests for the documentation: its build helpers, its code examples and (slow) the build."""
 
 import ast
+import importlib
 import os
 import re
 import subprocess
