@@ -239,7 +239,7 @@ class Poisson(NoiseModel):
 
     Examples:
         >>> round(float(Poisson().log_likelihood(jnp.array([2.0, 3.0]), jnp.array([1, 4]))), 4)
-        -3.3573
+        -3.0905
     """
 
     min_mean: float = eqx.field(static=True, default=1e-8)
@@ -271,7 +271,7 @@ class NegativeBinomial(NoiseModel):
     Examples:
         >>> nb = NegativeBinomial(10.0)
         >>> round(float(nb.log_likelihood(5.0, 3)), 4)
-        -1.9617
+        -1.9569
     """
 
     phi: Any

@@ -587,7 +587,8 @@ def _check_shapes(apply: _Apply, loss_fn, metric_fns, regularizer, params, x, y)
         pred = jax.eval_shape(apply.eval, params, x)
     except Exception as err:  # the model's own error, re-raised naming the arguments
         raise ValueError(
-            f"`model` could not be applied to `params` and `x` of shape {x.shape}: {err}"
+            f"`model` could not be applied to `params` and `x` with per-sample shape "
+            f"{x.shape[1:]}: {err}"
         ) from err
     for what, fn in [("loss", loss_fn), *(("metric " + k, f) for k, f in metric_fns.items())]:
         try:
@@ -834,6 +835,11 @@ def fit(
                 "`key` is required for shuffled minibatches and dropout; pass a jax.random key."
             )
         key = jr.PRNGKey(0)  # traced but not used for anything random
+    elif not isinstance(key, jax.Array):
+        raise TypeError(
+            f"`key` must be a jax.random key such as jax.random.PRNGKey(0); "
+            f"got {type(key).__name__}."
+        )
 
     # ---- compile the epoch once
     opt_state = jax.jit(tx.init)(params)  # one compilation, not one per leaf shape
@@ -853,9 +859,10 @@ def fit(
     with tqdm(total=epochs, disable=not verbose, unit="epoch", desc="fit") as bar:
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
-            inputs = _epoch_inputs(key, np.int32(epoch - 1), n, batch_size)
             params, opt_state, logs = compiled(params, opt_state, x, y, x_val, y_val, *inputs)
-            logs = {k: float(v) for k, v in jax.device_get(logs).items()}
+            if epoch < epochs:  # dispatch the next shuffle now: it overlaps with this epoch
+                inputs = _epoch_inputs(key, np.int32(epoch), n, batch_size)
+            logs = {k: float(v) for k, v in jax.device_get(logs).items()}  # the one sync
             history.epoch_time.append(time.perf_counter() - t0)
             if not (math.isfinite(logs["objective"]) and math.isfinite(logs["loss"])):
                 history.stop_reason = "non-finite loss"

@@ -78,6 +78,7 @@ def make_spirals(key: jax.Array, n: int, classes: int = 3) -> tuple[jax.Array, j
     return jnp.stack([r * jnp.cos(theta), r * jnp.sin(theta)], axis=1), labels
 
 
+@functools.partial(jax.jit, static_argnums=3)
 def _split_and_scale(key, x, y, scale_y):
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = epinn.train_val_test_split(
         x, y, fractions=(0.8, 0.1, 0.1), key=key

@@ -145,6 +145,16 @@ def test_matches_scipy(name, x64):
     np.testing.assert_array_equal(again.ys, traj.ys)
 
 
+def test_default_solver_is_diffrax_tsit5(x64):
+    # epinn's straight-line Tsit5 takes the same steps as diffrax.Tsit5 (roundoff apart).
+    model, rates, y0 = CASES["SIRS"]
+    p = {**rates, "N": N}
+    ours = solve(model, p, y0, TS, **TOL)
+    theirs = solve(model, p, y0, TS, **TOL, solver=diffrax.Tsit5())
+    assert int(ours.num_steps) == int(theirs.num_steps)
+    np.testing.assert_allclose(ours.ys, theirs.ys, rtol=1e-12, atol=1e-12 * N)
+
+
 def test_vector_field_convention(x64):
     model, rates, y0 = CASES["SEIR"]
     p = {**rates, "N": N}

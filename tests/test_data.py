@@ -147,6 +147,16 @@ def test_scalers_are_pytrees_and_jittable(key):
         np.testing.assert_allclose(out, scaler.transform(x), rtol=1e-6)
 
 
+def test_scaler_fit_under_jit(key):
+    x = jr.normal(key, (30, 2)) * 3.0 + 1.0
+    s_jit = jax.jit(Standardizer.fit)(x)
+    s = Standardizer.fit(x)
+    np.testing.assert_allclose(s_jit.mean, s.mean, rtol=1e-6)
+    np.testing.assert_allclose(s_jit.scale, s.scale, rtol=1e-6)
+    m_jit = jax.jit(MinMaxScaler.fit)(x)
+    np.testing.assert_allclose(m_jit.data_range, MinMaxScaler.fit(x).data_range, rtol=1e-6)
+
+
 def test_scaler_leading_axes(key):
     x = jr.normal(key, (10, 7, 3)) + jnp.arange(3.0)
     s = Standardizer.fit(x, axis=(0, 1))

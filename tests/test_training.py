@@ -118,9 +118,10 @@ def test_minibatch_epoch_matches_hand_written_loop(regression, key, batch_size):
     perm_key, _ = jr.split(jr.fold_in(key, 0))
     full, rest = batch_indices(perm_key, x.shape[0], batch_size)
     batches = list(full) + ([rest] if rest.shape[0] else [])
+    grad = jax.jit(jax.value_and_grad(lambda q, xb, yb: jnp.mean((linear(q, xb) - yb) ** 2)))
     p, losses = params, []
     for idx in batches:
-        lval, g = jax.value_and_grad(lambda q: jnp.mean((linear(q, x[idx]) - y[idx]) ** 2))(p)
+        lval, g = grad(p, x[idx], y[idx])
         p = jax.tree_util.tree_map(lambda a, b: a - 0.05 * b, p, g)
         losses.append(float(lval) * idx.shape[0])
     # Same arithmetic, different compiled programs (fusion order): float32 rounding only.
@@ -397,6 +398,10 @@ def test_bad_inputs(regression, key):
             fit(linear, params, args["x"], args["y"], key=key, verbose=0, **kwargs)
     with pytest.raises(TypeError, match="model"):
         fit("mlp", params, x, y, verbose=0)
+    with pytest.raises(TypeError, match="key"):
+        fit(linear, params, x, y, batch_size=8, key=0, verbose=0)
+    with pytest.raises(ValueError, match="x"):  # params expect 3 inputs
+        fit(linear, params, x[:, :2], y, verbose=0)
 
 
 # ------------------------------------------------------------------- predict, metrics

@@ -1,0 +1,204 @@
+"""Benchmark: epinn.RNNForecaster (LSTM) trained by epinn.fit against torch.nn.LSTM (CPU).
+
+Problem: 20 000 sequences of length 28 with 1 feature, a 1-layer LSTM with 64 hidden units
+and a linear head predicting the next 7 values, MSE, Adam(1e-3), minibatches of 128
+reshuffled each epoch, 3 epochs, float32. Both frameworks run in this process on the same
+data; PyTorch uses ``torch.set_num_threads(threads)`` (default: the cores this process may
+use).
+
+Timed variants:
+
+* ``epinn``: ``RNNForecaster(implementation="fused")``, the default: :class:`epinn.models.
+  FusedLSTMCell` (gate kernels stored stacked, one ``tanh`` for all four gates) inside
+  ``flax.linen.RNN``;
+* ``epinn-flax``: ``RNNForecaster(implementation="flax")``, ``flax.linen.RNN`` over
+  ``flax.linen.OptimizedLSTMCell`` -- the same function, for reference;
+* ``torch``: ``torch.nn.LSTM(1, 64, batch_first=True)`` + ``torch.nn.Linear(64, 7)``, eager.
+
+Printed: sequences/s for each (compilation excluded and reported separately for epinn),
+the ratios to PyTorch, and the load average (the machine may be shared). Each variant is
+timed ``--repeats`` times, interleaved, and the best run is reported (the least disturbed).
+
+Run::
+
+    pip install torch==2.13.0   # the CPU build
+    python benchmarks/bench_rnn.py [--sequences 20000] [--epochs 3] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+import epinn
+
+LENGTH, HORIZON, HIDDEN = 28, 7, 64
+
+
+def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy damped waves: ``x`` (n, 28, 1) and the next 7 values ``y`` (n, 7)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(LENGTH + HORIZON, dtype=np.float64)
+    freq = rng.uniform(0.05, 0.3, (n, 1))
+    phase = rng.uniform(0, 2 * np.pi, (n, 1))
+    decay = rng.uniform(0.0, 0.05, (n, 1))
+    s = np.exp(-decay * t) * np.sin(freq * t + phase) + 0.05 * rng.standard_normal((n, t.size))
+    s = s.astype(np.float32)
+    return s[:, :LENGTH, None], s[:, LENGTH:]
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def epinn_run(x, y, epochs, batch_size, seed, implementation, unroll=1):
+    model = epinn.RNNForecaster(
+        cell="lstm", hidden=HIDDEN, layers=1, horizon=HORIZON, implementation=implementation,
+        unroll=unroll,
+    )
+    xj, yj = jnp.asarray(x), jnp.asarray(y)
+    params = model.init(jr.PRNGKey(seed), xj[:1])
+    t0 = time.perf_counter()
+    params, hist = epinn.fit(
+        model, params, xj, yj, loss="mse", optimizer="adam", learning_rate=1e-3,
+        epochs=epochs, batch_size=batch_size, key=jr.PRNGKey(1000 + seed), verbose=0,
+    )
+    jax.block_until_ready(params)
+    return {
+        "train_s": sum(hist.epoch_time),
+        "compile_s": hist.compile_time,
+        "total_s": time.perf_counter() - t0,
+        "final_loss": hist.train_loss[-1],
+    }
+
+
+def torch_run(x, y, epochs, batch_size, seed, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    xt, yt = torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
+    n = x.shape[0]
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(1, HIDDEN, batch_first=True)
+            self.head = torch.nn.Linear(HIDDEN, HORIZON)
+
+        def forward(self, xb):
+            out, _ = self.lstm(xb)
+            return self.head(out[:, -1])
+
+    net = Net()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = torch.nn.MSELoss()
+
+    def step(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    def epoch():
+        perm = torch.randperm(n)
+        total = torch.zeros(())
+        for i in range(0, n, batch_size):
+            idx = perm[i : i + batch_size]
+            total += step(xt[idx], yt[idx]) * len(idx)  # no host sync per step
+        return float(total) / n
+
+    for i in range(0, 20 * batch_size, batch_size):  # warm-up (allocator, thread pool)
+        step(xt[i : i + batch_size], yt[i : i + batch_size])
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        final = epoch()
+    return {"train_s": time.perf_counter() - t0, "final_loss": final}
+
+
+def main(args_list=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sequences", type=int, default=20_000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=_available_cores(),
+                        help="PyTorch intra-op threads (default: available cores)")
+    parser.add_argument("--unroll", type=int, default=1,
+                        help="time steps per scan iteration (RNNForecaster.unroll)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-torch", action="store_true", help="time epinn only")
+    parser.add_argument("--no-flax", action="store_true",
+                        help="skip the implementation='flax' reference variant")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args(args_list)
+
+    x, y = make_data(args.sequences, args.seed)
+    work = args.sequences * args.epochs
+    print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}, cores "
+          f"{_available_cores()}/{os.cpu_count()}, torch threads {args.threads}")
+    print(f"problem: {args.sequences} sequences x {LENGTH} steps x 1 feature, LSTM "
+          f"{HIDDEN} + linear head {HORIZON}, adam 1e-3, batch {args.batch_size}, "
+          f"{args.epochs} epochs")
+
+    variants = {"epinn": "fused"}
+    if not args.no_flax:
+        variants["epinn-flax"] = "flax"
+    runs: dict[str, list] = {name: [] for name in variants}
+    if not args.no_torch:
+        runs["torch"] = []
+    result: dict = {"config": vars(args), "load_before": os.getloadavg()}
+    # Interleave the variants, so all see the same background load on a shared machine.
+    for r in range(args.repeats):
+        for name, impl in variants.items():
+            runs[name].append(epinn_run(x, y, args.epochs, args.batch_size, args.seed + r, impl,
+                                        args.unroll))
+        if not args.no_torch:
+            runs["torch"].append(torch_run(x, y, args.epochs, args.batch_size, args.seed + r,
+                                           args.threads))
+    result["load_after"] = os.getloadavg()
+
+    for name, rs in runs.items():
+        times = [r["train_s"] for r in rs]
+        best, median = min(times), float(np.median(times))
+        out = {"runs": rs, "best_train_s": best, "median_train_s": median,
+               "sequences_per_s": work / best, "median_sequences_per_s": work / median}
+        extra = ""
+        if "compile_s" in rs[0]:
+            out["compile_s"] = rs[0]["compile_s"]
+            extra = f", compile {out['compile_s']:.2f} s"
+        result[name] = out
+        print(f"{name:10s}: {work / best:10,.0f} sequences/s best, {work / median:10,.0f} "
+              f"median ({best:.3f} s train{extra}, final loss {rs[0]['final_loss']:.4f})")
+    if not args.no_torch:
+        import torch
+
+        result["torch"]["version"] = torch.__version__
+        for name in variants:
+            ratio = result["torch"]["best_train_s"] / result[name]["best_train_s"]
+            ratio_med = result["torch"]["median_train_s"] / result[name]["median_train_s"]
+            result[name]["ratio_to_torch"] = ratio
+            result[name]["ratio_to_torch_median"] = ratio_med
+            print(f"ratio {name} / pytorch sequences/s: {ratio:.2f}x best, {ratio_med:.2f}x "
+                  f"median (target >= 1.2x; torch {torch.__version__})")
+    print(f"load average before/after: {result['load_before'][0]:.2f} / "
+          f"{result['load_after'][0]:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()

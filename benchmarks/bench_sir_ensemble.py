@@ -1,0 +1,233 @@
+"""Benchmark: an ensemble of SIR solves with epinn against scipy (issue #3).
+
+Set-up: normalised SIR (N = 1), s0 = 0.999, i0 = 0.001, r0 = 0, t in [0, 160] saved at
+161 points, ``--members`` (10 000) pairs beta ~ U(0.1, 1.0), gamma ~ U(0.05, 0.5) drawn from
+``jax.random.PRNGKey(seed)`` (seed 0), rtol = 1e-6, atol = 1e-9.
+
+Compared in one run:
+
+* epinn :func:`~epinn.compartmental.solve_ensemble` (``method="stacked"``: one diffrax
+  Tsit5 solve per chunk over the stacked state with a max-over-members error norm), and
+  optionally ``method="vmap"``;
+* scipy ``solve_ivp`` (RK45) in a Python loop: a subset (``--loop-subset``, 300) is timed
+  and the time **extrapolated** to all members;
+* one scipy ``solve_ivp`` (RK45) over all members stacked into a single 3M-dimensional
+  system with a numpy right-hand side. Note that scipy's error norm is the RMS over all
+  3M components (an average over members), a weaker control than epinn's max norm.
+
+Accuracy: every member is compared with a reference, scipy DOP853 on the stacked system at
+rtol 1e-10 (atol 1e-13), itself checked against per-member DOP853 at rtol 1e-12 on a few
+members. Reported: compile time (first call minus a warm call), warm wall time (best of
+``--repeats``), solves/s, speed-ups and max |difference| to the reference. A JSON summary
+goes to ``--out`` if given.
+
+Run: ``python benchmarks/bench_sir_ensemble.py`` (add ``--x64`` for float64 epinn).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+
+S0, I0, T1, NT = 0.999, 0.001, 160.0, 161
+RTOL, ATOL = 1e-6, 1e-9
+
+
+def _draw(seed: int, members: int) -> tuple[np.ndarray, np.ndarray]:
+    import jax.random as jr
+
+    kb, kg = jr.split(jr.PRNGKey(seed))
+    beta = np.asarray(jr.uniform(kb, (members,), minval=0.1, maxval=1.0), np.float64)
+    gamma = np.asarray(jr.uniform(kg, (members,), minval=0.05, maxval=0.5), np.float64)
+    return beta, gamma
+
+
+def _stacked_rhs(beta: np.ndarray, gamma: np.ndarray):
+    m = beta.size
+
+    def rhs(t, y):
+        s, i = y[:m], y[m : 2 * m]
+        new, rec = beta * s * i, gamma * i
+        return np.concatenate([-new, new - rec, rec])
+
+    return rhs
+
+
+def _y0_stacked(m: int) -> np.ndarray:
+    return np.concatenate([np.full(m, S0), np.full(m, I0), np.zeros(m)])
+
+
+def _scipy_stacked(beta, gamma, ts, method, rtol, atol) -> np.ndarray:
+    from scipy.integrate import solve_ivp
+
+    m = beta.size
+    sol = solve_ivp(
+        _stacked_rhs(beta, gamma), (0.0, T1), _y0_stacked(m), method=method, t_eval=ts,
+        rtol=rtol, atol=atol,
+    )
+    assert sol.success, sol.message
+    return sol.y.reshape(3, m, ts.size).transpose(1, 2, 0)  # members x time x compartments
+
+
+def _scipy_one(b, g, ts, method, rtol, atol) -> np.ndarray:
+    from scipy.integrate import solve_ivp
+
+    def rhs(t, y):
+        new = b * y[0] * y[1]
+        return [-new, new - g * y[1], g * y[1]]
+
+    sol = solve_ivp(rhs, (0.0, T1), [S0, I0, 0.0], method=method, t_eval=ts, rtol=rtol,
+                    atol=atol)
+    assert sol.success, sol.message
+    return sol.y.T
+
+
+def _best(fn, repeats: int) -> tuple[float, float, object]:
+    """Best wall and CPU time of ``repeats`` calls (and the last result)."""
+    walls, cpus, out = [], [], None
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        out = fn()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    return min(walls), min(cpus), out
+
+
+def main(args: argparse.Namespace) -> dict:
+    import jax
+
+    if args.x64:
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    from epinn.compartmental import SIR, solve_ensemble
+
+    M = args.members
+    ts = np.linspace(0.0, T1, NT)
+    beta, gamma = _draw(args.seed, M)
+    device = jax.devices()[0]
+    print(f"jax {jax.__version__} on {device.platform} ({device.device_kind}; "
+          f"{platform.processor() or platform.machine()}), "
+          f"float{'64' if args.x64 else '32'}, {M} members")
+
+    # Reference: rtol 1e-10 on the stacked system, spot-checked per member at rtol 1e-12.
+    w = time.perf_counter()
+    ref = _scipy_stacked(beta, gamma, ts, "DOP853", 1e-10, 1e-13)
+    spot = np.linspace(0, M - 1, min(args.spot_checks, M)).astype(int)
+    ref_check = max(
+        np.abs(_scipy_one(beta[k], gamma[k], ts, "DOP853", 1e-12, 1e-14) - ref[k]).max()
+        for k in spot
+    )
+    print(f"reference: DOP853 rtol 1e-10 stacked ({time.perf_counter() - w:.1f} s); "
+          f"max |diff| to per-member rtol 1e-12 on {spot.size} members: {ref_check:.1e}")
+
+    params = {"beta": jnp.asarray(beta), "gamma": jnp.asarray(gamma), "N": 1.0}
+    y0 = jnp.array([S0, I0, 0.0])
+    results: dict[str, dict] = {}
+
+    def run_epinn(method: str) -> dict:
+        def call():
+            traj = solve_ensemble(SIR(), params, y0, jnp.asarray(ts), method=method,
+                                  chunk_size=args.chunk_size, rtol=RTOL, atol=ATOL)
+            return jax.block_until_ready(traj)
+
+        w = time.perf_counter()
+        traj = call()
+        first = time.perf_counter() - w
+        repeats = args.repeats if method == "stacked" else max(1, args.repeats // 2)
+        wall, cpu, traj = _best(call, repeats)
+        ys = np.asarray(traj.ys, np.float64)
+        return {
+            "compile_s": first - wall,
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "solves_per_s": M / wall,
+            "max_abs_diff": float(np.abs(ys - ref).max()),
+            "all_success": bool(np.asarray(traj.success).all()),
+            "max_steps_in_a_chunk": int(np.asarray(traj.num_steps).max()),
+        }
+
+    results["epinn_stacked"] = run_epinn("stacked")
+    if args.vmap:
+        results["epinn_vmap"] = run_epinn("vmap")
+
+    n = min(args.loop_subset, M)
+
+    def loop():
+        return np.stack([_scipy_one(beta[k], gamma[k], ts, "RK45", RTOL, ATOL) for k in range(n)])
+
+    wall, cpu, ys = _best(loop, 1)
+    results["scipy_loop"] = {
+        "timed_members": n,
+        "wall_s": wall * M / n,  # extrapolated from the timed subset
+        "cpu_s": cpu * M / n,
+        "solves_per_s": n / wall,
+        "max_abs_diff": float(np.abs(ys - ref[:n]).max()),
+        "extrapolated": True,
+    }
+
+    wall, cpu, ys = _best(lambda: _scipy_stacked(beta, gamma, ts, "RK45", RTOL, ATOL),
+                          args.scipy_repeats)
+    results["scipy_stacked"] = {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "solves_per_s": M / wall,
+        "max_abs_diff": float(np.abs(ys - ref).max()),
+    }
+
+    ep = results["epinn_stacked"]
+    speedup_loop = results["scipy_loop"]["wall_s"] / ep["wall_s"]
+    speedup_stacked = results["scipy_stacked"]["wall_s"] / ep["wall_s"]
+    summary = {
+        "members": M,
+        "seed": args.seed,
+        "dtype": "float64" if args.x64 else "float32",
+        "platform": jax.devices()[0].platform,
+        "chunk_size": args.chunk_size,
+        "reference_check": float(ref_check),
+        "results": results,
+        "speedup_vs_scipy_loop": speedup_loop,
+        "speedup_vs_scipy_stacked": speedup_stacked,
+        "targets_met": {
+            "loop>=300x": speedup_loop >= 300,
+            "stacked>=10x": speedup_stacked >= 10,
+            "max_diff<=1e-5": ep["max_abs_diff"] <= 1e-5,
+        },
+    }
+    print(f"{'':16s}{'wall s':>10s}{'cpu s':>10s}{'solves/s':>12s}{'compile s':>11s}"
+          f"{'max|diff|':>11s}")
+    for name, r in results.items():
+        label = name + (" *" if r.get("extrapolated") else "")
+        comp = f"{r['compile_s']:11.2f}" if "compile_s" in r else f"{'':11s}"
+        print(f"{label:16s}{r['wall_s']:10.4f}{r['cpu_s']:10.4f}{r['solves_per_s']:12.0f}"
+              f"{comp}{r['max_abs_diff']:11.1e}")
+    print(f"* timed on {n} members, extrapolated to {M}")
+    print(f"speed-up vs scipy loop: {speedup_loop:.0f}x (target 300x); vs scipy stacked: "
+          f"{speedup_stacked:.1f}x (target 10x); targets met: {summary['targets_met']}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(summary, f, indent=2)
+    return summary
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--members", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk-size", type=int, default=1024)
+    p.add_argument("--loop-subset", type=int, default=300)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--scipy-repeats", type=int, default=3)
+    p.add_argument("--spot-checks", type=int, default=20)
+    p.add_argument("--vmap", action="store_true", help="also time method='vmap'")
+    p.add_argument("--x64", action="store_true", help="run epinn in float64")
+    p.add_argument("--out", type=str, default=None, help="JSON summary path")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse_args())

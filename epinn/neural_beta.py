@@ -1,0 +1,676 @@
+r"""Neural transmission rate :math:`\beta(t)`: a universal differential equation (UDE).
+
+A compartmental model whose transmission rate is a small neural network of time,
+
+.. math::
+
+    \beta(t) = \operatorname{softplus}\big(f_\theta(2\tau - 1)\big), \qquad
+    \tau = \frac{t - t_0}{T}, \quad T = t_\text{last} - t_0,
+
+sits inside the diffrax vector field (through :class:`epinn.compartmental.NetworkRate`), and
+the network weights :math:`\theta` -- and, optionally, the recovery rate :math:`\gamma` -- are
+trained end to end with Adam through :func:`epinn.compartmental.solve` (reverse-mode
+gradients through the solver, diffrax's default ``RecursiveCheckpointAdjoint``). The
+network sees time mapped to :math:`[-1, 1]` over the observed window, which lets a tanh MLP
+represent a change of :math:`\beta` within a few days after a few hundred steps.
+
+The objective is a data misfit plus a smoothness penalty on :math:`\log\beta`,
+
+.. math::
+
+    L(\theta, \gamma) = \underbrace{\frac1n \sum_{k}\sum_i
+        \ell_k\big(\hat y_k(t_i), y_{k,i}\big)}_{\text{data}}
+      + \lambda\, \underbrace{\frac{1}{m - p} \sum_{j}
+        \Big(\frac{\Delta^p \log\beta(\tau_j)}{h^p}\Big)^2}_{\text{penalty}},
+
+with :math:`\ell_k(\mu, y) = ((\mu - y)/s_k)^2` (``loss="mse"``: residuals scaled by
+:math:`s_k = \max_i y_{k,i}`, the peak of series :math:`k`, so the misfit is dimensionless)
+or the scaled Poisson deviance :math:`\ell_k = 2[y \log(y/\mu) - (y - \mu)]/s_k`
+(``loss="poisson"``, for counts; it is :math:`\approx (\mu - y)^2/(\mu s_k)`, on the scale
+of the ``mse`` misfit near the peak). The penalty is the mean square of the :math:`p`-th
+finite difference of :math:`\log\beta` on :math:`m` equally spaced points
+:math:`\tau_j \in [0, 1]` (spacing :math:`h`), i.e. of :math:`d^p\log\beta/d\tau^p` up to
+:math:`O(h^2)`; a difference on a grid compiles much faster than nested autodiff. In
+:math:`\log\beta` and normalised time it is
+dimensionless and does not depend on the time unit or the level of :math:`\beta`. Order
+:math:`p = 1` pulls :math:`\beta(t)` towards a constant (the ordinary SIR model is the limit
+:math:`\lambda \to \infty`); :math:`p = 2` (default) pulls it towards
+:math:`\log\beta` linear in time and leaves steps and trends less damped.
+
+**Identifiability.** From prevalence :math:`I(t)` alone a free :math:`\beta(t)` and
+:math:`\gamma` are not separately identifiable: for any :math:`\gamma`,
+:math:`\beta(t) = (\dot I/I + \gamma) N / S(t)` with :math:`S` from :math:`R = \gamma\int I`
+reproduces :math:`I(t)` exactly. With ``gamma=None`` the smoothness penalty picks
+:math:`\gamma`; fix ``gamma`` when it is known (e.g. from the infectious period) to read
+:math:`\beta(t)` off the data.
+
+A failed solve during training (e.g. a step-size collapse) gives a large finite data loss
+and its non-finite gradient is skipped (``optax.apply_if_finite``) instead of crashing the
+fit. The training loop (:func:`_minimise`, shared with :mod:`epinn.pinn`) compiles one
+``lax.scan`` over a chunk of steps and calls it once per chunk (one host sync and progress
+bar update per chunk).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import equinox as eqx
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.scipy.special import xlogy
+from jaxtyping import Array
+from tqdm.auto import tqdm
+
+from .compartmental import (
+    SIR,
+    CompartmentalModel,
+    NetworkRate,
+    Trajectory,
+    effective_reproduction_number,
+    solve,
+)
+from .compartmental import R0 as _R0
+from .estimation import ConvergenceWarning, FitResult
+from .estimation import _check_inputs as _check_fit_inputs
+from .models import MLP
+from .training import History, NonFiniteLossError, get_optimizer
+
+__all__ = ["fit_neural_beta"]
+
+_LOSSES = ("mse", "poisson")
+# A failed solve scores this data loss (the misfit of a sensible fit is O(1) or below).
+_FAILED_LOSS = 1e3
+# Adam has no stopping rule: a fit counts as converged when the objective improved by less
+# than this fraction over the last tenth of the steps.
+_PLATEAU_RTOL = 0.1
+
+
+# --------------------------------------------------------------------------------------
+# The network of normalised time
+# --------------------------------------------------------------------------------------
+
+
+class _TimeMLP(nn.Module):
+    """An :class:`epinn.MLP` of normalised time :math:`\\tau \\in [0, 1]`, fed ``2 tau - 1``."""
+
+    features: Sequence[int]
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, tau: Array) -> Array:
+        return MLP(tuple(self.features), activation=self.activation, name="mlp")(2.0 * tau - 1.0)
+
+
+def _init_time_mlp(net: _TimeMLP, key: Array, bias: Array, out_scale: float = 0.1):
+    """Initialise ``net``; the output layer is shrunk by ``out_scale`` and its bias set.
+
+    So the network starts close to the constant ``bias`` (per output) while every layer
+    still receives gradients.
+    """
+    params = net.init(key, jnp.zeros((1,)))
+    mlp = dict(params["params"]["mlp"])
+    last = f"Dense_{len(net.features) - 1}"
+    layer = mlp[last]
+    mlp[last] = {
+        "kernel": out_scale * layer["kernel"],
+        "bias": jnp.broadcast_to(jnp.asarray(bias, layer["bias"].dtype), layer["bias"].shape),
+    }
+    return {"params": {"mlp": mlp}}
+
+
+def _inverse_softplus(x: float) -> float:
+    return x + math.log(-math.expm1(-x))
+
+
+# --------------------------------------------------------------------------------------
+# The training loop (shared with epinn.pinn)
+# --------------------------------------------------------------------------------------
+
+
+def _make_tx(method: str, learning_rate: float, steps: int) -> optax.GradientTransformation:
+    """Adam with a cosine decay to a tenth of ``learning_rate``, or L-BFGS (line search)."""
+    if method == "adam":
+        schedule = optax.warmup_cosine_decay_schedule(
+            0.0, learning_rate, max(steps // 10, 1), max(steps, 2), learning_rate / 10
+        )
+        return optax.apply_if_finite(get_optimizer("adam", schedule), max_consecutive_errors=20)
+    return optax.lbfgs()
+
+
+def _tree_where(cond: Array, a: Any, b: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(cond, x, y), a, b)
+
+
+@eqx.filter_jit
+def _init_state(method: str, learning_rate: float, steps: int, params: Any) -> Any:
+    return _make_tx(method, learning_rate, steps).init(params)
+
+
+@eqx.filter_jit
+def _run_chunk(objective, method: str, learning_rate: float, steps: int, length: int,
+               carry, start):
+    """``length`` optimiser steps in one ``lax.scan``; steps numbered ``>= steps`` are no-ops.
+
+    ``carry = (params, opt_state, best_params, best_loss)``. Returns the new carry and the
+    objective (and its components) before each step (NaN for skipped steps).
+    """
+    tx = _make_tx(method, learning_rate, steps)
+    value = lambda p: objective(p)[0]  # noqa: E731
+    aux_shape = jax.eval_shape(objective, carry[0])[1]
+
+    def do(c):
+        params, opt_state, best_params, best_loss = c
+        if method == "adam":
+            (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+        else:
+            loss, grads = optax.value_and_grad_from_state(value)(params, state=opt_state)
+            updates, opt_state = tx.update(
+                grads, opt_state, params, value=loss, grad=grads, value_fn=value
+            )
+            aux = objective(params)[1]
+        better = loss < best_loss  # False for NaN
+        best_params = _tree_where(better, params, best_params)
+        best_loss = jnp.where(better, loss, best_loss)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, best_params, best_loss), (loss, aux)
+
+    def skip(c):
+        nan = jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), aux_shape)
+        return c, (jnp.full((), jnp.nan, carry[3].dtype), nan)
+
+    def step(c, i):
+        return jax.lax.cond(i < steps, do, skip, c)
+
+    return jax.lax.scan(step, carry, start + jnp.arange(length))
+
+
+def _minimise(
+    objective: Callable[[Any], tuple[Array, dict[str, Array]]],
+    params: Any,
+    *,
+    method: str,
+    steps: int,
+    learning_rate: float = 1e-2,
+    chunk_size: int = 100,
+    verbose: int = 0,
+    desc: str = "fit",
+    first_step: int = 1,
+) -> tuple[Any, History]:
+    """Minimise ``objective(params) -> (loss, aux)`` with Adam or L-BFGS.
+
+    A compiled ``lax.scan`` over ``chunk_size`` steps runs once per chunk (tqdm over
+    chunks). Returns the parameters with the lowest objective seen and a
+    :class:`epinn.History` with one entry per step: ``train_loss`` holds the objective,
+    ``metrics`` its components (the ``aux`` dict), ``epoch_time`` the seconds per chunk
+    and ``compile_time`` the first chunk's time minus a later chunk's (an estimate).
+
+    Raises:
+        NonFiniteLossError: the objective became NaN or infinite (the message names the
+            step, counted from ``first_step``).
+    """
+    length = min(chunk_size, steps)
+    n_chunks = -(-steps // length)
+    dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
+    opt_state = _init_state(method, float(learning_rate), steps, params)
+    carry = (params, opt_state, params, jnp.asarray(jnp.inf, dtype))
+    history = History()
+    times = []
+    with tqdm(total=steps, disable=not verbose, unit="step", desc=desc) as bar:
+        for c in range(n_chunks):
+            t_start = time.perf_counter()
+            carry, (losses, aux) = _run_chunk(
+                objective, method, float(learning_rate), steps, length, carry,
+                jnp.asarray(c * length, jnp.int32),
+            )
+            n = min(length, steps - c * length)
+            losses = np.asarray(losses)[:n]
+            aux = {k: np.asarray(v)[:n] for k, v in aux.items()}
+            times.append(time.perf_counter() - t_start)
+            history.train_loss.extend(float(v) for v in losses)
+            for k, v in aux.items():
+                history.metrics.setdefault(k, []).extend(float(x) for x in v)
+            bad = np.flatnonzero(~np.isfinite(losses))
+            if bad.size:
+                step = first_step + c * length + int(bad[0])
+                history.stop_reason = "non-finite loss"
+                raise NonFiniteLossError(
+                    f"The {desc} objective became {losses[bad[0]]} at step {step}; try a "
+                    "smaller `learning_rate` or check the data (the error's `history` holds "
+                    "the steps before).",
+                    epoch=step,
+                    history=history,
+                )
+            bar.update(n)
+            bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+    history.epoch_time = times
+    history.compile_time = times[0] - (float(np.median(times[1:])) if len(times) > 1 else 0.0)
+    history.stop_reason = "completed"
+    best = int(np.nanargmin(np.where(np.isfinite(history.train_loss), history.train_loss,
+                                     np.inf)))
+    history.best_epoch = history.params_epoch = best + 1
+    return carry[2], history
+
+
+def _plateaued(losses: Sequence[float]) -> bool:
+    """The objective improved by less than ``_PLATEAU_RTOL`` over the last tenth of steps."""
+    losses = np.asarray(losses, dtype=float)
+    if losses.size < 2 or not np.isfinite(losses[-1]):
+        return False
+    k = max(1, losses.size // 10)
+    before, best = np.nanmin(losses[:-k]), np.nanmin(losses)
+    return bool(before - best <= _PLATEAU_RTOL * abs(best) + 1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# Validation and set-up shared with epinn.pinn
+# --------------------------------------------------------------------------------------
+
+
+def _check_positive(value: Any, name: str) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a positive number; got {value!r}.") from err
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(f"`{name}` must be positive and finite; got {value!r}.")
+    return x
+
+
+def _check_int(value: Any, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"`{name}` must be an int >= {low}; got {value!r}.")
+    return int(value)
+
+
+def _check_hidden(hidden: Any) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(h) for h in hidden)
+        ok = len(sizes) > 0 and all(s > 0 and s == h for s, h in zip(sizes, hidden))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or isinstance(hidden, str):
+        raise ValueError(f"`hidden` must be a non-empty sequence of positive ints; got {hidden!r}.")
+    return sizes
+
+
+def _check_key(key: Any) -> Array:
+    if key is None:
+        raise ValueError("`key` is required (it initialises the network); pass jax.random.key(0).")
+    return key
+
+
+def _check_common(model, ts, data, y0, N, rates, t0):
+    """Validate through :func:`epinn.estimation` 's checks; returns ts, t0, obs, N."""
+    if not isinstance(model, CompartmentalModel):
+        raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {model!r}.")
+    if isinstance(data, (np.ndarray, jax.Array, list, tuple)):
+        raise TypeError("`data` must be a mapping {observation name: counts}, e.g. {'I': counts}.")
+    if not isinstance(y0, Mapping):
+        raise TypeError("`y0` must be a mapping by compartment name, e.g. {'S': 762, ...}.")
+    if N is None:
+        N = float(sum(float(v) for v in y0.values()))
+    N = _check_positive(N, "N")
+    init = {name: 1.0 for name in model.rate_names}
+    init.update(rates)
+    init["N"] = N
+    ts, t0, obs, _, _ = _check_fit_inputs(model, ts, data, y0, init, None, "mse", t0)
+    return ts, t0, obs, N
+
+
+def _guess_beta(model, ts, obs, y0, t0, N, gamma):
+    r"""A start for :math:`\beta`: :math:`(\gamma + r) N / S_0` with the growth rate
+    :math:`r = \log(I_\text{peak} / I_0) / (t_\text{peak} - t_0)` when ``I`` is observed
+    (and the data rise above :math:`I_0`), else :math:`2\gamma N/S_0`."""
+    s0 = max(float(y0["S"]), 1e-12 * N)
+    r = gamma
+    if "I" in obs and float(y0["I"]) > 0:
+        k = int(np.argmax(obs["I"]))
+        i0, ik, dt = float(y0["I"]), float(obs["I"][k]), float(ts[k]) - t0
+        if ik > i0 and dt > 0:
+            r = math.log(ik / i0) / dt
+    return (gamma + r) * N / s0
+
+
+def _shifted_grid(ts: np.ndarray, t0: float) -> tuple[np.ndarray, int]:
+    """Observation grid in time since ``t0``, starting at 0; offset 1 if ``t0 < ts[0]``."""
+    offset = 1 if t0 < ts[0] else 0
+    grid = np.concatenate([[t0], ts]) if offset else ts
+    return grid - t0, offset
+
+
+def _observables(model, traj: Trajectory, names: tuple[str, ...], offset: int) -> dict:
+    out = {}
+    for name in names:
+        if name in model.compartments:
+            out[name] = traj[name][offset:]
+        elif name == "incidence":
+            out[name] = jnp.diff(traj.cumulative_infections)
+        elif name == "cumulative":
+            out[name] = traj.cumulative_infections[offset:]
+        elif name == "deaths":
+            out[name] = traj["D"][offset:]
+        else:  # new_deaths
+            out[name] = jnp.diff(traj["D"])
+    return out
+
+
+def _r2(pred: np.ndarray, y: np.ndarray) -> float:
+    ss = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - float(np.sum((pred - y) ** 2)) / ss if ss > 0 else math.nan
+
+
+# --------------------------------------------------------------------------------------
+# The UDE objective
+# --------------------------------------------------------------------------------------
+
+
+class _UDEObjective(eqx.Module):
+    """Data misfit + smoothness penalty as a pytree (data as leaves, settings static)."""
+
+    model: CompartmentalModel
+    net: _TimeMLP = eqx.field(static=True)
+    y0: Array
+    grid: Array
+    obs: dict[str, Array]
+    scale: dict[str, Array]
+    fixed: dict[str, Array]
+    pen_tau: Array
+    smoothness: Array
+    T: float = eqx.field(static=True)
+    order: int = eqx.field(static=True)
+    loss: str = eqx.field(static=True)
+    offset: int = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+
+    def rate(self, params) -> NetworkRate:
+        """:math:`\\beta` as a function of time since ``t0``."""
+        return NetworkRate(self.net, params["net"], t_scale=self.T)
+
+    def model_params(self, params) -> dict[str, Any]:
+        p = dict(self.fixed)
+        p["beta"] = self.rate(params)
+        if "log_gamma" in params:
+            p["gamma"] = jnp.exp(params["log_gamma"])
+        return p
+
+    def solve(self, params, grid) -> Trajectory:
+        return solve(self.model, self.model_params(params), self.y0, grid, rtol=self.rtol,
+                     atol=self.atol, max_steps=self.max_steps, throw=False)
+
+    def predict(self, params) -> tuple[dict[str, Array], Array]:
+        traj = self.solve(params, self.grid)
+        return _observables(self.model, traj, tuple(self.obs), self.offset), traj.success
+
+    def data_loss(self, params) -> Array:
+        pred, ok = self.predict(params)
+        terms = []
+        for name, y in self.obs.items():
+            mu = jnp.where(ok, pred[name], y)  # masked: no inf enters the misfit
+            if self.loss == "mse":
+                terms.append(((mu - y) / self.scale[name]) ** 2)
+            else:
+                mu = jnp.maximum(mu, 1e-8 * self.scale[name])
+                dev = 2.0 * (xlogy(y, y) - xlogy(y, mu) - (y - mu))
+                terms.append(dev / self.scale[name])
+        value = jnp.mean(jnp.concatenate(terms))
+        return jnp.where(ok & jnp.isfinite(value), value, _FAILED_LOSS)
+
+    def penalty(self, params) -> Array:
+        log_beta = jnp.log(jax.vmap(self.rate(params))(self.pen_tau * self.T))
+        h = self.pen_tau[1] - self.pen_tau[0]
+        return jnp.mean((jnp.diff(log_beta, n=self.order) / h**self.order) ** 2)
+
+    def __call__(self, params) -> tuple[Array, dict[str, Array]]:
+        d, p = self.data_loss(params), self.penalty(params)
+        return d + self.smoothness * p, {"data": d, "penalty": p}
+
+
+@eqx.filter_jit
+def _evaluate(objective: _UDEObjective, params, fine: Array):
+    """Everything at the estimate, in one compiled call (times since ``t0``)."""
+    mp = objective.model_params(params)
+    traj = objective.solve(params, fine)
+    beta = jax.vmap(objective.rate(params))(fine)
+    r_t = effective_reproduction_number(objective.model, mp, traj)
+    pred, ok = objective.predict(params)
+    return traj, beta, r_t, pred, ok, objective.data_loss(params), objective.penalty(params)
+
+
+# --------------------------------------------------------------------------------------
+# fit_neural_beta
+# --------------------------------------------------------------------------------------
+
+
+def fit_neural_beta(
+    ts: Any,
+    data: Mapping[str, Any],
+    *,
+    y0: Mapping[str, float],
+    model: CompartmentalModel | None = None,
+    N: float | None = None,
+    gamma: float | None = None,
+    gamma_init: float = 0.3,
+    rates: Mapping[str, float] | None = None,
+    beta_init: float | None = None,
+    hidden: Sequence[int] = (16, 16),
+    activation: str = "tanh",
+    smoothness: float = 1e-7,
+    smoothness_order: int = 2,
+    loss: str = "mse",
+    steps: int = 1000,
+    learning_rate: float = 5e-2,
+    key: jax.Array | None = None,
+    t0: float | None = None,
+    n_grid: int = 201,
+    n_penalty: int = 101,
+    rtol: float = 1e-5,
+    atol: float = 1e-7,
+    max_steps: int = 2048,
+    chunk_size: int = 100,
+    verbose: int = 0,
+    warn: bool = True,
+) -> FitResult:
+    r"""Fit a compartmental model with a neural transmission rate :math:`\beta(t)`.
+
+    :math:`\beta(t) = \operatorname{softplus}(\text{MLP}(2(t - t_0)/T - 1))` inside the
+    ODE, trained with Adam (cosine-decayed learning rate) through the solver on the
+    objective in the module docstring: scaled data misfit plus
+    ``smoothness`` times the mean squared ``smoothness_order``-th derivative of
+    :math:`\log\beta` in normalised time. The network starts at the constant ``beta_init``.
+
+    Args:
+        ts: observation times, strictly increasing (any unit).
+        data: ``{name: observed series at ts}``; names are compartments (``"I"``, ...),
+            ``"incidence"``, ``"cumulative"``, ``"deaths"`` or ``"new_deaths"`` as in
+            :func:`epinn.estimation.fit_parameters` (no reporting fraction).
+        y0: initial state at ``t0`` by compartment name.
+        model: a model with rates ``beta`` and ``gamma`` (default ``SIR()``); its other
+            rates (``sigma``, ``mu``, ...) are fixed by ``rates``.
+        N: population (default ``sum(y0)``); counts or fractions (``N = 1``) both work.
+        gamma: the recovery rate if known (then fixed); ``None`` learns it
+            (log-parametrised, starting at ``gamma_init``).
+        gamma_init: start for a learned ``gamma`` (per unit of ``ts``).
+        rates: values of the model's other rates, e.g. ``{"sigma": 0.2}`` for SEIR.
+        beta_init: the constant :math:`\beta` the network starts at; default
+            :math:`(\gamma + r) N/S_0` with :math:`r = \log(I_\text{peak}/I_0)/(t_\text{peak}
+            - t_0)` from observed ``I`` (else :math:`2\gamma N/S_0`).
+        hidden: hidden layer sizes of the MLP (one output is appended).
+        activation: hidden activation (a smooth one, since the penalty differentiates it).
+        smoothness: the penalty weight :math:`\lambda \ge 0`.
+        smoothness_order: 1 (towards constant :math:`\beta`) or 2 (towards
+            :math:`\log\beta` linear in time).
+        loss: ``"mse"`` (residuals scaled by each series' peak) or ``"poisson"`` (deviance
+            of counts, scaled likewise).
+        steps: Adam steps.
+        learning_rate: Adam's initial learning rate (cosine decay to a tenth).
+        key: ``jax.random`` key for the network's initial weights (required).
+        t0: time of ``y0`` (default ``ts[0]``), e.g. 0 for the boarding school.
+        n_grid: points of the fine grid from ``t0`` to ``ts[-1]`` for the returned
+            :math:`\beta(t)` and trajectory.
+        n_penalty: points at which the penalty is evaluated.
+        rtol, atol: ODE tolerances during training and evaluation.
+        max_steps: ODE solver step limit (a solve that needs more counts as failed).
+        chunk_size: optimiser steps per compiled chunk (one progress update each).
+        verbose: 1 shows a progress bar, 0 is silent.
+        warn: warn (:class:`epinn.ConvergenceWarning`) if the fit has not converged.
+
+    Returns:
+        :class:`epinn.FitResult` with ``method="neural_beta"``. ``params["beta"]`` is
+        :math:`\beta(t_0)` and ``R0`` is :math:`R_0 = \beta(t_0)/\gamma` (for SIR);
+        ``free`` is ``("beta", "gamma")`` or ``("beta",)``; ``loss`` is the objective;
+        ``converged`` means a successful final solve and an objective that improved by less
+        than 10% over the last tenth of the steps; ``fitted`` the model at ``ts``;
+        ``trajectory`` the solution on the fine grid. ``extras`` holds ``"t"`` (the fine
+        grid), ``"beta_t"`` (:math:`\beta` on it), ``"R_t"`` (effective reproduction
+        number), ``"beta_fn"`` (a jax-traceable function ``t -> beta(t)``),
+        ``"network"``/``"network_params"`` (the Flax module, input :math:`\tau =
+        (t - t_0)/T`, and its trained variables), ``"data_loss"``, ``"penalty"``, ``"r2"``
+        (per observed series), ``"history"`` (an :class:`epinn.History`, one entry per
+        step), ``"beta_init"``, ``"t0"``, ``"T"`` and ``"wall_time"``.
+
+    Raises:
+        ValueError: bad data (NaN, negative, wrong length, unknown names), ``y0`` or ``N``,
+            a model without ``beta``/``gamma``, missing ``rates``, non-positive ``gamma``,
+            bad settings or a missing ``key``.
+        TypeError: wrong kinds of arguments.
+        NonFiniteLossError: the objective became NaN (the message names the step).
+
+    Examples:
+        >>> import jax.random as jr, numpy as np
+        >>> ts = np.arange(1.0, 15.0)
+        >>> counts = [3, 8, 26, 76, 225, 298, 258, 233, 189, 128, 68, 29, 14, 4]
+        >>> res = fit_neural_beta(ts, {"I": counts}, y0={"S": 762, "I": 1, "R": 0},
+        ...                       gamma=0.45, t0=0.0, steps=5, key=jr.PRNGKey(0),
+        ...                       warn=False)
+        >>> res.method, res.extras["beta_t"].shape, res.fitted["I"].shape
+        ('neural_beta', (201,), (14,))
+    """
+    wall = time.perf_counter()
+    model = SIR() if model is None else model
+    if isinstance(model, CompartmentalModel) and not {"beta", "gamma"} <= set(model.rate_names):
+        raise ValueError(f"`model` must have rates 'beta' and 'gamma'; got {model.rate_names}.")
+    rates = {} if rates is None else dict(rates)
+    if isinstance(model, CompartmentalModel):
+        need = [k for k in model.rate_names if k not in ("beta", "gamma")]
+        missing = [k for k in need if k not in rates]
+        unknown = [k for k in rates if k not in need]
+        if missing or unknown:
+            raise ValueError(
+                f"`rates` must give the model's other rates {need}; missing {missing}, "
+                f"unknown {unknown}."
+            )
+        rates = {k: _check_positive(v, f"rates[{k!r}]") for k, v in rates.items()}
+    if loss not in _LOSSES:
+        raise ValueError(f"`loss` must be one of {_LOSSES}; got {loss!r}.")
+    if gamma is not None:
+        gamma = _check_positive(gamma, "gamma")
+    gamma_init = _check_positive(gamma_init, "gamma_init")
+    hidden = _check_hidden(hidden)
+    smoothness = float(smoothness)
+    if not (math.isfinite(smoothness) and smoothness >= 0):
+        raise ValueError(f"`smoothness` must be >= 0 and finite; got {smoothness!r}.")
+    if smoothness_order not in (1, 2):
+        raise ValueError(f"`smoothness_order` must be 1 or 2; got {smoothness_order!r}.")
+    steps = _check_int(steps, "steps", 1)
+    chunk_size = _check_int(chunk_size, "chunk_size", 1)
+    n_grid = _check_int(n_grid, "n_grid", 2)
+    n_penalty = _check_int(n_penalty, "n_penalty", 2)
+    learning_rate = _check_positive(learning_rate, "learning_rate")
+    key = _check_key(key)
+    ts, t0, obs, N = _check_common(model, ts, data, y0, N, rates, t0)
+    if beta_init is not None:
+        beta_init = _check_positive(beta_init, "beta_init")
+    g0 = gamma if gamma is not None else gamma_init
+    beta0 = _guess_beta(model, ts, obs, y0, t0, N, g0) if beta_init is None else beta_init
+
+    grid, offset = _shifted_grid(ts, t0)
+    T = float(ts[-1] - t0)
+    net = _TimeMLP(features=(*hidden, 1), activation=activation)
+    params = {"net": _init_time_mlp(net, key, _inverse_softplus(beta0))}
+    if gamma is None:
+        params["log_gamma"] = jnp.asarray(math.log(gamma_init))
+    fixed = {k: jnp.asarray(v) for k, v in rates.items()}
+    fixed["N"] = jnp.asarray(N)
+    if gamma is not None:
+        fixed["gamma"] = jnp.asarray(gamma)
+    f = lambda a: jnp.asarray(np.asarray(a, dtype=float))  # noqa: E731
+    objective = _UDEObjective(
+        model=model,
+        net=net,
+        y0=f([float(y0[c]) for c in model.compartments]),
+        grid=f(grid),
+        obs={k: f(v) for k, v in obs.items()},
+        scale={k: f(max(float(v.max()), 1e-12 * N)) for k, v in obs.items()},
+        fixed=fixed,
+        pen_tau=f(np.linspace(0.0, 1.0, n_penalty)),
+        smoothness=f(smoothness),
+        T=T,
+        order=int(smoothness_order),
+        loss=loss,
+        offset=offset,
+        rtol=float(rtol),
+        atol=float(atol),
+        max_steps=int(max_steps),
+    )
+    params, history = _minimise(objective, params, method="adam", steps=steps,
+                                learning_rate=learning_rate, chunk_size=chunk_size,
+                                verbose=verbose, desc="neural beta(t)")
+
+    fine = np.linspace(0.0, T, n_grid)
+    traj, beta_t, r_t, pred, ok, d_loss, pen = _evaluate(objective, params, f(fine))
+    traj = eqx.tree_at(lambda tr: tr.ts, traj, traj.ts + t0)
+    total = float(d_loss) + smoothness * float(pen)
+    g_hat = float(jnp.exp(params["log_gamma"])) if gamma is None else gamma
+    out_params = {"beta": float(beta_t[0]), "gamma": g_hat, **rates, "N": N}
+    r0 = float(_R0(model, out_params))
+    converged = bool(ok) and math.isfinite(total) and _plateaued(history.train_loss)
+    if not converged and warn:
+        warnings.warn(
+            f"fit_neural_beta has not converged after {steps} steps (objective {total:.4g}, "
+            f"solve ok: {bool(ok)}); increase `steps` or adjust `learning_rate`.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    rate = objective.rate(params)
+    fitted = {k: np.asarray(v) for k, v in pred.items()}
+    return FitResult(
+        params=out_params,
+        y0={c: float(y0[c]) for c in model.compartments},
+        loss=total,
+        loss_history=np.asarray(history.train_loss),
+        converged=converged,
+        free=("beta",) if gamma is not None else ("beta", "gamma"),
+        R0=r0,
+        ts=ts,
+        fitted=fitted,
+        trajectory=traj,
+        method="neural_beta",
+        n_steps=steps,
+        extras={
+            "t": fine + t0,
+            "beta_t": np.asarray(beta_t),
+            "R_t": np.asarray(r_t),
+            "beta_fn": lambda t: jnp.vectorize(rate)(jnp.asarray(t) - t0),
+            "network": net,
+            "network_params": params["net"],
+            "data_loss": float(d_loss),
+            "penalty": float(pen),
+            "r2": {k: _r2(fitted[k], obs[k]) for k in obs},
+            "history": history,
+            "beta_init": float(beta0),
+            "t0": t0,
+            "T": T,
+            "wall_time": time.perf_counter() - wall,
+        },
+    )
