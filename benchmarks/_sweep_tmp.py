@@ -62,6 +62,83 @@ class Fused(nn.Module):
             hs = _scan_plain(zt, wh, h0, h0, self.unroll)
         return nn.Dense(HOR)(hs[-1])
 
+
+_S = None
+def _scales(H):
+    one = jnp.ones((H,))
+    s = jnp.concatenate([0.5 * one, 0.5 * one, one, 0.5 * one])
+    b = jnp.concatenate([0.5 * one, 0.5 * one, 0 * one, 0.5 * one])
+    return s, b
+
+def _tcell(g, c, s, b):
+    a = jnp.tanh(g * s) * s + b   # sigmoid(x) = 0.5 tanh(x/2) + 0.5
+    i, f, gg, o = jnp.split(a, 4, axis=-1)
+    c = f * c + i * gg
+    tc = jnp.tanh(c)
+    return c, o * tc, a, tc
+
+def _tscan(z, wh, h0, c0, unroll=1):
+    s, b = _scales(wh.shape[0])
+    def step(carry, zt):
+        c, h = carry
+        c, h, _, _ = _tcell(zt + h @ wh, c, s, b)
+        return (c, h), h
+    _, hs = jax.lax.scan(step, (c0, h0), z, unroll=unroll)
+    return hs
+
+@jax.custom_vjp
+def tcustom(z, wh, h0, c0):
+    return _tscan(z, wh, h0, c0)
+def _tfwd(z, wh, h0, c0):
+    s, b = _scales(wh.shape[0])
+    def step(carry, zt):
+        c, h = carry
+        cn, hn, a, tc = _tcell(zt + h @ wh, c, s, b)
+        return (cn, hn), (hn, c, a, tc)
+    _, (hs, cprev, acts, tc) = jax.lax.scan(step, (c0, h0), z)
+    hprev = jnp.concatenate([h0[None], hs[:-1]], 0)
+    return hs, (wh, hprev, cprev, acts, tc)
+def _tbwd(res, dhs):
+    wh, hprev, cprev, acts, tc = res
+    s, b = _scales(wh.shape[0])
+    H = wh.shape[0]
+    def step(carry, xs):
+        dh_next, dc_next = carry
+        dh_t, cp, a, tct = xs
+        i, f_, gg, o = jnp.split(a, 4, axis=-1)
+        dh = dh_t + dh_next
+        dc = dc_next + dh * o * (1 - tct * tct)
+        da = jnp.concatenate([dc * gg, dc * cp, dc * i, dh * tct], -1)
+        # d act/d g: sigmoid' = a(1-a) ; tanh' = 1-a^2  -> (a - b)... use unified: s*(1 - t^2)*s with t=(a-b)/s
+        t = (a - b) / s
+        dg = da * s * s * (1 - t * t)
+        return (dg @ wh.T, dc * f_), dg
+    (dh0, dc0), dG = jax.lax.scan(step, (jnp.zeros_like(hprev[0]), jnp.zeros_like(cprev[0])),
+                                  (dhs, cprev, acts, tc), reverse=True)
+    dwh = jnp.einsum("tbh,tbg->hg", hprev, dG)
+    return dG, dwh, dh0, dc0
+tcustom.defvjp(_tfwd, _tbwd)
+
+class TFused(nn.Module):
+    kind: str = "custom"
+    @nn.compact
+    def __call__(self, x):
+        wh = self.param("wh", nn.initializers.orthogonal(), (H, 4*H))
+        h0 = jnp.zeros((x.shape[0], H))
+        if self.kind == "noh":
+            wi = self.param("wi", nn.initializers.lecun_normal(), (x.shape[-1], 4*H))
+            bb = self.param("b", nn.initializers.zeros, (4*H,))
+            s, b = _scales(H)
+            def step(carry, xt):
+                c, h = carry
+                c, h, _, _ = _tcell(xt @ wi + bb + h @ wh, c, s, b)
+                return (c, h), h
+            _, hs = jax.lax.scan(step, (h0, h0), jnp.swapaxes(x, 0, 1))
+        else:
+            z = jnp.swapaxes(nn.Dense(4*H)(x), 0, 1)
+            hs = (tcustom if self.kind == "custom" else _tscan)(z, wh, h0, h0)
+        return nn.Dense(HOR)(hs[-1])
+
 class Flax(nn.Module):
     opt: bool = True
     unroll: int = 1
@@ -116,7 +193,7 @@ def bench_torch(threads):
     ts = sorted(ts)[:EPOCHS]
     print(f"{'torch threads=%d' % threads:28s} {'':14s} seq/s {(N//B)*B*EPOCHS/sum(ts):8.0f}", flush=True)
 
-print(jax.__version__, jax.devices(), os.cpu_count(), len(os.sched_getaffinity(0)), flush=True)
+print(os.environ.get("XLA_FLAGS"), jax.__version__, jax.devices(), os.cpu_count(), len(os.sched_getaffinity(0)), flush=True)
 import flax; print("flax", flax.__version__, flush=True)
 for v in sys.argv[1:]:
     if v.startswith("torch"): bench_torch(int(v[5:]))
@@ -124,3 +201,16 @@ for v in sys.argv[1:]:
     elif v.startswith("flaxcell"): bench(v, Flax(False, int(v[8:] or 1)))
     elif v.startswith("hoist"): bench(v, Fused("plain", int(v[5:] or 1)))
     elif v.startswith("custom"): bench(v, Fused("custom", int(v[6:] or 1)))
+    elif v.startswith("t-"): bench(v, TFused(v[2:]))
+if "check" in sys.argv:
+    m1, m2 = TFused("custom"), TFused("plain")
+    p = m1.init(jr.PRNGKey(0), x[:4])
+    g1 = jax.grad(lambda p: jnp.sum(m1.apply(p, x[:16])**2))(p)
+    g2 = jax.grad(lambda p: jnp.sum(m2.apply(p, x[:16])**2))(p)
+    print(jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a-b))), g1, g2))
+    # against plain sigmoid formulation
+    z = jr.normal(jr.PRNGKey(1), (5, 3, 4*H)); wh = jr.normal(jr.PRNGKey(2), (H, 4*H)) * 0.1; h0 = jnp.zeros((3, H))
+    print(float(jnp.max(jnp.abs(_tscan(z, wh, h0, h0) - _scan_plain(z, wh, h0, h0)))))
+    gA = jax.grad(lambda z, w: jnp.sum(jnp.sin(tcustom(z, w, h0, h0))), (0, 1))(z, wh)
+    gB = jax.grad(lambda z, w: jnp.sum(jnp.sin(_scan_plain(z, w, h0, h0))), (0, 1))(z, wh)
+    print([float(jnp.max(jnp.abs(a - b))) for a, b in zip(gA, gB)])

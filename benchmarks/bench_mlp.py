@@ -14,8 +14,10 @@ Run::
     pip install torch==2.13.0   # the CPU build
     python benchmarks/bench_mlp.py [--samples 100000] [--epochs 5] [--repeats 3]
 
-Each framework is timed ``--repeats`` times and the best run is reported (the machine is
-shared; the best run is the least disturbed).
+Each framework is timed ``--repeats`` times, interleaved, and the best and median runs are
+reported (on a shared machine the best run is the least disturbed). On a busy machine run
+with ``OMP_WAIT_POLICY=PASSIVE``: PyTorch's OpenMP threads otherwise spin-wait and slow down
+by an order of magnitude under contention, which would flatter epinn.
 """
 
 from __future__ import annotations
@@ -148,7 +150,11 @@ def main(args_list=None) -> dict:
     work = args.samples * args.epochs
     flop = 6 * n_params(args.features) * work
     print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}, cores {os.cpu_count()}, "
-          f"threads {args.threads}")
+          f"torch threads {args.threads}, OMP_WAIT_POLICY="
+          f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}, load {os.getloadavg()[0]:.2f}")
+    if os.getloadavg()[0] > 1.5 and "OMP_WAIT_POLICY" not in os.environ:
+        print("note: the machine is busy; PyTorch's OpenMP threads spin-wait and can slow down "
+              "tenfold under contention (set OMP_WAIT_POLICY=PASSIVE to avoid that)")
     print(f"problem: {args.samples} samples x {args.features}, MLP {args.features}-"
           f"{'-'.join(map(str, FEATURES))} relu, adam 1e-3, batch {args.batch_size}, "
           f"{args.epochs} epochs, {n_params(args.features)} parameters")

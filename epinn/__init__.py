@@ -106,3 +106,16 @@ from .estimation import ConvergenceWarning as ConvergenceWarning
 from .estimation import FitResult as FitResult
 from .estimation import fit_parameters as fit_parameters
 from .estimation import fit_parameters_batch as fit_parameters_batch
+# --- amortized -----------------------------------------------------------------------
+from .amortized import BOARDING_SCHOOL_PRIOR as BOARDING_SCHOOL_PRIOR
+from .amortized import NeuralEstimator as NeuralEstimator
+from .amortized import OutOfPriorWarning as OutOfPriorWarning
+from .amortized import Prior as Prior
+from .amortized import SimulatedSet as SimulatedSet
+from .amortized import normalize_curve as normalize_curve
+from .amortized import simulate_training_set as simulate_training_set
+from .amortized import train_boarding_school_estimator as train_boarding_school_estimator
+# --- neural_beta ---------------------------------------------------------------------
+from .neural_beta import fit_neural_beta as fit_neural_beta
+# --- pinn ----------------------------------------------------------------------------
+from .pinn import fit_pinn as fit_pinn

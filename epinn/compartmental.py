@@ -18,7 +18,13 @@ controlled by a max norm). Derived quantities: :func:`R0`,
 :func:`peak`, :func:`growth_rate`, :func:`doubling_time`, :func:`final_size`.
 
 Internally the ODE is integrated in population fractions :math:`x = y / N` (so ``atol`` means
-the same for counts and fractions) and the result is scaled back to counts.
+the same for counts and fractions) and the result is scaled back to counts. Where the total
+is conserved for every ``y0`` (all models but :class:`SIRVitalDynamics`), R is not
+integrated but computed as the conserved total minus the other compartments; Runge-Kutta
+methods conserve linear invariants, so this changes nothing but roundoff and saves a
+component. Incidence is exact: S(t_i) - S(t_{i+1}) where S only decreases by infection,
+otherwise an integrated infection-flow state. The default solver is Tsit5, written out as
+straight-line code (``_Tsit5``; same numbers as :class:`diffrax.Tsit5`, faster on CPU).
 
 Validation happens in plain Python before compilation. Values (signs, finiteness, sums,
 monotone ``ts``) are only checked on concrete inputs: under ``jax.jit``, ``jax.vmap`` or
@@ -983,7 +989,9 @@ def solve_ensemble(
     Args:
         model, params, y0, ts: as :func:`solve`, with optional leading ensemble axes.
         method: ``"stacked"`` or ``"vmap"``.
-        chunk_size: members per chunk.
+        chunk_size: members per chunk (chunks are equal-sized; the last member is repeated
+            to pad). 1024 suits CPUs; on a GPU every step costs kernel launches whatever
+            its size, so larger chunks (up to all members) are cheaper there.
         sort_members: order members by growth rate before chunking (speed only).
         solver, rtol, atol, dt0, max_steps, adjoint, throw: as :func:`solve`. With
             ``method="stacked"`` a failure marks the whole chunk unsuccessful.

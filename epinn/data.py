@@ -352,8 +352,8 @@ def _permutation(key: jax.Array, n: int) -> jax.Array:
     negligible -- but each round packs the random key (high bits) and the current position
     (low :math:`\\lceil \\log_2 n \\rceil` bits) into one ``uint32`` and sorts that single
     array. XLA's CPU sort is several times faster on one ``uint32`` operand than on a
-    key/value pair, so the extra rounds still make a 100 000-sample shuffle ~3x faster.
-    Hand-written for that reason.
+    key/value pair: despite the extra rounds a 100 000-sample shuffle is ~2.5x faster
+    (1.6x at a million samples, 5 rounds instead of 2). Hand-written for that reason.
     """
     index_bits = max(1, math.ceil(math.log2(n)))
     random_bits = 32 - index_bits

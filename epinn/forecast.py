@@ -312,65 +312,79 @@ def sir_projection_forecast(
     population: float | ArrayLike | None = None,
     target_feature: int = 0,
     init: Mapping[str, float] | None = None,
-    steps: int = 100,
+    steps: int = 200,
+    batch_size: int = 256,
 ) -> np.ndarray:
     r"""SIR least-squares fit to each window's incidence, projected forward.
 
-    Each window's counts are treated as incidence in unit intervals
-    :math:`(t-1, t]` with :math:`t = 1, \dots, L`. The fit
-    (:func:`epinn.estimation.fit_parameters_batch`, Levenberg-Marquardt through the ODE
-    solver, all windows in one vectorised call) frees :math:`\beta`, :math:`\gamma`, the
-    infectious :math:`I_0` and the susceptible population at the window start, starting
-    from :math:`I_0` = the first counts divided by the start's :math:`\gamma` and
-    :math:`N` = ``population`` (or 20 times the window's total if not given). The fitted
-    model is then solved on to :math:`L + \text{horizon}` and its incidence over the
-    future intervals is the forecast. Windows whose fit fails (non-finite projection) fall
-    back to persistence.
+    Each window's counts :math:`y_1, \dots, y_L` are taken as the incidence in the unit
+    intervals :math:`(t-1, t]`, divided by a scale :math:`c` (``population``, or 20 times
+    the window's total when not given). :func:`epinn.estimation.fit_parameters_batch`
+    (Levenberg-Marquardt through the ODE solver, all windows in one vectorised call) fits
+    :math:`\beta`, :math:`\gamma` and the susceptible and infectious fractions
+    :math:`S_0, I_0` at the window start (population 1), starting from
+    ``init`` (default :math:`\beta = 0.4`, :math:`\gamma = 0.2`, :math:`S_0 = 0.9`,
+    :math:`I_0 = 10^{-3}`). The fitted SIR model is solved on to
+    :math:`L + \text{horizon}` (:func:`epinn.compartmental.solve_ensemble`) and its
+    incidence over the future intervals, times :math:`c`, is the forecast. (A fit may put
+    :math:`S_0 + I_0 > 1`; since :math:`N` enters SIR only through :math:`\beta S I / N`,
+    the projection uses :math:`N' = \max(1, S_0 + I_0)` and :math:`\beta' = \beta N'`,
+    the same dynamics.) Windows whose fit or projection fails fall back to persistence.
 
     Args:
         inputs: ``(windows, time, features)`` or ``(windows, time)`` incidence counts.
         horizon: number of steps, ``>= 1``.
-        population: starting guess for the susceptible population at the window start
-            (a scalar or one per window).
+        population: the scale :math:`c` (a scalar or one per window), e.g. the population.
         target_feature: the column holding the incidence.
-        init: starting values for ``beta`` and ``gamma`` (default 0.5 and 0.25 per step).
+        init: starting values ``{"beta", "gamma", "S0", "I0"}`` (fractions for the states).
         steps: maximum Levenberg-Marquardt steps.
+        batch_size: windows fitted together (memory).
 
     Returns:
         ``(windows, horizon)`` numpy array.
+
+    Raises:
+        ValueError: a bad ``horizon`` or ``population``, or counts that are negative or
+            NaN.
     """
-    from .compartmental import SIR, incidence, solve  # noqa: PLC0415 (estimation sits on top)
-    from .estimation import fit_parameters_batch  # noqa: PLC0415
+    from .compartmental import SIR, incidence, solve_ensemble  # noqa: PLC0415
+    from .estimation import fit_parameters_batch  # noqa: PLC0415 (estimation sits on top)
 
     h = _check_horizon(horizon)
     x = np.asarray(_target_history(inputs, target_feature), dtype=float)
     n_win, L = x.shape
-    rates = {"beta": 0.5, "gamma": 0.25, **(init or {})}
-    total = x.sum(axis=1)
-    pop = (20.0 * np.maximum(total, 1.0) if population is None
-           else np.broadcast_to(np.asarray(population, dtype=float), (n_win,)))
-    ts = np.arange(1.0, L + 1.0)
-    out = np.empty((n_win, h))
-    ts_all = jnp.arange(0.0, L + h + 1.0)
-    for n in range(n_win):  # per-window starts (scales differ by orders of magnitude)
-        i0 = max(float(x[n, :3].mean()) / rates["gamma"], 1.0)
-        N = float(max(pop[n], 2.0 * (i0 + total[n])))
-        try:
-            fitted = fit_parameters_batch(
-                SIR(), ts, {"incidence": x[n][None]},
-                y0={"S": N - i0, "I": i0, "R": 0.0},
-                init={**rates, "N": N}, free=("beta", "gamma", "I0", "N"), t0=0.0,
-                steps=steps, batch_size=1,
-            )
-            p = {k: float(v[0]) for k, v in fitted.items()}
-            y0 = {"S": N - p["I0"], "I": p["I0"], "R": 0.0}  # S0 absorbs the change in I0
-            traj = solve(SIR(), {"beta": p["beta"], "gamma": p["gamma"], "N": p["N"]},
-                         y0, ts_all, throw=False)
-            pred = np.asarray(incidence(traj))[L : L + h]
-        except ValueError:
-            pred = np.full(h, np.nan)
-        out[n] = pred if np.all(np.isfinite(pred)) else x[n, -1]
-    return out
+    if not np.all(np.isfinite(x)) or np.any(x < 0):
+        raise ValueError("`inputs` must hold non-negative, finite counts.")
+    if population is None:
+        scale = 20.0 * np.maximum(x.sum(axis=1), 1.0)
+    else:
+        scale = np.broadcast_to(np.asarray(population, dtype=float), (n_win,)).copy()
+        if not np.all(np.isfinite(scale) & (scale >= x.sum(axis=1))) or np.any(scale <= 0):
+            raise ValueError("`population` must be positive and at least each window's total.")
+    start = {"beta": 0.4, "gamma": 0.2, "S0": 0.9, "I0": 1e-3, **(init or {})}
+    fitted = fit_parameters_batch(
+        SIR(), np.arange(1.0, L + 1.0), {"incidence": x / scale[:, None]},
+        y0={"S": start["S0"], "I": start["I0"], "R": 0.0},
+        init={"beta": start["beta"], "gamma": start["gamma"], "N": 1.0},
+        free=("beta", "gamma", "S0", "I0"), t0=0.0, steps=steps,
+        batch_size=min(batch_size, n_win),
+    )
+    s0, i0 = fitted["S0"].astype(float), fitted["I0"].astype(float)
+    n_eff = np.maximum(1.0, s0 + i0)
+    ok = np.isfinite(s0) & np.isfinite(i0) & np.isfinite(fitted["beta"]) & np.isfinite(
+        fitted["gamma"])
+    safe = lambda v, d: np.where(ok, v, d)  # noqa: E731 (placeholders for failed fits)
+    traj = solve_ensemble(
+        SIR(),
+        {"beta": jnp.asarray(safe(fitted["beta"] * n_eff, 0.1)),
+         "gamma": jnp.asarray(safe(fitted["gamma"], 0.1)), "N": jnp.asarray(safe(n_eff, 1.0))},
+        {"S": jnp.asarray(safe(s0, 0.9)), "I": jnp.asarray(safe(i0, 1e-3)),
+         "R": jnp.asarray(safe(np.maximum(n_eff - s0 - i0, 0.0), 0.0))},
+        jnp.arange(0.0, L + h + 1.0), throw=False,
+    )
+    pred = np.asarray(incidence(traj), dtype=float)[:, L : L + h] * scale[:, None]
+    good = ok & np.all(np.isfinite(pred), axis=1) & np.asarray(fitted["converged"])
+    return np.where(good[:, None], pred, x[:, -1:])
 
 
 # --------------------------------------------------------------------------------------

@@ -12,7 +12,10 @@ the network weights :math:`\theta` -- and, optionally, the recovery rate :math:`
 trained end to end with Adam through :func:`epinn.compartmental.solve` (reverse-mode
 gradients through the solver, diffrax's default ``RecursiveCheckpointAdjoint``). The
 network sees time mapped to :math:`[-1, 1]` over the observed window, which lets a tanh MLP
-represent a change of :math:`\beta` within a few days after a few hundred steps.
+represent a change of :math:`\beta` within a few days after a few hundred steps. Adam's
+learning rate rises linearly over the first tenth of the steps and then decays (cosine) to
+a tenth: without the warm-up the first steps can overshoot to a :math:`\beta` so low that
+no epidemic happens in the window, where the misfit is flat and training stalls.
 
 The objective is a data misfit plus a smoothness penalty on :math:`\log\beta`,
 
@@ -135,13 +138,17 @@ def _inverse_softplus(x: float) -> float:
 # --------------------------------------------------------------------------------------
 
 
-def _make_tx(method: str, learning_rate: float, steps: int) -> optax.GradientTransformation:
-    """Adam with a cosine decay to a tenth of ``learning_rate``, or L-BFGS (line search)."""
+# Adam's learning-rate schedule in units of 1/1000 of the run: linear warm-up over the first
+# tenth, then cosine decay to a tenth. Evaluated at ``1000 * step / steps`` so that ``steps``
+# (and ``learning_rate``) stay traced values and fits of any length share one compilation.
+_SCHEDULE = optax.warmup_cosine_decay_schedule(0.0, 1.0, 100, 1000, 0.1)
+
+
+def _make_tx(method: str) -> optax.GradientTransformation:
+    """Adam at unit learning rate (scaled per step by the schedule) or L-BFGS (zoom line
+    search). Adam skips updates with non-finite gradients (``optax.apply_if_finite``)."""
     if method == "adam":
-        schedule = optax.warmup_cosine_decay_schedule(
-            0.0, learning_rate, max(steps // 10, 1), max(steps, 2), learning_rate / 10
-        )
-        return optax.apply_if_finite(get_optimizer("adam", schedule), max_consecutive_errors=20)
+        return optax.apply_if_finite(get_optimizer("adam", 1.0), max_consecutive_errors=20)
     return optax.lbfgs()
 
 
@@ -150,27 +157,28 @@ def _tree_where(cond: Array, a: Any, b: Any) -> Any:
 
 
 @eqx.filter_jit
-def _init_state(method: str, learning_rate: float, steps: int, params: Any) -> Any:
-    return _make_tx(method, learning_rate, steps).init(params)
+def _init_state(method: str, params: Any) -> Any:
+    return _make_tx(method).init(params)
 
 
 @eqx.filter_jit
-def _run_chunk(objective, method: str, learning_rate: float, steps: int, length: int,
-               carry, start):
+def _run_chunk(objective, method: str, length: int, carry, start, steps, learning_rate):
     """``length`` optimiser steps in one ``lax.scan``; steps numbered ``>= steps`` are no-ops.
 
     ``carry = (params, opt_state, best_params, best_loss)``. Returns the new carry and the
     objective (and its components) before each step (NaN for skipped steps).
     """
-    tx = _make_tx(method, learning_rate, steps)
+    tx = _make_tx(method)
     value = lambda p: objective(p)[0]  # noqa: E731
     aux_shape = jax.eval_shape(objective, carry[0])[1]
 
-    def do(c):
+    def do(c, i):
         params, opt_state, best_params, best_loss = c
         if method == "adam":
             (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
             updates, opt_state = tx.update(grads, opt_state, params)
+            lr = learning_rate * _SCHEDULE(1000.0 * i / steps)
+            updates = jax.tree_util.tree_map(lambda u: lr * u, updates)
         else:
             loss, grads = optax.value_and_grad_from_state(value)(params, state=opt_state)
             updates, opt_state = tx.update(
@@ -183,12 +191,12 @@ def _run_chunk(objective, method: str, learning_rate: float, steps: int, length:
         params = optax.apply_updates(params, updates)
         return (params, opt_state, best_params, best_loss), (loss, aux)
 
-    def skip(c):
+    def skip(c, i):
         nan = jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), aux_shape)
         return c, (jnp.full((), jnp.nan, carry[3].dtype), nan)
 
     def step(c, i):
-        return jax.lax.cond(i < steps, do, skip, c)
+        return jax.lax.cond(i < steps, do, skip, c, i)
 
     return jax.lax.scan(step, carry, start + jnp.arange(length))
 
@@ -208,30 +216,32 @@ def _minimise(
     """Minimise ``objective(params) -> (loss, aux)`` with Adam or L-BFGS.
 
     A compiled ``lax.scan`` over ``chunk_size`` steps runs once per chunk (tqdm over
-    chunks). Returns the parameters with the lowest objective seen and a
-    :class:`epinn.History` with one entry per step: ``train_loss`` holds the objective,
-    ``metrics`` its components (the ``aux`` dict), ``epoch_time`` the seconds per chunk
-    and ``compile_time`` the first chunk's time minus a later chunk's (an estimate).
+    steps, updated per chunk); ``steps`` and ``learning_rate`` are traced, so runs of any
+    length share the compilation. Returns the parameters with the lowest objective seen and
+    a :class:`epinn.History` with one entry per step: ``train_loss`` holds the objective,
+    ``metrics`` its components (the ``aux`` dict), ``epoch_time`` the seconds per chunk and
+    ``compile_time`` the first chunk's time minus the median later chunk's (an estimate).
 
     Raises:
         NonFiniteLossError: the objective became NaN or infinite (the message names the
             step, counted from ``first_step``).
     """
-    length = min(chunk_size, steps)
-    n_chunks = -(-steps // length)
+    n_chunks = -(-steps // chunk_size)
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
-    opt_state = _init_state(method, float(learning_rate), steps, params)
+    opt_state = _init_state(method, params)
     carry = (params, opt_state, params, jnp.asarray(jnp.inf, dtype))
+    n_steps = jnp.asarray(steps, jnp.int32)
+    lr = jnp.asarray(learning_rate, dtype)
     history = History()
     times = []
     with tqdm(total=steps, disable=not verbose, unit="step", desc=desc) as bar:
         for c in range(n_chunks):
             t_start = time.perf_counter()
             carry, (losses, aux) = _run_chunk(
-                objective, method, float(learning_rate), steps, length, carry,
-                jnp.asarray(c * length, jnp.int32),
+                objective, method, chunk_size, carry, jnp.asarray(c * chunk_size, jnp.int32),
+                n_steps, lr,
             )
-            n = min(length, steps - c * length)
+            n = min(chunk_size, steps - c * chunk_size)
             losses = np.asarray(losses)[:n]
             aux = {k: np.asarray(v)[:n] for k, v in aux.items()}
             times.append(time.perf_counter() - t_start)
@@ -240,7 +250,7 @@ def _minimise(
                 history.metrics.setdefault(k, []).extend(float(x) for x in v)
             bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:
-                step = first_step + c * length + int(bad[0])
+                step = first_step + c * chunk_size + int(bad[0])
                 history.stop_reason = "non-finite loss"
                 raise NonFiniteLossError(
                     f"The {desc} objective became {losses[bad[0]]} at step {step}; try a "
@@ -252,7 +262,8 @@ def _minimise(
             bar.update(n)
             bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
     history.epoch_time = times
-    history.compile_time = times[0] - (float(np.median(times[1:])) if len(times) > 1 else 0.0)
+    later = float(np.median(times[1:])) if len(times) > 1 else 0.0
+    history.compile_time = max(times[0] - later, 0.0)
     history.stop_reason = "completed"
     best = int(np.nanargmin(np.where(np.isfinite(history.train_loss), history.train_loss,
                                      np.inf)))
@@ -260,14 +271,14 @@ def _minimise(
     return carry[2], history
 
 
-def _plateaued(losses: Sequence[float]) -> bool:
-    """The objective improved by less than ``_PLATEAU_RTOL`` over the last tenth of steps."""
+def _plateaued(losses: Sequence[float], rtol: float = _PLATEAU_RTOL) -> bool:
+    """The objective improved by less than ``rtol`` (relative) over the last tenth of steps."""
     losses = np.asarray(losses, dtype=float)
     if losses.size < 2 or not np.isfinite(losses[-1]):
         return False
     k = max(1, losses.size // 10)
     before, best = np.nanmin(losses[:-k]), np.nanmin(losses)
-    return bool(before - best <= _PLATEAU_RTOL * abs(best) + 1e-12)
+    return bool(before - best <= rtol * abs(best))
 
 
 # --------------------------------------------------------------------------------------
@@ -347,6 +358,22 @@ def _shifted_grid(ts: np.ndarray, t0: float) -> tuple[np.ndarray, int]:
     return grid - t0, offset
 
 
+def _merge_grids(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted union of two increasing grids, with points closer than 1e-6 of the span
+    merged (so it stays strictly increasing in float32); returns it and the indices of
+    ``a``'s and ``b``'s points in it."""
+    both = np.sort(np.concatenate([a, b]))
+    tol = 1e-6 * max(float(both[-1] - both[0]), 1.0)
+    keep = np.concatenate([[True], np.diff(both) > tol])
+    both = both[keep]
+
+    def index(x):
+        i = np.clip(np.searchsorted(both, x), 1, len(both) - 1)
+        return np.where(np.abs(both[i - 1] - x) <= np.abs(both[i] - x), i - 1, i)
+
+    return both, index(a), index(b)
+
+
 def _observables(model, traj: Trajectory, names: tuple[str, ...], offset: int) -> dict:
     out = {}
     for name in names:
@@ -413,7 +440,10 @@ class _UDEObjective(eqx.Module):
         return _observables(self.model, traj, tuple(self.obs), self.offset), traj.success
 
     def data_loss(self, params) -> Array:
-        pred, ok = self.predict(params)
+        return self.misfit(*self.predict(params))
+
+    def misfit(self, pred: dict[str, Array], ok: Array) -> Array:
+        """The data term for predictions ``pred`` at the observation times."""
         terms = []
         for name, y in self.obs.items():
             mu = jnp.where(ok, pred[name], y)  # masked: no inf enters the misfit
@@ -437,14 +467,19 @@ class _UDEObjective(eqx.Module):
 
 
 @eqx.filter_jit
-def _evaluate(objective: _UDEObjective, params, fine: Array):
-    """Everything at the estimate, in one compiled call (times since ``t0``)."""
+def _evaluate(objective: _UDEObjective, params, both: Array, i_fine: Array, i_obs: Array):
+    """Everything at the estimate, from one solve on the merged fine + observation grid."""
     mp = objective.model_params(params)
-    traj = objective.solve(params, fine)
-    beta = jax.vmap(objective.rate(params))(fine)
+    sol = objective.solve(params, both)
+    traj = eqx.tree_at(lambda tr: (tr.ts, tr.ys, tr.cumulative_infections), sol,
+                       (sol.ts[i_fine], sol.ys[i_fine], sol.cumulative_infections[i_fine]))
+    at_obs = eqx.tree_at(lambda tr: (tr.ts, tr.ys, tr.cumulative_infections), sol,
+                         (sol.ts[i_obs], sol.ys[i_obs], sol.cumulative_infections[i_obs]))
+    pred = _observables(objective.model, at_obs, tuple(objective.obs), objective.offset)
+    beta = jax.vmap(objective.rate(params))(traj.ts)
     r_t = effective_reproduction_number(objective.model, mp, traj)
-    pred, ok = objective.predict(params)
-    return traj, beta, r_t, pred, ok, objective.data_loss(params), objective.penalty(params)
+    return traj, beta, r_t, pred, sol.success, objective.misfit(pred, sol.success), \
+        objective.penalty(params)
 
 
 # --------------------------------------------------------------------------------------
@@ -474,8 +509,8 @@ def fit_neural_beta(
     t0: float | None = None,
     n_grid: int = 201,
     n_penalty: int = 101,
-    rtol: float = 1e-5,
-    atol: float = 1e-7,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
     max_steps: int = 2048,
     chunk_size: int = 100,
     verbose: int = 0,
@@ -484,10 +519,11 @@ def fit_neural_beta(
     r"""Fit a compartmental model with a neural transmission rate :math:`\beta(t)`.
 
     :math:`\beta(t) = \operatorname{softplus}(\text{MLP}(2(t - t_0)/T - 1))` inside the
-    ODE, trained with Adam (cosine-decayed learning rate) through the solver on the
-    objective in the module docstring: scaled data misfit plus
-    ``smoothness`` times the mean squared ``smoothness_order``-th derivative of
-    :math:`\log\beta` in normalised time. The network starts at the constant ``beta_init``.
+    ODE, trained with Adam (warm-up, then cosine decay) through the solver on the
+    objective in the module docstring: scaled data misfit plus ``smoothness`` times the
+    mean squared ``smoothness_order``-th derivative of :math:`\log\beta` in normalised
+    time. The network starts at the constant ``beta_init``. Fits with the same data shapes
+    and settings share one compilation (``steps`` and ``learning_rate`` included).
 
     Args:
         ts: observation times, strictly increasing (any unit).
@@ -506,14 +542,15 @@ def fit_neural_beta(
             :math:`(\gamma + r) N/S_0` with :math:`r = \log(I_\text{peak}/I_0)/(t_\text{peak}
             - t_0)` from observed ``I`` (else :math:`2\gamma N/S_0`).
         hidden: hidden layer sizes of the MLP (one output is appended).
-        activation: hidden activation (a smooth one, since the penalty differentiates it).
+        activation: hidden activation (a smooth one such as ``"tanh"``).
         smoothness: the penalty weight :math:`\lambda \ge 0`.
         smoothness_order: 1 (towards constant :math:`\beta`) or 2 (towards
             :math:`\log\beta` linear in time).
         loss: ``"mse"`` (residuals scaled by each series' peak) or ``"poisson"`` (deviance
             of counts, scaled likewise).
         steps: Adam steps.
-        learning_rate: Adam's initial learning rate (cosine decay to a tenth).
+        learning_rate: Adam's peak learning rate (after the warm-up over the first tenth
+            of the steps; cosine decay to a tenth of it by the end).
         key: ``jax.random`` key for the network's initial weights (required).
         t0: time of ``y0`` (default ``ts[0]``), e.g. 0 for the boarding school.
         n_grid: points of the fine grid from ``t0`` to ``ts[-1]`` for the returned
@@ -533,7 +570,7 @@ def fit_neural_beta(
         than 10% over the last tenth of the steps; ``fitted`` the model at ``ts``;
         ``trajectory`` the solution on the fine grid. ``extras`` holds ``"t"`` (the fine
         grid), ``"beta_t"`` (:math:`\beta` on it), ``"R_t"`` (effective reproduction
-        number), ``"beta_fn"`` (a jax-traceable function ``t -> beta(t)``),
+        number), ``"beta_fn"`` (a jax-traceable, vectorised function ``t -> beta(t)``),
         ``"network"``/``"network_params"`` (the Flax module, input :math:`\tau =
         (t - t_0)/T`, and its trained variables), ``"data_loss"``, ``"penalty"``, ``"r2"``
         (per observed series), ``"history"`` (an :class:`epinn.History`, one entry per
@@ -547,14 +584,17 @@ def fit_neural_beta(
         NonFiniteLossError: the objective became NaN (the message names the step).
 
     Examples:
-        >>> import jax.random as jr, numpy as np
-        >>> ts = np.arange(1.0, 15.0)
-        >>> counts = [3, 8, 26, 76, 225, 298, 258, 233, 189, 128, 68, 29, 14, 4]
-        >>> res = fit_neural_beta(ts, {"I": counts}, y0={"S": 762, "I": 1, "R": 0},
-        ...                       gamma=0.45, t0=0.0, steps=5, key=jr.PRNGKey(0),
-        ...                       warn=False)
-        >>> res.method, res.extras["beta_t"].shape, res.fitted["I"].shape
-        ('neural_beta', (201,), (14,))
+        A transmission rate that drops from 0.5 to 0.2 around day 30, read off prevalence:
+
+        >>> import jax, jax.numpy as jnp, jax.random as jr
+        >>> from epinn.compartmental import SIR, solve
+        >>> ts = jnp.arange(0.0, 81.0)
+        >>> y0 = {"S": 1 - 1e-5, "I": 1e-5, "R": 0.0}
+        >>> true_beta = lambda t: 0.2 + 0.3 * jax.nn.sigmoid((30.0 - t) / 3.0)
+        >>> I = solve(SIR(), {"beta": true_beta, "gamma": 0.2, "N": 1.0}, y0, ts)["I"]
+        >>> res = fit_neural_beta(ts, {"I": I}, y0=y0, gamma=0.2, key=jr.PRNGKey(0))
+        >>> print(jnp.round(res.extras["beta_fn"](jnp.array([10.0, 60.0])), 1))
+        [0.5 0.2]
     """
     wall = time.perf_counter()
     model = SIR() if model is None else model
@@ -628,7 +668,10 @@ def fit_neural_beta(
                                 verbose=verbose, desc="neural beta(t)")
 
     fine = np.linspace(0.0, T, n_grid)
-    traj, beta_t, r_t, pred, ok, d_loss, pen = _evaluate(objective, params, f(fine))
+    both, i_fine, i_obs = _merge_grids(fine, grid)
+    traj, beta_t, r_t, pred, ok, d_loss, pen = _evaluate(
+        objective, params, f(both), jnp.asarray(i_fine), jnp.asarray(i_obs)
+    )
     traj = eqx.tree_at(lambda tr: tr.ts, traj, traj.ts + t0)
     total = float(d_loss) + smoothness * float(pen)
     g_hat = float(jnp.exp(params["log_gamma"])) if gamma is None else gamma

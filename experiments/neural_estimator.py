@@ -41,7 +41,7 @@ import jax
 import jax.random as jr
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 import epinn
 from epinn.amortized import NeuralEstimator, train_boarding_school_estimator
@@ -93,7 +93,8 @@ def heldout_figure(evaluation: dict, n_show: int = 300) -> Figure:
         ax.plot(span, span, "k--", lw=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        for axis in (ax.xaxis, ax.yaxis):  # plain numbers, no crowded minor labels
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers at 1, 2, 5 x 10^k
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             axis.set_major_formatter(ScalarFormatter())
             axis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"true {name}")

@@ -9,7 +9,6 @@ import json
 import math
 import warnings
 
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -151,7 +150,7 @@ def test_negbin_noise_moments(key):
 
 
 def test_simulate_bad_input(key):
-    with pytest.raises(ValueError, match="n"):
+    with pytest.raises(ValueError, match="`n` must"):
         simulate_training_set(key, 0, TS, prior=PRIOR)
     with pytest.raises(ValueError, match="ts"):
         simulate_training_set(key, 3, TS[::-1], prior=PRIOR)
@@ -175,8 +174,8 @@ def test_simulate_bad_input(key):
 
 
 def test_normalize_curve_is_population_free():
-    c = jnp.array([[3.0, 8.0, 26.0, 76.0, 225.0, 298.0, 258.0], [0.0, 1.0, 2.0, 5.0, 3.0,
-                                                                    1.0, 0.0]])
+    c = jnp.array([[3.0, 8.0, 26.0, 76.0, 225.0, 298.0, 258.0],
+                   [0.0, 1.0, 2.0, 5.0, 3.0, 1.0, 0.0]])
     x = normalize_curve(c, jnp.array([763.0, 50.0]))
     assert x.shape == (2, 8)
     # Scaling counts and population together leaves the features unchanged.
@@ -242,6 +241,7 @@ def test_estimate_boarding_school(estimator, data):
     assert 2.5 < res.R0 < 4.5
     assert math.isclose(res.extras["beta_over_gamma"], res.R0, rel_tol=0.1)
     assert res.extras["out_of_prior"] == []
+    assert res.extras["misfit_X2"] < 2 * 14  # ~9 for these data
     assert res.y0 == {"S": 762.0, "I": 1.0, "R": 0.0}
     assert res.fitted["I"].shape == (14,)
     s = res.summary()
@@ -313,9 +313,13 @@ def test_out_of_prior_warning(estimator, data):
     # A slowly decaying curve (no epidemic): the estimate leaves the prior box.
     with pytest.warns(OutOfPriorWarning, match="outside"):
         estimator.predict(300.0 * np.exp(-0.3 * TS))
-    # A flat curve is unlike every simulated outbreak.
-    with pytest.warns(OutOfPriorWarning, match="unlike every training curve"):
-        estimator.predict(np.full(14, 50.0))
+    # Curves no SIR outbreak produces (flat, two peaks) pass the range checks of predict
+    # but not the misfit check of estimate.
+    for odd in (np.full(14, 50.0), 200 * np.exp(-0.5 * (TS - 3) ** 2)
+                + 200 * np.exp(-0.5 * (TS - 11) ** 2)):
+        with pytest.warns(OutOfPriorWarning, match="misses the data"):
+            res = estimator.estimate(t, odd, n)
+        assert res.extras["misfit_X2"] > 4 * 14
     # In-prior curves are quiet (filterwarnings = error would turn a warning into a failure).
     with warnings.catch_warnings():
         warnings.simplefilter("error", OutOfPriorWarning)

@@ -502,11 +502,16 @@ def test_network_rate_solution_and_gradient(x64):
     net = _MLP()
     params = net.init(jr.PRNGKey(0), jnp.ones((1,)))
     rate = NetworkRate(net, params, t_scale=100.0)
-    assert float(rate(3.0)) > 0
-    beta_np = jax.jit(lambda t: rate(t))
+    w = jax.tree_util.tree_map(np.asarray, params["params"])
+
+    def beta_np(t):  # the same network in numpy (Dense_1 is the hidden layer, built second)
+        h = np.tanh(t / 100.0 * w["Dense_1"]["kernel"][0] + w["Dense_1"]["bias"])
+        return np.logaddexp(0.0, h @ w["Dense_0"]["kernel"][:, 0] + w["Dense_0"]["bias"][0])
+
+    np.testing.assert_allclose(rate(3.0), beta_np(3.0), rtol=1e-6)  # float32 params
     p = {"beta": rate, "gamma": 0.2, "N": N}
     ts = TS
-    ref, _ = _scipy("SIR", {**p, "beta": None}, SIR_Y0, ts, beta_of_t=lambda t: float(beta_np(t)))
+    ref, _ = _scipy("SIR", {**p, "beta": None}, SIR_Y0, ts, beta_of_t=beta_np)
     traj = solve(SIR(), p, SIR_Y0, ts, **TOL)
     np.testing.assert_allclose(traj.ys, ref, rtol=1e-6, atol=1e-9 * N)
 

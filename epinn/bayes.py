@@ -1,0 +1,1453 @@
+r"""Bayesian inference with numpyro: Bayesian neural networks and Bayesian epidemic models.
+
+Every Bayesian model here is a plain numpyro model function with named sample sites, so
+numpyro's samplers, autoguides and :class:`numpyro.infer.Predictive` apply unchanged. Thin
+runners add what the course needs on top: several chains at once, convergence diagnostics
+that warn loudly, posterior predictive draws and credible intervals.
+
+**Bayesian neural network** (:func:`bnn_model`). The weights :math:`w` of epinn's Flax
+:class:`~epinn.models.MLP` get a Gaussian prior through
+:func:`numpyro.contrib.module.random_flax_module`,
+
+.. math::
+
+    w_j \sim \mathcal N(0, s^2), \qquad
+    y_i \mid x_i, w, \sigma \sim \mathcal N\big(f_w(x_i), \sigma(x_i)^2\big),
+
+with a fixed prior scale :math:`s` or a hierarchical one (:math:`s \sim
+\text{HalfNormal}`, non-centred with :class:`~numpyro.infer.reparam.LocScaleReparam`), and a
+learned noise: one :math:`\sigma \sim \text{HalfNormal}` or, heteroscedastic, a second
+network output :math:`\sigma(x) = \operatorname{softplus}(f_w(x)_2)`.
+
+**Bayesian epidemic model** (:func:`epidemic_model`). Priors on the rates of any model from
+:mod:`epinn.compartmental` (and optionally on initial compartments, a reporting fraction
+:math:`\rho` and the negative-binomial overdispersion), the ODE solved inside the model by
+:func:`epinn.compartmental.solve`, and a count likelihood
+
+.. math::
+
+    y_i \sim \text{NegBin}\big(\mu_i,\ \phi\big) \ \text{or}\ \text{Poisson}(\mu_i), \qquad
+    \mu_i = \rho\, h\big(x(t_i; \beta, \gamma, \ldots)\big), \qquad
+    \operatorname{Var} y_i = \mu_i + \mu_i^2/\phi,
+
+where :math:`h` picks a compartment (prevalence), the incidence or cumulative infections.
+Solver failures during warm-up are data, not crashes: the solve runs with ``throw=False`` and
+a failed solve adds :math:`-\infty` to the log density, so the sampler rejects that point.
+:func:`neural_beta_model` replaces the constant :math:`\beta` by a Bayesian network
+:math:`\beta(t) = \operatorname{softplus}(f_w(t/t_s))` with Gaussian weight priors; fit it
+with SVI (:func:`fit_neural_beta`) for a credible band of the transmission rate.
+
+**Speed.** NUTS needs the gradient of the log density. With a handful of parameters
+entering the ODE, forward-mode differentiation (numpyro's
+``forward_mode_differentiation=True`` with diffrax's :class:`~diffrax.ForwardMode`) costs
+about one extra solve per parameter and avoids the checkpointed backward pass; on the
+boarding-school model it roughly halves the cost per gradient and the compile time against
+the default reverse mode (see ``benchmarks/bench_bayes.py``). :func:`fit_epidemic` uses it
+by default; the neural :math:`\beta(t)` (hundreds of weights) uses reverse mode.
+
+Diagnostics use :func:`numpyro.diagnostics.split_gelman_rubin` and
+:func:`numpyro.diagnostics.effective_sample_size`; intervals are equal-tailed quantiles
+(as in Stan's tables), not HPD intervals.
+
+References:
+    Grinsztajn, Semenova, Margossian, Riou (2021). Bayesian workflow for disease
+    transmission modeling in Stan. *Statistics in Medicine* 40(27), 6209-6234.
+
+    Vehtari, Gelman, Simpson, Carpenter, Bürkner (2021). Rank-normalization, folding, and
+    localization: an improved R-hat for assessing convergence of MCMC. *Bayesian
+    Analysis* 16(2), 667-718.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+from jaxtyping import Array, ArrayLike
+from numpyro.contrib.module import random_flax_module
+from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, autoguide
+from numpyro.infer.initialization import init_to_median
+from numpyro.infer.reparam import LocScaleReparam
+from numpyro.infer.util import initialize_model
+
+from .compartmental import SIR, CompartmentalModel, solve
+from .compartmental import R0 as _R0
+from .estimation import ConvergenceWarning
+
+__all__ = [
+    "MCMCResult",
+    "SVIResult",
+    "run_nuts",
+    "run_svi",
+    "mcmc_diagnostics",
+    "prior_predictive",
+    "posterior_predictive",
+    "credible_interval",
+    "interval_coverage",
+    "bnn_model",
+    "fit_bnn",
+    "default_priors",
+    "epidemic_model",
+    "fit_epidemic",
+    "neural_beta_model",
+    "fit_neural_beta",
+    "bayesian_boarding_school",
+]
+
+_CHAIN_METHODS = ("vectorized", "sequential", "parallel")
+_LIKELIHOODS = ("negbin", "poisson")
+_GUIDES = ("normal", "lowrank")
+# Floor for the expected count (a compartment can be ~0 or, from round-off, slightly
+# negative); far below any count that matters, it only keeps the likelihood finite.
+_MEAN_FLOOR = 1e-6
+
+
+# --------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MCMCResult:
+    """Posterior draws from :func:`run_nuts` with their diagnostics.
+
+    Attributes:
+        samples: every latent and deterministic site, chains concatenated:
+            shape ``(num_chains * num_samples, ...)``.
+        samples_by_chain: the same, shape ``(num_chains, num_samples, ...)``.
+        latent_sites: names of the sampled (latent) sites.
+        summary: per site ``{"mean", "std", "median", "lo", "hi", "r_hat", "ess"}`` (equal
+            tailed 95% interval ``lo``-``hi``; arrays for non-scalar sites).
+        diverging: divergent transitions, shape ``(num_chains, num_samples)``.
+        num_divergences: their total.
+        ok: ``True`` when every checked site has R-hat below the threshold, ESS above it
+            and there was no divergence.
+        problems: human-readable reasons when ``ok`` is ``False``.
+        num_chains, num_warmup, num_samples: the run's sizes.
+        wall_time_s: wall-clock time of the run (compilation included).
+        model, model_args, model_kwargs: what was sampled (for :func:`posterior_predictive`).
+        mcmc: the numpyro :class:`~numpyro.infer.MCMC` object.
+    """
+
+    samples: dict[str, Array]
+    samples_by_chain: dict[str, Array]
+    latent_sites: tuple[str, ...]
+    summary: dict[str, dict[str, Any]]
+    diverging: np.ndarray
+    num_divergences: int
+    ok: bool
+    problems: tuple[str, ...]
+    num_chains: int
+    num_warmup: int
+    num_samples: int
+    wall_time_s: float
+    model: Callable[..., Any] = dataclasses.field(repr=False)
+    model_args: tuple = dataclasses.field(repr=False, default=())
+    model_kwargs: dict[str, Any] = dataclasses.field(repr=False, default_factory=dict)
+    mcmc: Any = dataclasses.field(repr=False, default=None)
+
+    def table(self, names: tuple[str, ...] | None = None) -> dict[str, dict[str, float]]:
+        """JSON-friendly ``{name: {"mean", "lo", "hi", "r_hat", "ess"}}`` for scalar sites.
+
+        Args:
+            names: sites to include; default every scalar site.
+
+        Raises:
+            ValueError: an unknown or non-scalar site name.
+        """
+        names = tuple(k for k, v in self.summary.items() if np.ndim(v["mean"]) == 0) \
+            if names is None else tuple(names)
+        out = {}
+        for name in names:
+            if name not in self.summary or np.ndim(self.summary[name]["mean"]) != 0:
+                raise ValueError(f"`names` entry {name!r} is not a scalar site of the posterior.")
+            s = self.summary[name]
+            out[name] = {k: float(s[k]) for k in ("mean", "lo", "hi", "r_hat", "ess")}
+        return out
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SVIResult:
+    """A variational fit from :func:`run_svi`.
+
+    Attributes:
+        samples: draws of every latent and deterministic site from the fitted guide, shape
+            ``(num_samples, ...)``.
+        latent_sites: names of the latent sites.
+        params: the fitted variational parameters.
+        losses: ELBO loss (negative ELBO) per step.
+        guide: the numpyro autoguide.
+        wall_time_s: wall-clock time of the optimisation (compilation included).
+        model, model_args, model_kwargs: what was fitted (for :func:`posterior_predictive`).
+    """
+
+    samples: dict[str, Array]
+    latent_sites: tuple[str, ...]
+    params: dict[str, Array] = dataclasses.field(repr=False)
+    losses: np.ndarray = dataclasses.field(repr=False)
+    guide: Any = dataclasses.field(repr=False)
+    wall_time_s: float = 0.0
+    model: Callable[..., Any] = dataclasses.field(repr=False, default=None)
+    model_args: tuple = dataclasses.field(repr=False, default=())
+    model_kwargs: dict[str, Any] = dataclasses.field(repr=False, default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------
+# Generic runners
+# --------------------------------------------------------------------------------------
+
+
+def _check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def _check_key(key: Any) -> None:
+    if not isinstance(key, jax.Array):
+        raise TypeError(f"`key` must be a jax.random key (e.g. jr.PRNGKey(0)); got {type(key)}.")
+
+
+def _check_prob(prob: Any, name: str = "prob") -> float:
+    if not isinstance(prob, (int, float)) or not 0.0 < float(prob) < 1.0:
+        raise ValueError(f"`{name}` must be a number in (0, 1); got {prob!r}.")
+    return float(prob)
+
+
+def _model_sites(model, args, kwargs) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(latent sample sites, deterministic sites) of one seeded trace of ``model``."""
+    tr = numpyro.handlers.trace(numpyro.handlers.seed(model, jr.PRNGKey(0))).get_trace(
+        *args, **kwargs
+    )
+    latent = tuple(k for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"])
+    det = tuple(k for k, s in tr.items() if s["type"] == "deterministic")
+    return latent, det
+
+
+def _predictive_sites(model, args, kwargs) -> list[str]:
+    """Sample and deterministic sites, without ``numpyro.factor`` terms."""
+    tr = numpyro.handlers.trace(numpyro.handlers.seed(model, jr.PRNGKey(0))).get_trace(
+        *args, **kwargs
+    )
+    return [k for k, s in tr.items()
+            if s["type"] == "deterministic"
+            or (s["type"] == "sample" and not isinstance(s["fn"], dist.Unit))]
+
+
+def mcmc_diagnostics(
+    samples_by_chain: Mapping[str, ArrayLike],
+    diverging: ArrayLike | None = None,
+    *,
+    sites: tuple[str, ...] | None = None,
+    max_r_hat: float = 1.05,
+    min_ess: float = 100.0,
+    prob: float = 0.95,
+) -> tuple[dict[str, dict[str, Any]], tuple[str, ...]]:
+    r"""Posterior summaries and convergence checks for draws grouped by chain.
+
+    For each site: mean, standard deviation, median, the equal-tailed ``prob`` interval
+    ``lo``-``hi``, split :math:`\hat R` (:func:`numpyro.diagnostics.split_gelman_rubin`) and
+    the effective sample size (:func:`numpyro.diagnostics.effective_sample_size`). A run is
+    flagged when a checked site has :math:`\hat R >` ``max_r_hat`` or ESS < ``min_ess``, or
+    when any transition diverged.
+
+    Args:
+        samples_by_chain: ``{site: array (chains, draws, ...)}``.
+        diverging: divergence indicators ``(chains, draws)``, or ``None``.
+        sites: the sites to check (default all); all sites are summarised.
+        max_r_hat: largest acceptable :math:`\hat R` (1.01 is the strict modern choice,
+            1.05 a common one for few draws).
+        min_ess: smallest acceptable effective sample size (Vehtari et al. suggest 100 per
+            chain).
+        prob: probability mass of the interval.
+
+    Returns:
+        ``(summary, problems)``: the per-site summary and a tuple of messages (empty when
+        everything passed).
+
+    Raises:
+        ValueError: empty samples, too few draws or bad thresholds.
+
+    Examples:
+        >>> draws = {"x": jr.normal(jr.PRNGKey(0), (4, 500))}
+        >>> summary, problems = mcmc_diagnostics(draws)
+        >>> problems, abs(float(summary["x"]["mean"])) < 0.1
+        ((), True)
+    """
+    if not isinstance(samples_by_chain, Mapping) or not samples_by_chain:
+        raise ValueError("`samples_by_chain` must be a non-empty mapping {site: array}.")
+    prob = _check_prob(prob)
+    if not (isinstance(max_r_hat, (int, float)) and max_r_hat >= 1.0):
+        raise ValueError(f"`max_r_hat` must be a number >= 1; got {max_r_hat!r}.")
+    if not (isinstance(min_ess, (int, float)) and min_ess >= 0):
+        raise ValueError(f"`min_ess` must be a non-negative number; got {min_ess!r}.")
+    sites = tuple(samples_by_chain) if sites is None else tuple(sites)
+    summary: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    q = (0.5 * (1 - prob), 0.5, 0.5 * (1 + prob))
+    for name, value in samples_by_chain.items():
+        x = np.asarray(value, dtype=np.float64)
+        if x.ndim < 2 or x.shape[1] < 4:
+            raise ValueError(
+                f"`samples_by_chain[{name!r}]` must have shape (chains, draws >= 4, ...); "
+                f"got {x.shape}."
+            )
+        flat = x.reshape(-1, *x.shape[2:])
+        lo, med, hi = np.quantile(flat, q, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):  # constant sites give NaN
+            r_hat = np.asarray(split_gelman_rubin(x))
+            ess = np.asarray(effective_sample_size(x))
+        summary[name] = {
+            "mean": flat.mean(0), "std": flat.std(0), "median": med, "lo": lo, "hi": hi,
+            "r_hat": r_hat, "ess": ess,
+        }
+        if name not in sites:
+            continue
+        worst_r, worst_e = np.nanmax(r_hat), np.nanmin(ess)
+        if not np.isfinite(worst_r) or worst_r > max_r_hat:
+            problems.append(f"{name}: R-hat {worst_r:.3f} > {max_r_hat}")
+        if not np.isfinite(worst_e) or worst_e < min_ess:
+            problems.append(f"{name}: ESS {worst_e:.0f} < {min_ess:g}")
+    if diverging is not None:
+        n_div = int(np.sum(np.asarray(diverging)))
+        if n_div:
+            problems.append(f"{n_div} divergent transitions")
+    return summary, tuple(problems)
+
+
+def run_nuts(
+    model: Callable[..., Any],
+    key: jax.Array,
+    *model_args: Any,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 4,
+    chain_method: str = "vectorized",
+    target_accept_prob: float = 0.8,
+    max_tree_depth: int = 10,
+    dense_mass: bool = False,
+    forward_mode_differentiation: bool = False,
+    init_strategy: Callable[..., Any] | None = None,
+    init_params: dict[str, Array] | None = None,
+    check_sites: tuple[str, ...] | None = None,
+    max_r_hat: float = 1.05,
+    min_ess: float = 100.0,
+    warn: bool = True,
+    progress_bar: bool = False,
+    **model_kwargs: Any,
+) -> MCMCResult:
+    r"""Sample a numpyro model with NUTS on several chains and check convergence.
+
+    Wraps :class:`numpyro.infer.NUTS` and :class:`numpyro.infer.MCMC`. With
+    ``chain_method="vectorized"`` (default) the chains run in one ``vmap`` on one device,
+    which works with diffrax solves inside the model (``"parallel"`` needs one device per
+    chain and, with diffrax, ``DirectAdjoint``; see the project's STACK notes). After
+    sampling it computes :func:`mcmc_diagnostics`; if R-hat, ESS or divergences are bad it
+    sets ``ok=False`` and, unless ``warn=False``, issues a
+    :class:`~epinn.estimation.ConvergenceWarning`.
+
+    Args:
+        model: a numpyro model function.
+        key: PRNG key; the same key gives the same draws.
+        *model_args: positional arguments of ``model`` (pass observed data positionally so
+            :func:`posterior_predictive` can replace it).
+        num_warmup, num_samples, num_chains: sizes of the run.
+        chain_method: ``"vectorized"``, ``"sequential"`` or ``"parallel"``.
+        target_accept_prob: NUTS step-size adaptation target.
+        max_tree_depth: NUTS maximum tree depth.
+        dense_mass: adapt a dense mass matrix.
+        forward_mode_differentiation: differentiate the log density in forward mode (needs
+            forward-differentiable code, e.g. diffrax ``ForwardMode``; fast for few
+            parameters).
+        init_strategy: numpyro init strategy; default ``init_to_median``.
+        init_params: initial values in numpyro's unconstrained space, ``{site: (num_chains,
+            ...)}`` (overrides ``init_strategy``).
+        check_sites: latent sites whose R-hat/ESS are checked (default: all latent sites).
+        max_r_hat, min_ess: thresholds of :func:`mcmc_diagnostics`.
+        warn: warn when the diagnostics fail.
+        progress_bar: numpyro's progress bar (slower: one dispatch per iteration).
+        **model_kwargs: keyword arguments of ``model``.
+
+    Returns:
+        :class:`MCMCResult`.
+
+    Raises:
+        ValueError: bad sizes or options.
+        TypeError: a non-callable model or a bad key.
+
+    Warns:
+        ConvergenceWarning: R-hat too large, ESS too small or divergent transitions.
+
+    Examples:
+        >>> def model():
+        ...     numpyro.sample("x", dist.Normal(1.0, 2.0))
+        >>> fit = run_nuts(model, jr.PRNGKey(0), num_warmup=200, num_samples=200,
+        ...                num_chains=2, min_ess=50)
+        >>> fit.ok, fit.samples["x"].shape, abs(fit.table()["x"]["mean"] - 1.0) < 0.5
+        (True, (400,), True)
+    """
+    if not callable(model):
+        raise TypeError(f"`model` must be a numpyro model function; got {type(model)}.")
+    _check_key(key)
+    num_warmup = _check_positive_int(num_warmup, "num_warmup", 0)
+    num_samples = _check_positive_int(num_samples, "num_samples", 4)
+    num_chains = _check_positive_int(num_chains, "num_chains")
+    if chain_method not in _CHAIN_METHODS:
+        raise ValueError(f"`chain_method` must be one of {_CHAIN_METHODS}; got {chain_method!r}.")
+    _check_prob(target_accept_prob, "target_accept_prob")
+    kernel = NUTS(
+        model,
+        target_accept_prob=float(target_accept_prob),
+        max_tree_depth=_check_positive_int(max_tree_depth, "max_tree_depth"),
+        dense_mass=bool(dense_mass),
+        forward_mode_differentiation=bool(forward_mode_differentiation),
+        init_strategy=init_to_median if init_strategy is None else init_strategy,
+    )
+    mcmc = MCMC(
+        kernel,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method=chain_method,
+        progress_bar=progress_bar,
+    )
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        # numpyro warns when fewer devices than chains exist for "parallel"; it then falls
+        # back to sequential chains, which is what we want on one CPU.
+        warnings.filterwarnings("ignore", message="There are not enough devices")
+        mcmc.run(key, *model_args, init_params=init_params, extra_fields=("diverging",),
+                 **model_kwargs)
+    by_chain = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
+    wall = time.perf_counter() - t0
+    latent = tuple(mcmc.last_state.z.keys()) if hasattr(mcmc.last_state, "z") else ()
+    latent = tuple(k for k in by_chain if k in latent) or tuple(by_chain)
+    diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
+    diverging = diverging.reshape(num_chains, num_samples)
+    summary, problems = mcmc_diagnostics(
+        by_chain, diverging, sites=latent if check_sites is None else check_sites,
+        max_r_hat=max_r_hat, min_ess=min_ess,
+    )
+    if problems and warn:
+        warnings.warn(
+            "NUTS diagnostics failed (" + "; ".join(problems) + "). Run longer chains, "
+            "reparameterise or raise target_accept_prob.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in by_chain.items()}
+    return MCMCResult(
+        samples=flat,
+        samples_by_chain=by_chain,
+        latent_sites=latent,
+        summary=summary,
+        diverging=diverging,
+        num_divergences=int(diverging.sum()),
+        ok=not problems,
+        problems=problems,
+        num_chains=num_chains,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        wall_time_s=wall,
+        model=model,
+        model_args=model_args,
+        model_kwargs=dict(model_kwargs),
+        mcmc=mcmc,
+    )
+
+
+def _make_guide(model, guide, init_loc_fn, rank):
+    if isinstance(guide, autoguide.AutoGuide):
+        return guide
+    if guide not in _GUIDES:
+        raise ValueError(
+            f"`guide` must be one of {_GUIDES} or a numpyro AutoGuide; got {guide!r}."
+        )
+    if guide == "normal":
+        return autoguide.AutoNormal(model, init_loc_fn=init_loc_fn, init_scale=0.01)
+    return autoguide.AutoLowRankMultivariateNormal(
+        model, init_loc_fn=init_loc_fn, init_scale=0.01, rank=rank
+    )
+
+
+def run_svi(
+    model: Callable[..., Any],
+    key: jax.Array,
+    *model_args: Any,
+    guide: str | autoguide.AutoGuide = "normal",
+    num_steps: int = 2000,
+    learning_rate: float = 1e-2,
+    num_samples: int = 1000,
+    num_particles: int = 1,
+    rank: int | None = None,
+    init_strategy: Callable[..., Any] | None = None,
+    **model_kwargs: Any,
+) -> SVIResult:
+    r"""Fit a numpyro model by stochastic variational inference with an autoguide.
+
+    Maximises the ELBO :math:`\mathbb E_q[\log p(y, z) - \log q(z)]` with Adam (optax,
+    gradients clipped to global norm 10) over ``num_steps`` steps run in one compiled loop
+    (``SVI.run``), then draws ``num_samples`` posterior samples from the guide (and the
+    model's deterministic sites through :class:`~numpyro.infer.Predictive`).
+
+    Args:
+        model: a numpyro model function.
+        key: PRNG key (split for the fit and the draws).
+        *model_args: positional arguments of ``model``.
+        guide: ``"normal"`` (:class:`~numpyro.infer.autoguide.AutoNormal`, mean field),
+            ``"lowrank"`` (:class:`~numpyro.infer.autoguide.AutoLowRankMultivariateNormal`)
+            or an AutoGuide instance.
+        num_steps: optimisation steps.
+        learning_rate: Adam learning rate.
+        num_samples: posterior draws returned.
+        num_particles: Monte Carlo samples per ELBO estimate.
+        rank: rank of the low-rank guide (default numpyro's, about the square root of the
+            number of latent dimensions).
+        init_strategy: initial guide locations; default ``init_to_median``.
+        **model_kwargs: keyword arguments of ``model``.
+
+    Returns:
+        :class:`SVIResult`.
+
+    Raises:
+        ValueError: bad options.
+
+    Examples:
+        >>> def model(y):
+        ...     m = numpyro.sample("m", dist.Normal(0.0, 10.0))
+        ...     numpyro.sample("y", dist.Normal(m, 1.0), obs=y)
+        >>> fit = run_svi(model, jr.PRNGKey(0), jnp.array([2.0]), num_steps=1500,
+        ...               learning_rate=0.05, num_samples=2000)
+        >>> abs(float(fit.samples["m"].mean()) - 1.99) < 0.15   # exact posterior N(1.98, 0.99^2)
+        True
+    """
+    if not callable(model):
+        raise TypeError(f"`model` must be a numpyro model function; got {type(model)}.")
+    _check_key(key)
+    num_steps = _check_positive_int(num_steps, "num_steps")
+    num_samples = _check_positive_int(num_samples, "num_samples")
+    num_particles = _check_positive_int(num_particles, "num_particles")
+    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
+        raise ValueError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
+    init_loc_fn = init_to_median if init_strategy is None else init_strategy
+    g = _make_guide(model, guide, init_loc_fn, rank)
+    optimizer = numpyro.optim.optax_to_numpyro(
+        optax.chain(optax.clip_by_global_norm(10.0), optax.adam(learning_rate))
+    )
+    svi = SVI(model, g, optimizer, Trace_ELBO(num_particles=num_particles))
+    fit_key, draw_key, det_key = jr.split(key, 3)
+    t0 = time.perf_counter()
+    res = svi.run(fit_key, num_steps, *model_args, progress_bar=False, stable_update=True,
+                  **model_kwargs)
+    losses = np.asarray(jax.block_until_ready(res.losses))
+    wall = time.perf_counter() - t0
+    latent, det = _model_sites(model, model_args, model_kwargs)
+    draws = g.sample_posterior(draw_key, res.params, sample_shape=(num_samples,))
+    draws = {k: v for k, v in draws.items() if k in latent}
+    if det:
+        extra = Predictive(model, posterior_samples=draws, return_sites=list(det))(
+            det_key, *model_args, **model_kwargs
+        )
+        draws = {**draws, **extra}
+    return SVIResult(
+        samples=draws,
+        latent_sites=latent,
+        params=res.params,
+        losses=losses,
+        guide=g,
+        wall_time_s=wall,
+        model=model,
+        model_args=model_args,
+        model_kwargs=dict(model_kwargs),
+    )
+
+
+def prior_predictive(
+    model: Callable[..., Any], key: jax.Array, num_samples: int, *model_args: Any,
+    **model_kwargs: Any,
+) -> dict[str, Array]:
+    """Draws of every site of ``model`` under the prior (:class:`~numpyro.infer.Predictive`).
+
+    Pass ``None`` (or omit) the observed data so the observation sites are simulated.
+
+    Args:
+        model: a numpyro model function.
+        key: PRNG key.
+        num_samples: number of draws.
+        *model_args, **model_kwargs: arguments of ``model``.
+
+    Returns:
+        ``{site: array (num_samples, ...)}``.
+
+    Examples:
+        >>> def model():
+        ...     numpyro.sample("x", dist.Normal(0.0, 1.0))
+        >>> prior_predictive(model, jr.PRNGKey(0), 3)["x"].shape
+        (3,)
+    """
+    _check_key(key)
+    n = _check_positive_int(num_samples, "num_samples")
+    sites = _predictive_sites(model, model_args, model_kwargs)
+    return dict(Predictive(model, num_samples=n, return_sites=sites)(
+        key, *model_args, **model_kwargs))
+
+
+def posterior_predictive(
+    result: MCMCResult | SVIResult,
+    key: jax.Array,
+    *model_args: Any,
+    num_samples: int | None = None,
+    **model_kwargs: Any,
+) -> dict[str, Array]:
+    """Posterior predictive draws: the model re-run at each posterior draw.
+
+    Uses :class:`~numpyro.infer.Predictive` with the latent draws of ``result``;
+    deterministic sites are recomputed and observation sites simulated (pass new inputs
+    without observed data, e.g. ``posterior_predictive(fit, key, x_new)``).
+
+    Args:
+        result: a fit from :func:`run_nuts`, :func:`run_svi` or the ``fit_*`` helpers.
+        key: PRNG key.
+        *model_args: positional arguments for the model; default the fit's own arguments
+            with observed data dropped is *not* assumed: pass them explicitly.
+        num_samples: use only the first this many draws (default all).
+        **model_kwargs: keyword arguments overriding those of the fit.
+
+    Returns:
+        ``{site: array (draws, ...)}`` for every sample and deterministic site.
+
+    Raises:
+        TypeError: ``result`` is not a fit.
+    """
+    if not isinstance(result, (MCMCResult, SVIResult)):
+        raise TypeError(f"`result` must be an MCMCResult or SVIResult; got {type(result)}.")
+    _check_key(key)
+    draws = {k: result.samples[k] for k in result.latent_sites}
+    if num_samples is not None:
+        n = _check_positive_int(num_samples, "num_samples")
+        draws = {k: v[:n] for k, v in draws.items()}
+    kwargs = {**result.model_kwargs, **model_kwargs}
+    sites = _predictive_sites(result.model, model_args, kwargs)
+    return dict(Predictive(result.model, posterior_samples=draws, return_sites=sites)(
+        key, *model_args, **kwargs))
+
+
+def credible_interval(
+    draws: ArrayLike, prob: float = 0.9, axis: int = 0
+) -> tuple[Array, Array, Array]:
+    r"""Mean and equal-tailed credible interval of draws.
+
+    The interval is :math:`[q_{(1-p)/2},\ q_{(1+p)/2}]` of the draws along ``axis``.
+
+    Args:
+        draws: samples, drawn along ``axis``.
+        prob: probability mass :math:`p` of the interval.
+        axis: the draws axis.
+
+    Returns:
+        ``(mean, lo, hi)``.
+
+    Examples:
+        >>> mean, lo, hi = credible_interval(jnp.arange(101.0), prob=0.9)
+        >>> float(mean), float(lo), float(hi)
+        (50.0, 5.0, 95.0)
+    """
+    prob = _check_prob(prob)
+    x = jnp.asarray(draws)
+    if x.ndim == 0 or x.shape[axis] < 2:
+        raise ValueError(f"`draws` needs at least 2 draws along axis {axis}; got {x.shape}.")
+    lo, hi = jnp.quantile(x, jnp.array([0.5 * (1 - prob), 0.5 * (1 + prob)]), axis=axis)
+    return jnp.mean(x, axis=axis), lo, hi
+
+
+def interval_coverage(y: ArrayLike, lo: ArrayLike, hi: ArrayLike) -> float:
+    """Fraction of the values ``y`` inside ``[lo, hi]`` (empirical coverage).
+
+    Examples:
+        >>> interval_coverage(jnp.array([0.0, 1.0, 5.0]), jnp.zeros(3), jnp.full(3, 2.0))
+        0.6666666666666666
+    """
+    y, lo, hi = (np.asarray(a, dtype=np.float64) for a in (y, lo, hi))
+    if y.size == 0:
+        raise ValueError("`y` must not be empty.")
+    return float(np.mean((y >= lo) & (y <= hi)))
+
+
+# --------------------------------------------------------------------------------------
+# Bayesian neural network
+# --------------------------------------------------------------------------------------
+
+
+def _check_regression_data(x: Any, y: Any) -> tuple[Array, Array | None]:
+    xa = jnp.asarray(x)
+    if xa.ndim == 1:
+        xa = xa[:, None]
+    if xa.ndim != 2 or xa.shape[0] == 0:
+        raise ValueError(f"`x` must have shape (n, features) with n >= 1; got {np.shape(x)}.")
+    if y is None:
+        return xa, None
+    ya = jnp.asarray(y)
+    if ya.ndim == 2 and ya.shape[1] == 1:
+        ya = ya[:, 0]
+    if ya.shape != (xa.shape[0],):
+        raise ValueError(f"`y` must have shape ({xa.shape[0]},) to match `x`; got {np.shape(y)}.")
+    if not isinstance(ya, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(ya))):
+        raise ValueError("`y` contains NaN or inf.")
+    return xa, ya
+
+
+def _check_scale(value: Any, name: str) -> None:
+    if isinstance(value, jax.core.Tracer):
+        return
+    if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"`{name}` must be a positive finite number; got {value!r}.")
+
+
+def bnn_model(
+    x: ArrayLike,
+    y: ArrayLike | None = None,
+    *,
+    network: Any,
+    prior_scale: float = 1.0,
+    hierarchical: bool = False,
+    heteroscedastic: bool = False,
+    noise_scale: float = 1.0,
+) -> None:
+    r"""numpyro model of a Bayesian neural network for regression.
+
+    .. math::
+
+        w \sim \mathcal N(0, s^2 I), \qquad
+        y_i \sim \mathcal N\big(f_w(x_i)_1,\ \sigma_i^2\big),
+
+    with :math:`\sigma_i = \sigma \sim \text{HalfNormal}(\text{noise\_scale})` or, when
+    ``heteroscedastic``, :math:`\sigma_i = \operatorname{softplus}(f_w(x_i)_2) + 10^{-6}`.
+    With ``hierarchical=True`` the prior scale is itself unknown,
+    :math:`s \sim \text{HalfNormal}(\text{prior\_scale})` (site ``"weight_scale"``), and the
+    weights are non-centred (:class:`~numpyro.infer.reparam.LocScaleReparam`) so NUTS does
+    not meet the funnel.
+
+    Sites: the weights ``"net/<layer>.kernel"``/``"net/<layer>.bias"`` (via
+    :func:`~numpyro.contrib.module.random_flax_module`), ``"sigma"`` (homoscedastic),
+    deterministic ``"mean"`` :math:`f_w(x)_1` (and ``"noise"`` :math:`\sigma_i`), and the
+    observations ``"obs"``.
+
+    Args:
+        x: inputs ``(n, features)`` (or ``(n,)`` for one feature).
+        y: targets ``(n,)`` or ``None`` to simulate them.
+        network: a Flax Linen module, normally :class:`~epinn.models.MLP`, with one output
+            (two when ``heteroscedastic``).
+        prior_scale: the weight prior's standard deviation :math:`s` (or the scale of its
+            HalfNormal prior when hierarchical).
+        hierarchical: learn the prior scale.
+        heteroscedastic: learn an input-dependent noise from a second output.
+        noise_scale: scale of the HalfNormal prior on :math:`\sigma`.
+
+    Raises:
+        ValueError: bad shapes, scales or number of network outputs.
+    """
+    xa, ya = _check_regression_data(x, y)
+    _check_scale(prior_scale, "prior_scale")
+    _check_scale(noise_scale, "noise_scale")
+    if not hasattr(network, "apply"):
+        raise TypeError(f"`network` must be a Flax Linen module; got {type(network)}.")
+    n_out = 2 if heteroscedastic else 1
+    features = getattr(network, "features", None)
+    if features is not None and features[-1] != n_out:
+        raise ValueError(
+            f"`network` must have {n_out} output(s) (heteroscedastic={heteroscedastic}); its "
+            f"features end in {features[-1]}."
+        )
+    if hierarchical:
+        scale = numpyro.sample("weight_scale", dist.HalfNormal(prior_scale))
+        config = lambda site: LocScaleReparam(0.0) if site["name"].startswith("net/") else None  # noqa: E731
+        with numpyro.handlers.reparam(config=config):
+            net = random_flax_module("net", network, dist.Normal(0.0, scale),
+                                     input_shape=(1, xa.shape[1]))
+    else:
+        net = random_flax_module("net", network, dist.Normal(0.0, prior_scale),
+                                 input_shape=(1, xa.shape[1]))
+    out = net(xa)
+    if out.shape[-1] != n_out:
+        raise ValueError(f"`network` must have {n_out} output(s); got {out.shape[-1]}.")
+    mean = numpyro.deterministic("mean", out[:, 0])
+    if heteroscedastic:
+        sigma = numpyro.deterministic("noise", jax.nn.softplus(out[:, 1]) + 1e-6)
+    else:
+        sigma = numpyro.sample("sigma", dist.HalfNormal(noise_scale))
+    with numpyro.plate("data", xa.shape[0]):
+        numpyro.sample("obs", dist.Normal(mean, sigma), obs=ya)
+
+
+def _network_init(name: str, network: Any, key: jax.Array, n_in: int) -> dict[str, Array]:
+    """Site values ``{"name/layer.kernel": array}`` from the network's own initialiser."""
+    params = network.init(key, jnp.ones((1, n_in)))["params"]
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    return {name + "/" + ".".join(str(p.key) for p in path): v for path, v in flat}
+
+
+def _init_values(site=None, values=None, fallback=init_to_median):
+    if site is None:
+        return functools.partial(_init_values, values=values, fallback=fallback)
+    if site["name"] in values:
+        return values[site["name"]]
+    return fallback(site)
+
+
+def _init_to_values(values: Mapping[str, Array], fallback=init_to_median):
+    """numpyro init strategy: given values where named, ``fallback`` elsewhere (a
+    ``functools.partial``, as numpyro's ``initialize_model`` expects)."""
+    return functools.partial(_init_values, values=dict(values), fallback=fallback)
+
+
+def fit_bnn(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    key: jax.Array,
+    network: Any,
+    method: str = "nuts",
+    prior_scale: float = 1.0,
+    hierarchical: bool = False,
+    heteroscedastic: bool = False,
+    noise_scale: float = 1.0,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 4,
+    guide: str | autoguide.AutoGuide = "normal",
+    num_steps: int = 5000,
+    learning_rate: float = 1e-2,
+    warn: bool = False,
+) -> MCMCResult | SVIResult:
+    r"""Fit :func:`bnn_model` by NUTS (small networks) or SVI (larger ones).
+
+    Chains (and the guide) start from the network's own initialiser (LeCun normal) rather
+    than numpyro's uniform draws, which suits the layer sizes. Weight-space R-hat of a BNN
+    is large by nature (hidden units can be permuted and chains settle in different
+    modes), so ``warn`` defaults to ``False`` here; judge the fit by its predictions.
+
+    Args:
+        x, y: training inputs ``(n, features)`` and targets ``(n,)``.
+        key: PRNG key.
+        network: the Flax network (e.g. ``MLP((16, 16, 1), activation="tanh")``).
+        method: ``"nuts"`` or ``"svi"``.
+        prior_scale, hierarchical, heteroscedastic, noise_scale: as :func:`bnn_model`.
+        num_warmup, num_samples, num_chains: NUTS sizes (``num_samples`` is also the number
+            of SVI draws).
+        guide, num_steps, learning_rate: SVI options (see :func:`run_svi`).
+        warn: warn on failed NUTS diagnostics.
+
+    Returns:
+        :class:`MCMCResult` or :class:`SVIResult`; predict with
+        ``posterior_predictive(fit, key, x_new)``.
+
+    Raises:
+        ValueError: bad data, options or network.
+    """
+    _check_key(key)
+    if method not in ("nuts", "svi"):
+        raise ValueError(f"`method` must be 'nuts' or 'svi'; got {method!r}.")
+    xa, ya = _check_regression_data(x, y)
+    if ya is None:
+        raise ValueError("`y` must be given to fit a BNN.")
+    model = functools.partial(
+        bnn_model, network=network, prior_scale=prior_scale, hierarchical=hierarchical,
+        heteroscedastic=heteroscedastic, noise_scale=noise_scale,
+    )
+    init_key, run_key = jr.split(key)
+    n_in = xa.shape[1]
+
+    def network_values(k):
+        values = _network_init("net", network, k, n_in)
+        if hierarchical:  # non-centred sites: weight = scale * decentered, scale ~ prior_scale
+            values = {name + "_decentered": v / prior_scale for name, v in values.items()}
+        return values
+
+    if method == "nuts":
+        chains = _check_positive_int(num_chains, "num_chains")
+        # One network initialisation per chain, so the chains start apart.
+        inits = [network_values(k) for k in jr.split(init_key, chains)]
+        return run_nuts(
+            model, run_key, xa, ya, num_warmup=num_warmup, num_samples=num_samples,
+            num_chains=chains, init_params=_unconstrained_inits(model, (xa, ya), inits),
+            warn=warn,
+        )
+    return run_svi(
+        model, run_key, xa, ya, guide=guide, num_steps=num_steps,
+        learning_rate=learning_rate, num_samples=_check_positive_int(num_samples, "num_samples"),
+        init_strategy=_init_to_values(network_values(init_key)),
+    )
+
+
+def _unconstrained_inits(model, args, values) -> dict[str, Array]:
+    """Per-chain initial values (given sites set, others at the prior median), stacked in
+    the unconstrained space NUTS works in."""
+    per_chain = []
+    for vals in values:
+        info = initialize_model(
+            jr.PRNGKey(0), model, model_args=args, init_strategy=_init_to_values(vals)
+        )[0]
+        per_chain.append(info.z)
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *per_chain)
+
+
+# --------------------------------------------------------------------------------------
+# Bayesian epidemic models
+# --------------------------------------------------------------------------------------
+
+
+def default_priors() -> dict[str, dist.Distribution]:
+    r"""The priors of the Stan boarding-school case study (Grinsztajn et al., 2021).
+
+    .. math::
+
+        \beta \sim \mathcal N(2, 1)_{[0,\infty)}, \quad
+        \gamma \sim \mathcal N(0.4, 0.5)_{[0,\infty)}, \quad
+        \phi^{-1} \sim \text{Exponential}(5).
+
+    Examples:
+        >>> sorted(default_priors())
+        ['beta', 'gamma', 'phi_inv']
+    """
+    return {
+        "beta": dist.TruncatedNormal(2.0, 1.0, low=0.0),
+        "gamma": dist.TruncatedNormal(0.4, 0.5, low=0.0),
+        "phi_inv": dist.Exponential(5.0),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class _EpidemicSpec:
+    model: CompartmentalModel
+    grid: np.ndarray  # solve grid: (t0, ts...) or ts
+    offset: int  # index of ts[0] in grid
+    counts: np.ndarray | None
+    y0: dict[str, float]
+    population: float
+    priors: dict[str, Any]
+    likelihood: str
+    observed: str
+
+
+def _is_concrete(x: Any) -> bool:
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
+
+
+def _check_distribution_args(name: str, d: dist.Distribution) -> None:
+    """Check a prior's parameters against its ``arg_constraints`` (when concrete)."""
+    for param, constraint in getattr(d, "arg_constraints", {}).items():
+        if not hasattr(d, param) or isinstance(constraint, type(dist.constraints.dependent)):
+            continue
+        value = getattr(d, param)
+        if _is_concrete(value) and not bool(np.all(np.asarray(constraint(value)))):
+            raise ValueError(
+                f"`priors[{name!r}]` ({type(d).__name__}) has an invalid parameter "
+                f"{param}={np.asarray(value)}: it must satisfy {constraint}."
+            )
+    if hasattr(d, "base_dist"):
+        _check_distribution_args(name, d.base_dist)
+
+
+def _check_prior(name: str, value: Any, *, upper: float | None = None,
+                 allow_zero: bool = False) -> Any:
+    """A prior is a numpyro distribution on (0, upper] or a fixed number there."""
+    what = f"(0, {upper}]" if upper is not None else ("[0, inf)" if allow_zero else "(0, inf)")
+    if isinstance(value, dist.Distribution):
+        _check_distribution_args(name, value)
+        if value.batch_shape or value.event_shape:
+            raise ValueError(
+                f"`priors[{name!r}]` must be a scalar distribution; got batch shape "
+                f"{value.batch_shape} and event shape {value.event_shape}."
+            )
+        support = value.support
+        lo, hi = getattr(support, "lower_bound", None), getattr(support, "upper_bound", None)
+        lo_ok = lo is not None and _is_concrete(lo) and float(np.asarray(lo)) >= 0
+        hi_ok = upper is None or (
+            hi is not None and _is_concrete(hi) and float(np.asarray(hi)) <= upper
+        )
+        if not (lo_ok and hi_ok):
+            raise ValueError(
+                f"`priors[{name!r}]` must have support inside {what} (e.g. "
+                f"TruncatedNormal(..., low=0), LogNormal, Exponential"
+                f"{', Beta' if upper else ''}); {type(value).__name__} has support {support}."
+            )
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(
+            f"`priors[{name!r}]` must be a numpyro distribution or a fixed number; got "
+            f"{type(value).__name__}."
+        )
+    v = float(value)
+    ok = math.isfinite(v) and (v >= 0 if allow_zero else v > 0) and (upper is None or v <= upper)
+    if not ok:
+        raise ValueError(f"`priors[{name!r}]` as a fixed value must lie in {what}; got {v}.")
+    return v
+
+
+def _epidemic_spec(ts, counts, *, model, y0, population, t0, priors, likelihood, observed,
+                   neural_beta: bool = False) -> _EpidemicSpec:
+    """Validate everything in plain Python (before any tracing) and normalise it."""
+    if not isinstance(model, CompartmentalModel):
+        raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {model!r}.")
+    tsa = np.asarray(ts, dtype=np.float64)
+    if tsa.ndim != 1 or tsa.size == 0:
+        raise ValueError(
+            f"`ts` must be a 1-D array of observation times with at least one entry (no data "
+            f"to fit otherwise); got shape {tsa.shape}."
+        )
+    if not np.all(np.isfinite(tsa)) or not np.all(np.diff(tsa) > 0):
+        raise ValueError("`ts` must be finite and strictly increasing.")
+    obs = None
+    if counts is not None:
+        obs = np.asarray(counts, dtype=np.float64)
+        if obs.size == 0:
+            raise ValueError("`counts` is empty: there is no data to fit.")
+        if obs.shape != tsa.shape:
+            raise ValueError(f"`counts` has shape {obs.shape}; expected {tsa.shape} to match `ts`.")
+        if not np.all(np.isfinite(obs)):
+            raise ValueError("`counts` contains NaN or inf.")
+        if np.any(obs < 0):
+            raise ValueError("`counts` contains negative counts; counts must be >= 0.")
+    t0 = float(tsa[0]) if t0 is None else float(t0)
+    if not math.isfinite(t0) or t0 > tsa[0]:
+        raise ValueError(f"`t0` ({t0}) must be finite and not after the first time {tsa[0]}.")
+    valid_obs = (*model.compartments, "incidence", "cumulative")
+    if observed not in valid_obs:
+        raise ValueError(f"`observed` must be one of {valid_obs}; got {observed!r}.")
+    if observed == "incidence" and t0 == tsa[0]:
+        raise ValueError("`observed='incidence'` counts new infections in (t_prev, t]: set `t0` "
+                         "before `ts[0]`.")
+    grid, offset = (tsa, 0) if t0 == tsa[0] else (np.concatenate([[t0], tsa]), 1)
+    if grid.size < 2:
+        raise ValueError("`ts` must contain at least 2 times when `t0` equals `ts[0]`.")
+    if likelihood not in _LIKELIHOODS:
+        raise ValueError(f"`likelihood` must be one of {_LIKELIHOODS}; got {likelihood!r}.")
+    if not isinstance(y0, Mapping):
+        raise TypeError("`y0` must be a mapping by compartment name, e.g. {'S': 762, ...}.")
+    missing = [c for c in model.compartments if c not in y0]
+    unknown = [c for c in y0 if c not in model.compartments]
+    if missing or unknown:
+        raise ValueError(f"`y0` must name exactly the compartments {model.compartments}; "
+                         f"missing {missing}, unknown {unknown}.")
+    y0f = {c: float(y0[c]) for c in model.compartments}
+    if any(not math.isfinite(v) or v < 0 for v in y0f.values()):
+        raise ValueError(f"`y0` values must be finite and non-negative; got {y0f}.")
+    N = float(sum(y0f.values())) if population is None else float(population)
+    if not math.isfinite(N) or N <= 0:
+        raise ValueError(f"`population` must be a positive number; got {population!r}.")
+    if sum(y0f.values()) > N * (1 + 1e-6):
+        raise ValueError(f"`y0` sums to {sum(y0f.values())}, more than `population` {N}.")
+    # Priors: defaults for beta, gamma, phi_inv; user entries override.
+    user = {} if priors is None else priors
+    if not isinstance(user, Mapping):
+        raise TypeError(f"`priors` must be a mapping {{name: distribution or number}}; "
+                        f"got {type(user).__name__}.")
+    defaults = {k: v for k, v in default_priors().items()
+                if k in model.rate_names or (k == "phi_inv" and likelihood == "negbin")}
+    merged = {**defaults, **dict(user)}
+    initial = tuple(f"{c}0" for c in model.compartments if c != "S")
+    allowed = (*model.rate_names, "reporting", "phi_inv", *initial)
+    bad = [k for k in merged if k not in allowed]
+    if bad:
+        raise ValueError(f"`priors` has unknown names {bad}; allowed: {allowed}.")
+    if "phi_inv" in user and likelihood != "negbin":
+        raise ValueError("`priors['phi_inv']` is only used with likelihood='negbin'.")
+    if neural_beta:
+        if "beta" not in model.rate_names:
+            raise ValueError(f"`model` {type(model).__name__} has no rate 'beta'.")
+        if "beta" in user:
+            raise ValueError("`priors['beta']` is not used: beta(t) is the Bayesian network.")
+        merged.pop("beta", None)
+    need = [r for r in model.rate_names if r not in merged and not (neural_beta and r == "beta")]
+    if need:
+        raise ValueError(f"`priors` must give a distribution or fixed value for the rates {need} "
+                         f"of {type(model).__name__}.")
+    checked = {}
+    for k, v in merged.items():
+        if k == "reporting":
+            checked[k] = _check_prior(k, v, upper=1.0)
+        else:
+            checked[k] = _check_prior(k, v, allow_zero=k in initial)
+    return _EpidemicSpec(
+        model=model, grid=grid, offset=offset, counts=obs, y0=y0f, population=N,
+        priors=checked, likelihood=likelihood, observed=observed,
+    )
+
+
+def _draw(name: str, prior: Any) -> Any:
+    """A sample site for a distribution; a fixed value as is."""
+    return numpyro.sample(name, prior) if isinstance(prior, dist.Distribution) else prior
+
+
+def _epidemic_body(spec: _EpidemicSpec, rates: dict[str, Any], *, adjoint, rtol, atol,
+                   max_steps, solver) -> None:
+    """Initial state, ODE solve, masking and likelihood (shared by both epidemic models)."""
+    model, p, N = spec.model, spec.priors, spec.population
+    y0 = {c: _draw(f"{c}0", p[f"{c}0"]) if f"{c}0" in p else spec.y0[c]
+          for c in model.compartments}
+    free_initial = any(f"{c}0" in p for c in model.compartments if c != "S")
+    if free_initial:  # S takes up the rest of the population
+        y0["S"] = N - sum(y0[c] for c in model.compartments if c != "S")
+    y0v = jnp.stack([jnp.asarray(y0[c], dtype=jnp.result_type(float)) for c in model.compartments])
+    traj = solve(model, {**rates, "N": N}, y0v, jnp.asarray(spec.grid), rtol=rtol, atol=atol,
+                 max_steps=max_steps, adjoint=adjoint, throw=False, solver=solver)
+    k = spec.offset
+    if spec.observed == "incidence":
+        signal = jnp.diff(traj.cumulative_infections)
+    elif spec.observed == "cumulative":
+        signal = traj.cumulative_infections[k:]
+    else:
+        signal = traj[spec.observed][k:]
+    mean = _draw("reporting", p["reporting"]) * signal if "reporting" in p else signal
+    ok = traj.success & jnp.all(jnp.isfinite(mean)) & (y0v[0] >= 0)
+    numpyro.deterministic("solver_ok", ok)
+    # A failed solve is a point of zero posterior density, not an error.
+    numpyro.factor("solver_failure", jnp.where(ok, 0.0, -jnp.inf))
+    safe = jnp.where(ok, jnp.maximum(mean, _MEAN_FLOOR), 1.0)
+    numpyro.deterministic("expected", jnp.where(ok, safe, jnp.nan))
+    if spec.likelihood == "negbin":
+        phi_inv = _draw("phi_inv", p["phi_inv"])
+        phi = numpyro.deterministic("phi", 1.0 / jnp.asarray(phi_inv))
+        likelihood = dist.NegativeBinomial2(safe, phi)
+    else:
+        likelihood = dist.Poisson(safe)
+    counts = None if spec.counts is None else jnp.asarray(spec.counts)
+    with numpyro.plate("time", safe.shape[0]):
+        numpyro.sample("obs", likelihood, obs=counts)
+
+
+def _adjoint(forward_mode: bool):
+    return diffrax.ForwardMode() if forward_mode else diffrax.RecursiveCheckpointAdjoint()
+
+
+def epidemic_model(
+    ts: ArrayLike,
+    counts: ArrayLike | None = None,
+    *,
+    y0: Mapping[str, float],
+    model: CompartmentalModel | None = None,
+    population: float | None = None,
+    t0: float | None = None,
+    priors: Mapping[str, Any] | None = None,
+    likelihood: str = "negbin",
+    observed: str = "I",
+    forward_mode: bool = True,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    max_steps: int = 4096,
+    solver: diffrax.AbstractSolver | None = None,
+) -> None:
+    r"""numpyro model of counts observed from a compartmental ODE with uncertain rates.
+
+    Each rate :math:`\theta_k` of ``model`` has a prior (or a fixed value); optionally the
+    initial compartments (``"I0"``, ``"E0"``, ... as counts; S takes the rest of the
+    population), a reporting fraction :math:`\rho` (``"reporting"``) and, for the negative
+    binomial, the inverse overdispersion :math:`\phi^{-1}` (``"phi_inv"``). The ODE is
+    solved from ``t0`` with :func:`epinn.compartmental.solve` (``throw=False``) and
+
+    .. math::
+
+        y_i \sim \text{NegBin}(\mu_i, \phi) \ \text{or}\ \text{Poisson}(\mu_i), \qquad
+        \mu_i = \rho\, h(t_i),
+
+    where :math:`h` is the ``observed`` compartment (prevalence), the incidence in
+    :math:`(t_{i-1}, t_i]` or the cumulative infections since ``t0``. A failed solve adds
+    :math:`-\infty` to the log density (site ``"solver_failure"``), so NUTS rejects the point
+    instead of crashing.
+
+    Sites: the rates, ``"<C>0"``, ``"reporting"``, ``"phi_inv"`` (latent, when given
+    priors); deterministic ``"R0"``, ``"recovery_time"`` (:math:`1/\gamma`, the mean time to
+    recovery), ``"phi"``, ``"expected"`` (:math:`\mu`, NaN where the solve failed) and
+    ``"solver_ok"``; the observations ``"obs"``.
+
+    Args:
+        ts: observation times (strictly increasing).
+        counts: observed counts at ``ts`` (non-negative), or ``None`` to simulate.
+        y0: the initial state by compartment at ``t0`` (entries with a prior are replaced
+            by their draw).
+        model: the compartmental model; default :class:`~epinn.compartmental.SIR`.
+        population: :math:`N`; default ``sum(y0)``.
+        t0: start of the solve; default ``ts[0]``.
+        priors: ``{name: numpyro distribution or fixed number}`` over the rates,
+            ``"reporting"``, ``"phi_inv"`` and ``"<C>0"``; merged over
+            :func:`default_priors` (beta, gamma, phi_inv). Distributions must have
+            non-negative support (``reporting`` inside [0, 1]).
+        likelihood: ``"negbin"`` or ``"poisson"``.
+        observed: a compartment name, ``"incidence"`` or ``"cumulative"``.
+        forward_mode: solve with diffrax ``ForwardMode`` (for NUTS with
+            ``forward_mode_differentiation=True``); ``False`` uses the reverse-mode
+            ``RecursiveCheckpointAdjoint`` (SVI, reverse-mode NUTS).
+        rtol, atol, max_steps, solver: options of :func:`~epinn.compartmental.solve`.
+
+    Raises:
+        ValueError: no data, bad shapes, negative or non-finite counts, unknown names,
+            priors with invalid parameters or support.
+        TypeError: a prior that is neither a distribution nor a number.
+    """
+    model = SIR() if model is None else model
+    spec = _epidemic_spec(ts, counts, model=model, y0=y0, population=population, t0=t0,
+                          priors=priors, likelihood=likelihood, observed=observed)
+    rates = {r: _draw(r, spec.priors[r]) for r in model.rate_names}
+    numpyro.deterministic("R0", _R0(model, {**rates, "N": spec.population}))
+    if "gamma" in rates:
+        numpyro.deterministic("recovery_time", 1.0 / jnp.asarray(rates["gamma"]))
+    _epidemic_body(spec, rates, adjoint=_adjoint(forward_mode), rtol=rtol, atol=atol,
+                   max_steps=max_steps, solver=solver)
+
+
+def fit_epidemic(
+    ts: ArrayLike,
+    counts: ArrayLike,
+    *,
+    key: jax.Array,
+    y0: Mapping[str, float],
+    model: CompartmentalModel | None = None,
+    population: float | None = None,
+    t0: float | None = None,
+    priors: Mapping[str, Any] | None = None,
+    likelihood: str = "negbin",
+    observed: str = "I",
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    num_chains: int = 4,
+    chain_method: str = "vectorized",
+    target_accept_prob: float = 0.8,
+    forward_mode: bool = True,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    max_steps: int = 4096,
+    solver: diffrax.AbstractSolver | None = None,
+    max_r_hat: float = 1.05,
+    min_ess: float = 100.0,
+    warn: bool = True,
+) -> MCMCResult:
+    r"""Posterior of an epidemic model's parameters by NUTS (:func:`epidemic_model`).
+
+    Inputs are validated in plain Python first; then :func:`run_nuts` samples
+    ``num_chains`` chains (vectorised), differentiating in forward mode through the ODE
+    unless ``forward_mode=False``. The posterior of :math:`R_0` and the recovery time
+    :math:`1/\gamma` are deterministic sites of the draws. Check ``result.ok`` (and the
+    warning) before using the draws.
+
+    Args:
+        ts, counts: observation times and counts.
+        key: PRNG key; the same key gives the same draws.
+        y0, model, population, t0, priors, likelihood, observed: as :func:`epidemic_model`.
+        num_warmup, num_samples, num_chains, chain_method, target_accept_prob: as
+            :func:`run_nuts`.
+        forward_mode: forward-mode gradients (fast for a few parameters).
+        rtol, atol, max_steps, solver: ODE solver options.
+        max_r_hat, min_ess, warn: diagnostics thresholds and warning switch.
+
+    Returns:
+        :class:`MCMCResult`; ``result.table(("beta", "gamma", "R0", "recovery_time"))``
+        gives the posterior table.
+
+    Raises:
+        ValueError: bad data, priors or options (see :func:`epidemic_model`).
+
+    Warns:
+        ConvergenceWarning: R-hat too large, ESS too small or divergent transitions.
+    """
+    model = SIR() if model is None else model
+    _check_key(key)
+    cfg = dict(y0=y0, model=model, population=population, t0=t0, priors=priors,
+               likelihood=likelihood, observed=observed)
+    if counts is None:
+        raise ValueError("`counts` must be given: there is no data to fit.")
+    _epidemic_spec(ts, counts, **cfg)  # raises on bad input before any compilation
+    fn = functools.partial(epidemic_model, **cfg, forward_mode=forward_mode, rtol=rtol,
+                           atol=atol, max_steps=max_steps, solver=solver)
+    return run_nuts(
+        fn, key, np.asarray(ts, dtype=np.float64), np.asarray(counts, dtype=np.float64),
+        num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+        chain_method=chain_method, target_accept_prob=target_accept_prob,
+        forward_mode_differentiation=forward_mode, max_r_hat=max_r_hat, min_ess=min_ess,
+        warn=warn,
+    )
+
+
+def neural_beta_model(
+    ts: ArrayLike,
+    counts: ArrayLike | None = None,
+    *,
+    y0: Mapping[str, float],
+    network: Any,
+    model: CompartmentalModel | None = None,
+    population: float | None = None,
+    t0: float | None = None,
+    priors: Mapping[str, Any] | None = None,
+    prior_scale: float = 1.0,
+    t_scale: float | None = None,
+    likelihood: str = "negbin",
+    observed: str = "I",
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    max_steps: int = 4096,
+) -> None:
+    r"""numpyro model with a Bayesian neural transmission rate :math:`\beta(t)`.
+
+    .. math::
+
+        \beta(t) = \operatorname{softplus}\big(f_w(t / t_s)\big), \qquad
+        w \sim \mathcal N(0, s^2 I),
+
+    where :math:`f_w` is ``network`` (one input, one output) with weights registered by
+    :func:`~numpyro.contrib.module.random_flax_module` (sites ``"beta_net/..."``). The
+    other rates, initial states, reporting and overdispersion are as in
+    :func:`epidemic_model`. Deterministic ``"beta_t"`` and ``"R0_t"``
+    (:math:`\beta(t)/\gamma` for SIR) hold the rate on the solve grid (``t0`` then ``ts``).
+    Gradients are reverse mode (many weights), so fit with SVI (:func:`fit_neural_beta`).
+
+    Args:
+        ts, counts, y0, model, population, t0, priors, likelihood, observed: as
+            :func:`epidemic_model` (``priors`` must not contain ``"beta"``).
+        network: a Flax Linen module with one input and one output, e.g.
+            ``MLP((16, 16, 1), activation="tanh")``.
+        prior_scale: standard deviation :math:`s` of the weight prior.
+        t_scale: time is divided by this before entering the network; default the span
+            ``ts[-1] - t0``.
+        rtol, atol, max_steps: ODE solver options.
+
+    Raises:
+        ValueError: as :func:`epidemic_model`, plus a bad network or scale.
+    """
+    model = SIR() if model is None else model
+    spec = _epidemic_spec(ts, counts, model=model, y0=y0, population=population, t0=t0,
+                          priors=priors, likelihood=likelihood, observed=observed,
+                          neural_beta=True)
+    _check_scale(prior_scale, "prior_scale")
+    scale = float(spec.grid[-1] - spec.grid[0]) if t_scale is None else t_scale
+    _check_scale(scale, "t_scale")
+    if not hasattr(network, "apply"):
+        raise TypeError(f"`network` must be a Flax Linen module; got {type(network)}.")
+    features = getattr(network, "features", None)
+    if features is not None and features[-1] != 1:
+        raise ValueError(f"`network` must have one output for beta(t); got {features[-1]}.")
+    net = random_flax_module("beta_net", network, dist.Normal(0.0, prior_scale),
+                             input_shape=(1,))
+
+    def beta(t):
+        return jax.nn.softplus(jnp.reshape(net(jnp.reshape(t / scale, (1,))), ()))
+
+    rates = {r: beta if r == "beta" else _draw(r, spec.priors[r]) for r in model.rate_names}
+    grid = jnp.asarray(spec.grid)
+    numpyro.deterministic("beta_t", jax.vmap(beta)(grid))
+    numpyro.deterministic("R0_t", _R0(model, {**rates, "N": spec.population}, t=grid))
+    if "gamma" in rates:
+        numpyro.deterministic("recovery_time", 1.0 / jnp.asarray(rates["gamma"]))
+    _epidemic_body(spec, rates, adjoint=_adjoint(False), rtol=rtol, atol=atol,
+                   max_steps=max_steps, solver=None)
+
+
+def fit_neural_beta(
+    ts: ArrayLike,
+    counts: ArrayLike,
+    *,
+    key: jax.Array,
+    y0: Mapping[str, float],
+    network: Any = None,
+    model: CompartmentalModel | None = None,
+    population: float | None = None,
+    t0: float | None = None,
+    priors: Mapping[str, Any] | None = None,
+    prior_scale: float = 1.0,
+    t_scale: float | None = None,
+    likelihood: str = "negbin",
+    observed: str = "I",
+    guide: str | autoguide.AutoGuide = "normal",
+    num_steps: int = 3000,
+    learning_rate: float = 1e-2,
+    num_samples: int = 500,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+) -> SVIResult:
+    r"""Variational posterior of a neural :math:`\beta(t)` (:func:`neural_beta_model`).
+
+    SVI with an autoguide (:func:`run_svi`); the guide starts at the network's own
+    initialisation (LeCun normal) and at the prior medians of the other parameters. The
+    draws of ``"beta_t"`` give a credible band for the transmission rate, e.g.
+    ``credible_interval(fit.samples["beta_t"], 0.9)``.
+
+    Args:
+        ts, counts, key, y0, model, population, t0, priors, likelihood, observed: as
+            :func:`fit_epidemic`.
+        network: the Flax network; default ``MLP((16, 16, 1), activation="tanh")``.
+        prior_scale, t_scale: as :func:`neural_beta_model`.
+        guide, num_steps, learning_rate, num_samples: as :func:`run_svi`.
+        rtol, atol: ODE tolerances.
+
+    Returns:
+        :class:`SVIResult` with ``samples["beta_t"]`` of shape ``(num_samples, len(grid))``.
+
+    Raises:
+        ValueError: bad data, priors or options.
+    """
+    from .models import MLP
+
+    model = SIR() if model is None else model
+    network = MLP((16, 16, 1), activation="tanh") if network is None else network
+    _check_key(key)
+    if counts is None:
+        raise ValueError("`counts` must be given: there is no data to fit.")
+    cfg = dict(y0=y0, model=model, population=population, t0=t0, priors=priors,
+               likelihood=likelihood, observed=observed)
+    _epidemic_spec(ts, counts, **cfg, neural_beta=True)
+    fn = functools.partial(neural_beta_model, **cfg, network=network, prior_scale=prior_scale,
+                           t_scale=t_scale, rtol=rtol, atol=atol)
+    init_key, run_key = jr.split(key)
+    values = _network_init("beta_net", network, init_key, 1)
+    return run_svi(
+        fn, run_key, np.asarray(ts, dtype=np.float64), np.asarray(counts, dtype=np.float64),
+        guide=guide, num_steps=num_steps, learning_rate=learning_rate,
+        num_samples=num_samples, init_strategy=_init_to_values(values),
+    )
+
+
+def bayesian_boarding_school(
+    key: jax.Array,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 4,
+    *,
+    warn: bool = True,
+) -> dict[str, dict[str, float]]:
+    r"""The Stan case-study posterior for the boarding-school outbreak, as a summary dict.
+
+    SIR with :math:`S_0 = 762`, :math:`I_0 = 1` at day 0, prevalence observed at days
+    1..14, the priors of :func:`default_priors` and a negative-binomial likelihood, sampled
+    by :func:`fit_epidemic`.
+
+    Args:
+        key: PRNG key.
+        num_warmup, num_samples, num_chains: NUTS sizes.
+        warn: warn when the diagnostics fail.
+
+    Returns:
+        ``{"beta", "gamma", "R0", "recovery_time"}`` each ``{"mean", "lo", "hi"}`` (posterior
+        mean and equal-tailed 95% interval).
+    """
+    from .datasets import load_boarding_school
+
+    data = load_boarding_school()
+    fit = fit_epidemic(
+        data.t, data.counts, key=key, y0=dict(data.y0), population=float(data.population),
+        t0=0.0, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+        warn=warn,
+    )
+    table = fit.table(("beta", "gamma", "R0", "recovery_time"))
+    return {k: {s: v[s] for s in ("mean", "lo", "hi")} for k, v in table.items()}
