@@ -63,6 +63,7 @@ def epinn_run(x, y, epochs, batch_size, seed):
     jax.block_until_ready(params)
     return {
         "train_s": sum(hist.epoch_time),
+        "epoch_s": list(hist.epoch_time),
         "compile_s": hist.compile_time,
         "total_s": time.perf_counter() - t0,
         "final_loss": hist.train_loss[-1],
@@ -105,10 +106,12 @@ def torch_run(x, y, epochs, batch_size, seed, threads):
         opt.zero_grad(set_to_none=True)
         loss_fn(net(xt[i : i + batch_size]), yt[i : i + batch_size]).backward()
         opt.step()
-    t0 = time.perf_counter()
+    epoch_s = []
     for _ in range(epochs):
+        t0 = time.perf_counter()
         final = epoch()
-    return {"train_s": time.perf_counter() - t0, "final_loss": final}
+        epoch_s.append(time.perf_counter() - t0)
+    return {"train_s": sum(epoch_s), "epoch_s": epoch_s, "final_loss": final}
 
 
 def gemm_gflops(size: int = 1024, reps: int = 20) -> dict[str, float]:
@@ -173,16 +176,18 @@ def main(args_list=None) -> dict:
     def summarise(name: str) -> dict:
         times = [r["train_s"] for r in runs[name]]
         best, median = min(times), float(np.median(times))
+        best_epoch = min(t for r in runs[name] for t in r["epoch_s"])
         out = {"runs": runs[name], "best_train_s": best, "median_train_s": median,
                "samples_per_s": work / best, "median_samples_per_s": work / median,
+               "best_epoch_samples_per_s": args.samples / best_epoch,
                "gflops": flop / best / 1e9}
         extra = ""
         if name == "epinn":
             out["compile_s"] = runs[name][0]["compile_s"]  # the first fit compiles
             extra = f", compile {out['compile_s']:.2f} s (first fit)"
-        print(f"{name:7s}: {work / best:12,.0f} samples/s best, {work / median:12,.0f} median "
-              f"({best:.3f} s train{extra}, {flop / best / 1e9:.1f} GFLOP/s, "
-              f"final loss {runs[name][0]['final_loss']:.4f})")
+        print(f"{name:7s}: {work / best:12,.0f} samples/s best, {work / median:12,.0f} median, "
+              f"{args.samples / best_epoch:12,.0f} fastest epoch ({best:.3f} s train{extra}, "
+              f"{flop / best / 1e9:.1f} GFLOP/s, final loss {runs[name][0]['final_loss']:.4f})")
         return out
 
     result["epinn"] = summarise("epinn")
@@ -194,9 +199,11 @@ def main(args_list=None) -> dict:
         result["ratio"] = result["torch"]["best_train_s"] / result["epinn"]["best_train_s"]
         result["ratio_median"] = (result["torch"]["median_train_s"]
                                   / result["epinn"]["median_train_s"])
+        result["ratio_fastest_epoch"] = (result["epinn"]["best_epoch_samples_per_s"]
+                                         / result["torch"]["best_epoch_samples_per_s"])
         print(f"ratio epinn / pytorch samples/s: {result['ratio']:.2f}x best, "
-              f"{result['ratio_median']:.2f}x median (target >= 2.5x; torch "
-              f"{torch.__version__})")
+              f"{result['ratio_median']:.2f}x median, {result['ratio_fastest_epoch']:.2f}x "
+              f"fastest epoch (target >= 2.5x; torch {torch.__version__})")
     print(f"load average before/after: {result['load_before'][0]:.2f} / "
           f"{result['load_after'][0]:.2f}")
 

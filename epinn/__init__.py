@@ -39,6 +39,13 @@ from .data import Standardizer as Standardizer
 from .data import batch_indices as batch_indices
 from .data import minibatches as minibatches
 from .data import train_val_test_split as train_val_test_split
+from .data import LogRatioScaler as LogRatioScaler
+from .data import chronological_split as chronological_split
+from .data import inverse_log_transform as inverse_log_transform
+from .data import inverse_ratio_transform as inverse_ratio_transform
+from .data import log_transform as log_transform
+from .data import ratio_transform as ratio_transform
+from .data import sliding_windows as sliding_windows
 # --- training ------------------------------------------------------------------------
 from .training import METRICS as METRICS
 from .training import OPTIMIZERS as OPTIMIZERS
@@ -119,3 +126,17 @@ from .amortized import train_boarding_school_estimator as train_boarding_school_
 from .neural_beta import fit_neural_beta as fit_neural_beta
 # --- pinn ----------------------------------------------------------------------------
 from .pinn import fit_pinn as fit_pinn
+# --- forecast ------------------------------------------------------------------------
+from .forecast import RollingOriginResult as RollingOriginResult
+from .forecast import SeedEnsemble as SeedEnsemble
+from .forecast import ensemble_loss as ensemble_loss
+from .forecast import ensemble_quantiles as ensemble_quantiles
+from .forecast import forecast_errors as forecast_errors
+from .forecast import interval_coverage as interval_coverage
+from .forecast import linear_trend_forecast as linear_trend_forecast
+from .forecast import persistence_forecast as persistence_forecast
+from .forecast import pinball_loss as pinball_loss
+from .forecast import projection_forecast as projection_forecast
+from .forecast import rolling_origin_evaluation as rolling_origin_evaluation
+from .forecast import seasonal_naive_forecast as seasonal_naive_forecast
+from .forecast import sir_projection_forecast as sir_projection_forecast

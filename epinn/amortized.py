@@ -508,7 +508,8 @@ class NeuralEstimator:
         fixed: the model's other (fixed) rates.
         observe: ``"prevalence"`` or ``"incidence"``.
         noise: the training noise model.
-        hidden: hidden layer sizes of the MLP; ``activation`` its activation.
+        hidden: hidden layer sizes of the MLP.
+        activation: the MLP's hidden activation (a name).
         targets: names of the estimated quantities (log scale), in output order.
         net_params: the MLP's parameters.
         x_scaler, y_scaler: :class:`~epinn.Standardizer` of the features and log-targets.
@@ -516,6 +517,16 @@ class NeuralEstimator:
         log_range: ``(lo, hi)`` of the log of ``beta``, ``gamma``, ``R0`` in training.
         peak_range: ``(first, last)`` index of the peak over the training curves.
         history: the :class:`~epinn.History` of the training run (``None`` if unknown).
+
+    Examples:
+        Training takes about a minute (mostly compilation), so this is not run here:
+
+        >>> import jax.random as jr, epinn
+        >>> est = epinn.train_boarding_school_estimator(jr.PRNGKey(0))  # doctest: +SKIP
+        >>> data = epinn.load_boarding_school()
+        >>> res = est.estimate(data.t, data.counts, data.population)  # doctest: +SKIP
+        >>> res.summary()["R0"]  # doctest: +SKIP
+        {'mean': 3.24..., 'lo': 2.86..., 'hi': 3.67...}
     """
 
     ts: tuple[float, ...]

@@ -476,7 +476,8 @@ def rolling_origin_evaluation(
     if not isinstance(forecasters, Mapping) or not forecasters:
         raise ValueError("`forecasters` must be a non-empty mapping {name: callable}.")
     h = _check_horizon(horizon)
-    many = isinstance(series, (list, tuple))
+    # A list of arrays is several series; a list of numbers is one.
+    many = isinstance(series, (list, tuple)) and all(np.ndim(s) >= 1 for s in series)
     all_series = list(series) if many else [series]
     if not all_series:
         raise ValueError("`series` must hold at least one series.")

@@ -70,9 +70,7 @@ from .neural_beta import (
     _guess_beta,
     _init_time_mlp,
     _merge_grids,
-    _PLATEAU_RTOL,
     _minimise,
-    _plateaued,
     _r2,
     _shifted_grid,
     _TimeMLP,
@@ -83,9 +81,9 @@ __all__ = ["fit_pinn", "DEFAULT_WEIGHTS"]
 #: Default loss weights of :func:`fit_pinn`.
 DEFAULT_WEIGHTS = {"data": 1.0, "ode": 1.0, "ic": 1.0}
 _COMPARTMENTS = ("S", "I", "R")
-# L-BFGS counts as converged when its last tenth of steps improves the loss by less than
-# this (relative).
-_LBFGS_RTOL = 1e-3
+# A fit counts as converged when beta and gamma each moved by less than this (relative)
+# over the last tenth of the final optimiser's steps.
+_PARAM_RTOL = 1e-3
 
 
 class _PINNObjective(eqx.Module):
@@ -146,7 +144,17 @@ class _PINNObjective(eqx.Module):
     def __call__(self, params) -> tuple[Array, dict[str, Array]]:
         parts = self.terms(params)
         total = sum(self.weights[k] * v for k, v in parts.items())
-        return total, parts
+        beta, gamma = self.rates(params)
+        return total, {**parts, "beta": beta, "gamma": gamma}
+
+
+def _settled(values: Sequence[float]) -> bool:
+    """The value moved by less than ``_PARAM_RTOL`` (relative) over the last tenth."""
+    v = np.asarray(values, dtype=float)
+    k = max(1, v.size // 10)
+    if v.size < 2 or not np.all(np.isfinite(v[-k - 1:])):
+        return False
+    return bool(np.max(np.abs(v[-k - 1:] / v[-1] - 1)) < _PARAM_RTOL)
 
 
 def _check_weights(weights: Any) -> dict[str, float]:
@@ -170,7 +178,8 @@ def _check_weights(weights: Any) -> dict[str, float]:
 
 @eqx.filter_jit
 def _evaluate(objective: _PINNObjective, params, tau_fine: Array):
-    total, parts = objective(params)
+    total, aux = objective(params)
+    parts = {k: aux[k] for k in ("data", "ode", "ic")}
     x = objective.fractions(params, tau_fine)
     pred = objective.fractions(params, objective.tau_obs)
     rms = jnp.sqrt(jnp.mean(objective.residuals(params) ** 2))
@@ -216,7 +225,8 @@ def fit_pinn(
             (:math:`(\gamma_0 + r) N / S_0` from the observed growth of ``I``).
         gamma_init: start for :math:`\gamma` (per unit of ``ts``).
         hidden: hidden layer sizes of the network (3 outputs are appended).
-        activation: hidden activation (smooth: the residual differentiates the network).
+        activation: hidden activation (smooth, e.g. ``"tanh"``: the residual
+            differentiates the network).
         weights: loss weights ``{"data", "ode", "ic"}``; missing names keep the defaults
             :data:`DEFAULT_WEIGHTS`.
         n_collocation: collocation points on :math:`[t_0, t_\text{last}]`.
@@ -235,12 +245,14 @@ def fit_pinn(
         "N"}``, ``R0`` :math:`= \beta/\gamma`, ``fitted`` the network's counts at ``ts``
         for the observed names, ``trajectory`` the ODE solved with the estimated rates on
         the fine grid, ``loss`` the final total loss, ``loss_history`` per step (Adam then
-        L-BFGS) and ``converged`` when the L-BFGS steps (or, without them, the last tenth
-        of Adam) improved the loss by less than a relative 1e-3 (resp. 10%). ``extras``:
+        L-BFGS) and ``converged`` when :math:`\beta` and :math:`\gamma` each moved by less
+        than 0.1% over the last tenth of the L-BFGS steps (of the Adam steps without
+        L-BFGS), with a successful re-solve. ``extras``:
         ``"t"`` (fine grid), ``"network_states"`` (``(n_grid, 3)`` counts S, I, R from the
         network), ``"loss_terms"`` (data, ode, ic at the end), ``"residual_rms"``,
         ``"weights"``, ``"r2"`` (network vs data), ``"ode_r2"`` (re-solved ODE vs data),
-        ``"history"`` (:class:`epinn.History`, one entry per step), ``"network"``,
+        ``"history"`` (:class:`epinn.History`, one entry per step; ``metrics`` holds the
+        loss terms and the path of ``beta`` and ``gamma``), ``"network"``,
         ``"network_params"``, ``"beta_init"``, ``"gamma_init"`` and ``"wall_time"``.
 
     Raises:
@@ -308,7 +320,7 @@ def fit_pinn(
     params, history = _minimise(objective, params, method="adam", steps=steps,
                                 learning_rate=learning_rate, chunk_size=chunk_size,
                                 verbose=verbose, desc="PINN (Adam)")
-    losses = list(history.train_loss)
+    n_last = steps
     if lbfgs_steps:
         params, h2 = _minimise(objective, params, method="lbfgs", steps=lbfgs_steps,
                                chunk_size=chunk_size, verbose=verbose, desc="PINN (L-BFGS)",
@@ -318,9 +330,7 @@ def fit_pinn(
         history.train_loss.extend(h2.train_loss)
         history.epoch_time.extend(h2.epoch_time)
         history.compile_time += h2.compile_time
-        tail = h2.train_loss
-    else:
-        tail = losses
+        n_last = lbfgs_steps
     best = int(np.nanargmin(history.train_loss))
     history.best_epoch = history.params_epoch = best + 1
 
@@ -339,7 +349,7 @@ def fit_pinn(
     fitted = {k: np.asarray(pred[:, _COMPARTMENTS.index(k)]) for k in obs}
     ode_at_ts = {k: at_ts[:, _COMPARTMENTS.index(k)] for k in obs}
     total = float(total)
-    converged = _plateaued(tail, _LBFGS_RTOL if lbfgs_steps else _PLATEAU_RTOL)
+    converged = all(_settled(history.metrics[k][-n_last:]) for k in ("beta", "gamma"))
     converged = converged and math.isfinite(total) and bool(traj.success)
     if not converged and warn:
         warnings.warn(

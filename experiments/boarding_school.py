@@ -35,6 +35,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -107,8 +108,9 @@ def run_methods(args, data, key) -> tuple[dict, dict]:
         return out
 
     def fit_curve(name, res):
-        traj = res.trajectory
-        curves[name] = (np.asarray(traj.ts), np.asarray(traj["I"]))
+        traj = res.trajectory  # prevalence on a fine grid, scaled by any reporting fraction
+        scale = res.params.get("reporting", 1.0)
+        curves[name] = (np.asarray(traj.ts), scale * np.asarray(traj["I"]))
 
     if "least_squares" in args.methods:
         def run():
@@ -131,6 +133,22 @@ def run_methods(args, data, key) -> tuple[dict, dict]:
         methods["negbin_mle"].update(_result_summary(res))
         methods["negbin_mle"]["phi"] = _entry(res.params["phi"], (res.intervals or {}).get("phi"))
         fit_curve("negbin_mle", res)
+
+    if "neural_estimator" in args.methods:
+        def run():
+            est = epinn.train_boarding_school_estimator(
+                keys["neural_estimator"], quick=args.quick, verbose=verbose
+            )
+            with warnings.catch_warnings():
+                if args.quick:  # the smoke-size network is crude by design
+                    warnings.simplefilter("ignore", epinn.OutOfPriorWarning)
+                return est.estimate(data.t, data.counts, data.population)
+
+        methods["neural_estimator"] = {}
+        res = timed("neural_estimator", run)
+        methods["neural_estimator"].update(_result_summary(res))
+        methods["neural_estimator"]["interval_level"] = 0.9
+        fit_curve("neural_estimator", res)
 
     return methods, curves
 

@@ -135,7 +135,9 @@ def test_fused_cells_saturate_like_flax(key):
     assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(ours))
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize(
+    "cell", ["lstm", pytest.param("gru", marks=pytest.mark.slow)]  # GRU cell: tested above
+)
 def test_forecaster_fused_equals_flax_implementation(key, cell):
     # Outputs and reverse-mode gradients through a 2-layer, 8-step stack agree with the
     # same forecaster built on Flax's cells (same weights, mapped).
@@ -260,6 +262,7 @@ def test_forecaster_wrong_rank(key, shape):
         jax.eval_shape(RNNForecaster(hidden=4).init, key, jnp.ones(shape))
 
 
+@pytest.mark.slow  # ~20 s on 2 busy cores; tests/test_forecast.py trains through fit too
 def test_forecaster_trains_with_fit(key):
     # A noiseless sinusoid: one epoch-scan of fit must reduce the loss clearly.
     t = jnp.arange(200.0)
