@@ -227,7 +227,7 @@ def _minimise(
             step, counted from ``first_step``).
     """
     n_chunks = -(-steps // chunk_size)
-    dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
+    dtype = jax.eval_shape(objective, params)[0].dtype
     opt_state = _init_state(method, params)
     carry = (params, opt_state, params, jnp.asarray(jnp.inf, dtype))
     n_steps = jnp.asarray(steps, jnp.int32)

@@ -150,6 +150,31 @@ def run_methods(args, data, key) -> tuple[dict, dict]:
         methods["neural_estimator"]["interval_level"] = 0.9
         fit_curve("neural_estimator", res)
 
+    if "pinn" in args.methods:
+        def run():
+            steps = dict(steps=200, lbfgs_steps=50) if args.quick else {}
+            return epinn.fit_pinn(ts, {"I": counts}, y0=y0, t0=0.0, key=keys["pinn"],
+                                  verbose=verbose, warn=not args.quick, **steps)
+
+        methods["pinn"] = {}
+        res = timed("pinn", run)
+        methods["pinn"].update(_result_summary(res))
+        fit_curve("pinn", res)
+
+    if "neural_beta" in args.methods:
+        def run():
+            steps = dict(steps=100) if args.quick else {}
+            return epinn.fit_neural_beta(ts, {"I": counts}, y0=y0, t0=0.0,
+                                         key=keys["neural_beta"], verbose=verbose,
+                                         warn=not args.quick, **steps)
+
+        methods["neural_beta"] = {}
+        res = timed("neural_beta", run)
+        methods["neural_beta"].update(_result_summary(res))
+        methods["neural_beta"]["note"] = "beta is beta(t0); R0 = beta(t0) / gamma"
+        fit_curve("neural_beta", res)
+        curves["neural_beta_beta"] = (np.asarray(res.extras["t"]), np.asarray(res.extras["beta_t"]))
+
     return methods, curves
 
 

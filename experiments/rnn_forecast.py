@@ -350,12 +350,15 @@ def figure_errors(summary, path):
     panels = [("simulated", "errors", "simulated held-out outbreaks"),
               ("real", "errors_all_origins", f"{summary['real']['title']}, all origins"),
               ("real", "errors", f"{summary['real']['title']}, test part")]
+    names = sorted({n.removeprefix("sim_") for p, k, _ in panels for n in summary[p][k]})
+    color = {n: f"C{j % 10}" for j, n in enumerate(names)}  # one colour per model
     for ax, (part, key, title) in zip(axes, panels):
         errs = summary[part][key]
-        for j, (name, e) in enumerate(sorted(errs.items())):
+        for name, e in sorted(errs.items()):
             style = "-" if ("lstm" in name or "gru" in name) else "--"
             ax.plot(np.arange(1, len(e["mae"]) + 1), e["mae"], style, marker="o",
-                    markersize=3, color=f"C{j % 10}", label=f"{name} ({e['mae_mean']:.3g})")
+                    markersize=3, color=color[name.removeprefix("sim_")],
+                    label=f"{name} ({e['mae_mean']:.3g})")
         ax.set_xlabel("horizon step (days ahead)")
         ax.set_ylabel("MAE")
         ax.set_title(f"{title}: MAE per step (mean)", fontsize="medium")
