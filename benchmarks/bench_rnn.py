@@ -6,18 +6,40 @@ reshuffled each epoch, 3 epochs, float32. Both frameworks run in this process on
 data; PyTorch uses ``torch.set_num_threads(threads)`` (default: the cores this process may
 use).
 
-Timed variants:
-
-* ``epinn``: ``RNNForecaster(implementation="fused")``, the default: :class:`epinn.models.
-  FusedLSTMCell` (gate kernels stored stacked, one ``tanh`` for all four gates) inside
-  ``flax.linen.RNN``;
-* ``epinn-flax``: ``RNNForecaster(implementation="flax")``, ``flax.linen.RNN`` over
-  ``flax.linen.OptimizedLSTMCell`` -- the same function, for reference;
-* ``torch``: ``torch.nn.LSTM(1, 64, batch_first=True)`` + ``torch.nn.Linear(64, 7)``, eager.
+Timed: ``epinn`` -- ``RNNForecaster(cell="lstm", hidden=64, horizon=7)`` (``flax.linen.RNN``
+over ``flax.linen.OptimizedLSTMCell`` and a ``Dense`` head) trained by ``epinn.fit``, one
+compiled ``lax.scan`` per epoch; ``torch`` -- ``torch.nn.LSTM(1, 64, batch_first=True)`` and
+``torch.nn.Linear(64, 7)``, eager, the same minibatch loop.
 
 Printed: sequences/s for each (compilation excluded and reported separately for epinn),
 the ratios to PyTorch, and the load average (the machine may be shared). Each variant is
 timed ``--repeats`` times, interleaved, and the best run is reported (the least disturbed).
+
+Measured (2026-11-27; best of 3 runs, 3 epochs of 20 000 sequences):
+
+* this project's 2-core shared machine (jax 0.10.2, torch 2.13.0+cpu, load average 4-5
+  from other work): epinn 10 000-12 900 sequences/s; torch with 1 thread 13 500 best
+  (10 500 median), ratio 0.76x best / 0.96x median; torch with 2 threads collapses under
+  the load (1 300 best, 700 median: 10x / 15x in epinn's favour, a measure of the
+  contention, not of the libraries);
+* a quiet 16-core machine pinned to 2 cores (``taskset -c 0,1``; jax 0.11.2, flax 0.12.10,
+  torch 2.11.0), with ``fit``'s training loop written out, two runs on two machines:
+  run 1: torch (2 threads) 23 700; plain ``nn.RNN`` over ``OptimizedLSTMCell`` 13 600
+  (0.57x), over ``LSTMCell`` 13 200.
+
+The 1.2x target is not met. Other formulations, sequences/s: in run 1, the input
+projection of all time steps hoisted out of the scan as one matrix product 11 700, the
+same with a custom backward pass that also takes the weight gradients out of the loop
+11 300 (``unroll=2``: 12 900, ``unroll=4``: 10 500; ``OptimizedLSTMCell`` with
+``unroll=2``: 12 800); in run 2 (torch 15 800), stacked gate kernels with the sigmoids
+computed through one ``tanh``: hoisted 12 300, per step 16 800 -- but on the 2-core
+machine that last one ran at 11 700-12 000 against ``OptimizedLSTMCell``'s 12 500-12 900
+in the same process. None was reliably faster than Flax's cell, so RNNForecaster uses
+``OptimizedLSTMCell`` as it is. With one input feature the hoisted projection saves
+almost nothing (a rank-1 product) and adds a ``(time, batch, 4 x hidden)`` stream to the
+scan. Not profiled: presumably the small per-step ``(128 x 64) @ (64 x 256)`` products and
+the per-iteration cost of XLA's ``while`` loops on CPU, against PyTorch's fused LSTM
+kernel.
 
 Run::
 
@@ -61,11 +83,9 @@ def _available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def epinn_run(x, y, epochs, batch_size, seed, implementation, unroll=1):
-    model = epinn.RNNForecaster(
-        cell="lstm", hidden=HIDDEN, layers=1, horizon=HORIZON, implementation=implementation,
-        unroll=unroll,
-    )
+def epinn_run(x, y, epochs, batch_size, seed, unroll=1):
+    model = epinn.RNNForecaster(cell="lstm", hidden=HIDDEN, layers=1, horizon=HORIZON,
+                                unroll=unroll)
     xj, yj = jnp.asarray(x), jnp.asarray(y)
     params = model.init(jr.PRNGKey(seed), xj[:1])
     t0 = time.perf_counter()
@@ -139,8 +159,6 @@ def main(args_list=None) -> dict:
                         help="time steps per scan iteration (RNNForecaster.unroll)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="time epinn only")
-    parser.add_argument("--no-flax", action="store_true",
-                        help="skip the implementation='flax' reference variant")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(args_list)
 
@@ -152,18 +170,15 @@ def main(args_list=None) -> dict:
           f"{HIDDEN} + linear head {HORIZON}, adam 1e-3, batch {args.batch_size}, "
           f"{args.epochs} epochs")
 
-    variants = {"epinn": "fused"}
-    if not args.no_flax:
-        variants["epinn-flax"] = "flax"
+    variants = ["epinn"]
     runs: dict[str, list] = {name: [] for name in variants}
     if not args.no_torch:
         runs["torch"] = []
     result: dict = {"config": vars(args), "load_before": os.getloadavg()}
     # Interleave the variants, so all see the same background load on a shared machine.
     for r in range(args.repeats):
-        for name, impl in variants.items():
-            runs[name].append(epinn_run(x, y, args.epochs, args.batch_size, args.seed + r, impl,
-                                        args.unroll))
+        runs["epinn"].append(epinn_run(x, y, args.epochs, args.batch_size, args.seed + r,
+                                       args.unroll))
         if not args.no_torch:
             runs["torch"].append(torch_run(x, y, args.epochs, args.batch_size, args.seed + r,
                                            args.threads))

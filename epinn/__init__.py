@@ -29,8 +29,6 @@ from .losses import mae as mae
 from .losses import mse as mse
 # --- models --------------------------------------------------------------------------
 from .models import MLP as MLP
-from .models import FusedGRUCell as FusedGRUCell
-from .models import FusedLSTMCell as FusedLSTMCell
 from .models import RNNForecaster as RNNForecaster
 from .models import rollout as rollout
 # --- data ----------------------------------------------------------------------------

@@ -89,7 +89,7 @@ from numpyro.infer.initialization import init_to_median
 from numpyro.infer.reparam import LocScaleReparam
 from numpyro.infer.util import initialize_model
 
-from .compartmental import SIR, CompartmentalModel, solve
+from .compartmental import SIR, CompartmentalModel, NetworkRate, solve
 from .compartmental import R0 as _R0
 from .estimation import ConvergenceWarning
 
@@ -802,8 +802,7 @@ def bnn_model(
         )
     if hierarchical:
         scale = numpyro.sample("weight_scale", dist.HalfNormal(prior_scale))
-        config = lambda site: LocScaleReparam(0.0) if site["name"].startswith("net/") else None  # noqa: E731
-        with numpyro.handlers.reparam(config=config):
+        with numpyro.handlers.reparam(config=_non_centred_weights):
             net = random_flax_module("net", network, dist.Normal(0.0, scale),
                                      input_shape=(1, xa.shape[1]))
     else:
@@ -821,25 +820,43 @@ def bnn_model(
         numpyro.sample("obs", dist.Normal(mean, sigma), obs=ya)
 
 
-def _network_init(name: str, network: Any, key: jax.Array, n_in: int) -> dict[str, Array]:
-    """Site values ``{"name/layer.kernel": array}`` from the network's own initialiser."""
-    params = network.init(key, jnp.ones((1, n_in)))["params"]
+def _non_centred_weights(site: dict) -> LocScaleReparam | None:
+    """Reparameterise the weight sites ``net/...`` (not the ``_decentered`` ones it adds)."""
+    name = site["name"]
+    if name.startswith("net/") and not name.endswith("_decentered"):
+        return LocScaleReparam(0.0)
+    return None
+
+
+def _network_init(network: Any, key: jax.Array, n_in: int) -> dict[str, Array]:
+    """``{"Dense_0.kernel": array, ...}`` from the network's own initialiser."""
+    params = jax.jit(network.init)(key, jnp.ones((1, n_in)))["params"]
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    return {name + "/" + ".".join(str(p.key) for p in path): v for path, v in flat}
+    return {".".join(str(p.key) for p in path): v for path, v in flat}
 
 
-def _init_values(site=None, values=None, fallback=init_to_median):
+def _init_values(site=None, values=None, prefix="", decentered_scale=1.0,
+                 fallback=init_to_median):
     if site is None:
-        return functools.partial(_init_values, values=values, fallback=fallback)
-    if site["name"] in values:
-        return values[site["name"]]
+        return functools.partial(_init_values, values=values, prefix=prefix,
+                                 decentered_scale=decentered_scale, fallback=fallback)
+    name = site["name"]
+    # Weight sites are "<prefix>/<layer>.<kind>" (numpyro's scope); the non-centred ones
+    # carry a "_decentered" suffix (and numpyro currently repeats the scope prefix).
+    decentered = name.endswith("_decentered")
+    path = name.removesuffix("_decentered").rsplit("/", 1)[-1]
+    if name.startswith(prefix + "/") and path in values:
+        return values[path] / decentered_scale if decentered else values[path]
     return fallback(site)
 
 
-def _init_to_values(values: Mapping[str, Array], fallback=init_to_median):
-    """numpyro init strategy: given values where named, ``fallback`` elsewhere (a
-    ``functools.partial``, as numpyro's ``initialize_model`` expects)."""
-    return functools.partial(_init_values, values=dict(values), fallback=fallback)
+def _init_to_values(values: Mapping[str, Array], prefix: str, decentered_scale: float = 1.0,
+                    fallback=init_to_median):
+    """numpyro init strategy: the network weights under ``prefix`` from ``values``,
+    ``fallback`` elsewhere (a ``functools.partial``, as numpyro's ``initialize_model``
+    expects)."""
+    return functools.partial(_init_values, values=dict(values), prefix=prefix,
+                             decentered_scale=decentered_scale, fallback=fallback)
 
 
 def fit_bnn(
@@ -898,17 +915,13 @@ def fit_bnn(
     )
     init_key, run_key = jr.split(key)
     n_in = xa.shape[1]
-
-    def network_values(k):
-        values = _network_init("net", network, k, n_in)
-        if hierarchical:  # non-centred sites: weight = scale * decentered, scale ~ prior_scale
-            values = {name + "_decentered": v / prior_scale for name, v in values.items()}
-        return values
-
+    # Non-centred weights (hierarchical) are weight / scale; start them at weight / s.
+    strategy = functools.partial(_init_to_values, prefix="net",
+                                 decentered_scale=prior_scale if hierarchical else 1.0)
     if method == "nuts":
         chains = _check_positive_int(num_chains, "num_chains")
         # One network initialisation per chain, so the chains start apart.
-        inits = [network_values(k) for k in jr.split(init_key, chains)]
+        inits = [strategy(_network_init(network, k, n_in)) for k in jr.split(init_key, chains)]
         return run_nuts(
             model, run_key, xa, ya, num_warmup=num_warmup, num_samples=num_samples,
             num_chains=chains, init_params=_unconstrained_inits(model, (xa, ya), inits),
@@ -917,19 +930,16 @@ def fit_bnn(
     return run_svi(
         model, run_key, xa, ya, guide=guide, num_steps=num_steps,
         learning_rate=learning_rate, num_samples=_check_positive_int(num_samples, "num_samples"),
-        init_strategy=_init_to_values(network_values(init_key)),
+        init_strategy=strategy(_network_init(network, init_key, n_in)),
     )
 
 
-def _unconstrained_inits(model, args, values) -> dict[str, Array]:
-    """Per-chain initial values (given sites set, others at the prior median), stacked in
-    the unconstrained space NUTS works in."""
-    per_chain = []
-    for vals in values:
-        info = initialize_model(
-            jr.PRNGKey(0), model, model_args=args, init_strategy=_init_to_values(vals)
-        )[0]
-        per_chain.append(info.z)
+def _unconstrained_inits(model, args, strategies) -> dict[str, Array]:
+    """One initial point per init strategy, stacked, in the unconstrained space of NUTS."""
+    per_chain = [
+        initialize_model(jr.PRNGKey(0), model, model_args=args, init_strategy=st)[0].z
+        for st in strategies
+    ]
     return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *per_chain)
 
 
@@ -1391,10 +1401,8 @@ def neural_beta_model(
         raise ValueError(f"`network` must have one output for beta(t); got {features[-1]}.")
     net = random_flax_module("beta_net", network, dist.Normal(0.0, prior_scale),
                              input_shape=(1,))
-
-    def beta(t):
-        return jax.nn.softplus(jnp.reshape(net(jnp.reshape(t / scale, (1,))), ()))
-
+    beta = NetworkRate(network, _sampled_variables(net), transform=jax.nn.softplus,
+                       t_scale=scale)
     rates = {r: beta if r == "beta" else _draw(r, spec.priors[r]) for r in model.rate_names}
     grid = jnp.asarray(spec.grid)
     numpyro.deterministic("beta_t", jax.vmap(beta)(grid))
@@ -1403,6 +1411,21 @@ def neural_beta_model(
         numpyro.deterministic("recovery_time", 1.0 / jnp.asarray(rates["gamma"]))
     _epidemic_body(spec, rates, adjoint=_adjoint(False), rtol=rtol, atol=atol,
                    max_steps=max_steps, solver=None)
+
+
+def _sampled_variables(net: Any) -> dict[str, Any]:
+    """The Flax variables ``{"params": ...}`` bound in ``random_flax_module``'s result.
+
+    numpyro returns ``functools.partial(apply_fn, params)``; taking the bound weights lets
+    :class:`~epinn.compartmental.NetworkRate` carry them as pytree leaves, so the compiled
+    solve is reused across model traces (a closure would recompile it each time).
+    """
+    if isinstance(net, functools.partial) and net.args and isinstance(net.args[0], Mapping):
+        return {"params": net.args[0]}
+    raise RuntimeError(  # pragma: no cover - guards against a change in numpyro
+        "numpyro.contrib.module.random_flax_module no longer returns functools.partial("
+        "apply_fn, params); update epinn.bayes._sampled_variables."
+    )
 
 
 def fit_neural_beta(
@@ -1461,11 +1484,11 @@ def fit_neural_beta(
     fn = functools.partial(neural_beta_model, **cfg, network=network, prior_scale=prior_scale,
                            t_scale=t_scale, rtol=rtol, atol=atol)
     init_key, run_key = jr.split(key)
-    values = _network_init("beta_net", network, init_key, 1)
+    values = _network_init(network, init_key, 1)
     return run_svi(
         fn, run_key, np.asarray(ts, dtype=np.float64), np.asarray(counts, dtype=np.float64),
         guide=guide, num_steps=num_steps, learning_rate=learning_rate,
-        num_samples=num_samples, init_strategy=_init_to_values(values),
+        num_samples=num_samples, init_strategy=_init_to_values(values, "beta_net"),
     )
 
 

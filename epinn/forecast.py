@@ -329,7 +329,8 @@ def sir_projection_forecast(
     incidence over the future intervals, times :math:`c`, is the forecast. (A fit may put
     :math:`S_0 + I_0 > 1`; since :math:`N` enters SIR only through :math:`\beta S I / N`,
     the projection uses :math:`N' = \max(1, S_0 + I_0)` and :math:`\beta' = \beta N'`,
-    the same dynamics.) Windows whose fit or projection fails fall back to persistence.
+    the same dynamics.) Windows whose fit does not converge, or whose projection is not
+    finite, fall back to persistence.
 
     Args:
         inputs: ``(windows, time, features)`` or ``(windows, time)`` incidence counts.

@@ -12,7 +12,7 @@ from flax.core import FrozenDict
 
 from .activations import get_activation
 
-__all__ = ["MLP", "FusedGRUCell", "FusedLSTMCell", "RNNForecaster", "rollout"]
+__all__ = ["MLP", "RNNForecaster", "rollout"]
 
 
 def _check_features(features: Any) -> None:
@@ -100,7 +100,6 @@ class MLP(nn.Module):
 # --------------------------------------------------------------------------------------
 
 _CELLS = ("lstm", "gru")
-_IMPLEMENTATIONS = ("fused", "flax")
 
 
 def _check_positive_int(value: Any, name: str) -> None:
@@ -108,162 +107,10 @@ def _check_positive_int(value: Any, name: str) -> None:
         raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
 
 
-def _blockwise(init: Callable[..., jax.Array], blocks: int) -> Callable[..., jax.Array]:
-    """An initialiser that draws ``blocks`` independent ``(n, m)`` blocks side by side.
-
-    Flax's cells keep one ``(n, hidden)`` kernel per gate and initialise each on its own
-    (e.g. an orthogonal recurrent kernel per gate); the fused cells store the gates side by
-    side, ``(n, blocks * hidden)``, and draw them the same way.
-    """
-
-    def initializer(key, shape, dtype=jnp.float32):
-        n, total = shape
-        keys = jax.random.split(key, blocks)
-        return jnp.concatenate([init(k, (n, total // blocks), dtype) for k in keys], axis=-1)
-
-    return initializer
-
-
-def _gate_scales(hidden: int, kinds: str, dtype) -> tuple[jax.Array, jax.Array]:
-    """Scale ``s`` and shift ``b`` with ``act(g) = s * tanh(s * g) + b`` per gate block.
-
-    ``"s"`` (logistic sigmoid) uses :math:`\\sigma(g) = \\tfrac12 + \\tfrac12\\tanh(g/2)`,
-    ``"t"`` is :math:`\\tanh(g)` itself; so all gates take one ``tanh`` over the stacked
-    pre-activations.
-    """
-    s = jnp.concatenate([jnp.full((hidden,), 0.5 if k == "s" else 1.0, dtype) for k in kinds])
-    b = jnp.concatenate([jnp.full((hidden,), 0.5 if k == "s" else 0.0, dtype) for k in kinds])
-    return s, b
-
-
-class FusedLSTMCell(nn.RNNCellBase):
-    r"""LSTM cell with stacked gate kernels; the same function as :class:`flax.linen.LSTMCell`.
-
-    .. math::
-
-        \begin{aligned}
-        (a_i, a_f, a_g, a_o) &= x W_x + h W_h + b, \\
-        i = \sigma(a_i),\ f &= \sigma(a_f),\ g = \tanh(a_g),\ o = \sigma(a_o), \\
-        c' = f \odot c + i \odot g&, \qquad h' = o \odot \tanh(c').
-        \end{aligned}
-
-    Hand-written (Flax's :class:`~flax.linen.OptimizedLSTMCell` computes the same) because
-    ``benchmarks/bench_rnn.py`` measured it faster on CPU: the gate kernels are stored
-    already stacked (Flax concatenates its eight per-gate kernels inside every time step)
-    and all four gates take one ``tanh`` over the stacked pre-activations, with
-    :math:`\sigma(a) = \tfrac12 + \tfrac12 \tanh(a/2)` (XLA's CPU ``tanh`` is cheaper than
-    its logistic function; for :math:`a \ll 0` the gate rounds to 0 instead of
-    :math:`e^{a}`, an absolute error below ``6e-8`` in float32). Gate order and
-    initialisation (LeCun-normal input kernels, an orthogonal recurrent kernel per gate,
-    zero bias) follow :class:`flax.linen.LSTMCell`; ``tests/test_rnn.py`` checks the cell
-    against Flax's with the same weights.
-
-    Attributes:
-        features: hidden size :math:`H`.
-
-    Parameters: ``input_kernel`` :math:`W_x` ``(F, 4H)``, ``recurrent_kernel`` :math:`W_h`
-    ``(H, 4H)``, ``bias`` ``(4H,)``; gate blocks in the order ``i, f, g, o``.
-    """
-
-    features: int
-    kernel_init: Callable[..., jax.Array] = nn.linear.default_kernel_init
-    recurrent_kernel_init: Callable[..., jax.Array] = nn.initializers.orthogonal()
-    bias_init: Callable[..., jax.Array] = nn.initializers.zeros_init()
-
-    @nn.compact
-    def __call__(self, carry: tuple[jax.Array, jax.Array], inputs: jax.Array):
-        c, h = carry
-        hid = self.features
-        wx = self.param(
-            "input_kernel", _blockwise(self.kernel_init, 4), (inputs.shape[-1], 4 * hid)
-        )
-        wh = self.param(
-            "recurrent_kernel", _blockwise(self.recurrent_kernel_init, 4), (hid, 4 * hid)
-        )
-        b = self.param("bias", self.bias_init, (4 * hid,))
-        s, shift = _gate_scales(hid, "ssts", h.dtype)
-        act = s * jnp.tanh(s * (inputs @ wx + h @ wh + b)) + shift
-        i, f, g, o = jnp.split(act, 4, axis=-1)
-        new_c = f * c + i * g
-        new_h = o * jnp.tanh(new_c)
-        return (new_c, new_h), new_h
-
-    @nn.nowrap
-    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]):
-        """Zero ``(c, h)`` for inputs of shape ``(*batch, features_in)``."""
-        shape = (*input_shape[:-1], self.features)
-        return jnp.zeros(shape), jnp.zeros(shape)
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
-
-
-class FusedGRUCell(nn.RNNCellBase):
-    r"""GRU cell with stacked gate kernels; the same function as :class:`flax.linen.GRUCell`.
-
-    .. math::
-
-        \begin{aligned}
-        r &= \sigma(x W_{xr} + b_{xr} + h W_{hr}), \qquad
-        z = \sigma(x W_{xz} + b_{xz} + h W_{hz}), \\
-        n &= \tanh\big(x W_{xn} + b_{xn} + r \odot (h W_{hn} + b_{hn})\big), \qquad
-        h' = (1 - z) \odot n + z \odot h.
-        \end{aligned}
-
-    Hand-written for the same reasons as :class:`FusedLSTMCell` (stacked kernels, the
-    sigmoids through one ``tanh``); gate order ``r, z, n`` and initialisation follow
-    :class:`flax.linen.GRUCell`, and ``tests/test_rnn.py`` checks it against Flax's cell.
-
-    Attributes:
-        features: hidden size :math:`H`.
-
-    Parameters: ``input_kernel`` ``(F, 3H)``, ``input_bias`` ``(3H,)``,
-    ``recurrent_kernel`` ``(H, 3H)``, ``recurrent_bias`` :math:`b_{hn}` ``(H,)``.
-    """
-
-    features: int
-    kernel_init: Callable[..., jax.Array] = nn.linear.default_kernel_init
-    recurrent_kernel_init: Callable[..., jax.Array] = nn.initializers.orthogonal()
-    bias_init: Callable[..., jax.Array] = nn.initializers.zeros_init()
-
-    @nn.compact
-    def __call__(self, carry: jax.Array, inputs: jax.Array):
-        h = carry
-        hid = self.features
-        wx = self.param(
-            "input_kernel", _blockwise(self.kernel_init, 3), (inputs.shape[-1], 3 * hid)
-        )
-        bx = self.param("input_bias", self.bias_init, (3 * hid,))
-        wh = self.param(
-            "recurrent_kernel", _blockwise(self.recurrent_kernel_init, 3), (hid, 3 * hid)
-        )
-        bn = self.param("recurrent_bias", self.bias_init, (hid,))
-        ax = inputs @ wx + bx
-        ah = h @ wh
-        s, shift = _gate_scales(hid, "ss", h.dtype)
-        rz = s * jnp.tanh(s * (ax[..., : 2 * hid] + ah[..., : 2 * hid])) + shift
-        r, z = rz[..., :hid], rz[..., hid:]
-        n = jnp.tanh(ax[..., 2 * hid :] + r * (ah[..., 2 * hid :] + bn))
-        new_h = (1.0 - z) * n + z * h
-        return new_h, new_h
-
-    @nn.nowrap
-    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]):
-        """Zero ``h`` for inputs of shape ``(*batch, features_in)``."""
-        return jnp.zeros((*input_shape[:-1], self.features))
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
-
-
-def _make_cell(cell: str, implementation: str, hidden: int) -> nn.RNNCellBase:
-    if implementation == "fused":
-        cls = FusedLSTMCell if cell == "lstm" else FusedGRUCell
-    else:
-        cls = nn.OptimizedLSTMCell if cell == "lstm" else nn.GRUCell
-    return cls(features=hidden, parent=None)  # adopted by nn.RNN as its ``cell``
+def _make_cell(cell: str, hidden: int, param_dtype: Any) -> nn.RNNCellBase:
+    cls = nn.OptimizedLSTMCell if cell == "lstm" else nn.GRUCell
+    # parent=None: adopted by nn.RNN as its ``cell``.
+    return cls(features=hidden, param_dtype=param_dtype, parent=None)
 
 
 class RNNForecaster(nn.Module):
@@ -280,6 +127,13 @@ class RNNForecaster(nn.Module):
         h^{(l)}_t = \mathrm{cell}_l(h^{(l-1)}_{t-1}, h^{(l-1)}_t), \quad
         (\hat y_{L+1}, \dots, \hat y_{L+H}) = W h^{(\text{layers})}_L + b.
 
+    The cells are Flax's :class:`~flax.linen.OptimizedLSTMCell` (gates
+    :math:`i, f, g, o`; :math:`c' = f \odot c + i \odot g`, :math:`h' = o \odot \tanh c'`)
+    and :class:`~flax.linen.GRUCell`. (Hand-written alternatives -- the input projection of
+    all time steps hoisted out of the scan as one matrix product, stacked gate kernels with
+    the sigmoids computed through one ``tanh``, a custom backward pass with the weight
+    gradients taken out of the loop -- trained no faster on CPU in
+    ``benchmarks/bench_rnn.py``'s problem, so Flax's cells are used as they are.)
     Dropout (rate ``dropout_rate``, only with ``train=True``, which needs
     ``rngs={"dropout": key}``) acts on every layer's output sequence. For forecasts
     further ahead than ``horizon``, feed predictions back with :func:`rollout`.
@@ -293,10 +147,9 @@ class RNNForecaster(nn.Module):
         n_outputs: ``None`` for one target series (output ``batch x horizon``), or the
             number of target series / quantiles per step (output
             ``batch x horizon x n_outputs``).
-        implementation: ``"fused"`` (:class:`FusedLSTMCell` / :class:`FusedGRUCell`, the
-            faster default) or ``"flax"`` (:class:`flax.linen.OptimizedLSTMCell` /
-            :class:`flax.linen.GRUCell`); both compute the same function.
         unroll: time steps per iteration of the recurrent ``scan``.
+        param_dtype: dtype of the parameters and of the computation (inputs are cast to
+            it, as the recurrent state starts in it); ``jnp.float64`` needs x64 enabled.
 
     Raises:
         ValueError: a bad attribute (named in the message), or an input ``x`` that is not
@@ -320,8 +173,8 @@ class RNNForecaster(nn.Module):
     horizon: int = 7
     dropout_rate: float = 0.0
     n_outputs: int | None = None
-    implementation: str = "fused"
     unroll: int = 1
+    param_dtype: Any = jnp.float32
 
     def __post_init__(self):
         if self.cell not in _CELLS:
@@ -332,10 +185,6 @@ class RNNForecaster(nn.Module):
             _check_positive_int(self.n_outputs, "n_outputs")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"`dropout_rate` must be in [0, 1); got {self.dropout_rate}.")
-        if self.implementation not in _IMPLEMENTATIONS:
-            raise ValueError(
-                f"`implementation` must be one of {_IMPLEMENTATIONS}; got {self.implementation!r}."
-            )
         super().__post_init__()
 
     @nn.compact
@@ -352,14 +201,14 @@ class RNNForecaster(nn.Module):
             )
         if x.shape[1] < 1:
             raise ValueError(f"`x` must have at least one time step; got shape {x.shape}.")
-        h = x
+        h = jnp.asarray(x, self.param_dtype)
         for layer in range(self.layers):
-            cell = _make_cell(self.cell, self.implementation, self.hidden)
+            cell = _make_cell(self.cell, self.hidden, self.param_dtype)
             h = nn.RNN(cell, unroll=self.unroll, name=f"rnn_{layer}")(h)
             if self.dropout_rate > 0.0:
                 h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
         n_out = 1 if self.n_outputs is None else self.n_outputs
-        y = nn.Dense(self.horizon * n_out, name="head")(h[:, -1])
+        y = nn.Dense(self.horizon * n_out, param_dtype=self.param_dtype, name="head")(h[:, -1])
         if self.n_outputs is None:
             return y
         return y.reshape(x.shape[0], self.horizon, n_out)

@@ -54,7 +54,7 @@ from matplotlib.figure import Figure
 
 import epinn
 from epinn.amortized import Prior, simulate_training_set
-from epinn.compartmental import SEIR, SIR
+from epinn.compartmental import SEIR
 from epinn.data import LogRatioScaler, chronological_split, sliding_windows
 from epinn.forecast import (
     SeedEnsemble,

@@ -1,4 +1,4 @@
-"""The RNN forecasting experiment runs end to end (quick smoke run; full size if slow)."""
+"""The RNN forecasting experiment runs end to end (quick smoke run and full size, both slow)."""
 
 import importlib.util
 import json
@@ -43,6 +43,7 @@ def _check_outputs(outdir: Path, summary: dict, horizon: int) -> None:
         assert 1 <= info["epochs_run"] and info["stop_reason"] in ("completed", "early_stopping")
 
 
+@pytest.mark.slow  # ~60 s CPU even when tiny: it compiles an ODE ensemble and 5 networks
 def test_experiment_quick(tmp_path):
     module = _load()
     assert module.__doc__.startswith("Experiment: ")
