@@ -138,3 +138,21 @@ from .forecast import projection_forecast as projection_forecast
 from .forecast import rolling_origin_evaluation as rolling_origin_evaluation
 from .forecast import seasonal_naive_forecast as seasonal_naive_forecast
 from .forecast import sir_projection_forecast as sir_projection_forecast
+# --- bayes ---------------------------------------------------------------------------
+from .bayes import MCMCResult as MCMCResult
+from .bayes import SVIResult as SVIResult
+from .bayes import bayesian_boarding_school as bayesian_boarding_school
+from .bayes import bnn_model as bnn_model
+from .bayes import credible_interval as credible_interval
+from .bayes import default_priors as default_priors
+from .bayes import epidemic_model as epidemic_model
+from .bayes import fit_bayesian_neural_beta as fit_bayesian_neural_beta
+from .bayes import fit_bnn as fit_bnn
+from .bayes import fit_epidemic as fit_epidemic
+from .bayes import mcmc_diagnostics as mcmc_diagnostics
+from .bayes import neural_beta_model as neural_beta_model
+from .bayes import posterior_predictive as posterior_predictive
+from .bayes import predictive_coverage as predictive_coverage
+from .bayes import prior_predictive as prior_predictive
+from .bayes import run_nuts as run_nuts
+from .bayes import run_svi as run_svi

@@ -15,7 +15,7 @@ four chains (:func:`epinn.bayes.fit_epidemic`) with R-hat, ESS and divergences, 
 posterior of beta, gamma, R0 = beta/gamma and the recovery time 1/gamma beside the published
 Stan table, a posterior predictive check (bands over the data, coverage, a p-value of the
 peak) and, last, a Bayesian neural transmission rate beta(t) fitted by SVI
-(:func:`epinn.bayes.fit_neural_beta`), whose credible band shows how well the data pin down
+(:func:`epinn.bayes.fit_bayesian_neural_beta`), whose credible band shows how well the data pin down
 a time-varying rate.
 
 Writes ``summary.json`` (``{"posterior": {"beta": {"mean", "lo", "hi", "r_hat", "ess"},
@@ -121,7 +121,7 @@ def posterior_check(fit, key, data, fine) -> tuple[dict, Figure]:
     cover = {}
     for p in (0.5, 0.9, 0.95):
         _, lo, hi = bayes.credible_interval(obs, p)
-        cover[f"{int(p * 100)}%"] = bayes.interval_coverage(data.counts, lo, hi)
+        cover[f"{int(p * 100)}%"] = bayes.predictive_coverage(data.counts, lo, hi)
     p_peak = float(np.mean(obs.max(axis=1) >= data.counts.max()))
     fig = Figure(figsize=(6.0, 3.8), layout="constrained")
     ax = fig.subplots()
@@ -156,7 +156,7 @@ def marginals_figure(fit) -> Figure:
 
 
 def neural_beta_part(args, key, data) -> tuple[dict, Figure]:
-    fit = bayes.fit_neural_beta(
+    fit = bayes.fit_bayesian_neural_beta(
         data.t, data.counts, key=key, y0=dict(data.y0), t0=0.0,
         network=epinn.MLP((16, 16, 1), activation="tanh"), num_steps=args.svi_steps,
         learning_rate=1e-2, num_samples=500,

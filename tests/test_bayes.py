@@ -29,8 +29,8 @@ from epinn.bayes import (
     epidemic_model,
     fit_bnn,
     fit_epidemic,
-    fit_neural_beta,
-    interval_coverage,
+    fit_bayesian_neural_beta,
+    predictive_coverage,
     mcmc_diagnostics,
     neural_beta_model,
     posterior_predictive,
@@ -111,13 +111,13 @@ def test_credible_interval_matches_numpy_quantiles():
     np.testing.assert_allclose(mean, x.mean(0), rtol=1e-5)
     np.testing.assert_allclose(lo, np.quantile(x, 0.1, axis=0), rtol=1e-5)
     np.testing.assert_allclose(hi, np.quantile(x, 0.9, axis=0), rtol=1e-5)
-    assert interval_coverage(x[:, 0], lo[0], hi[0]) == pytest.approx(0.8, abs=0.002)
+    assert predictive_coverage(x[:, 0], lo[0], hi[0]) == pytest.approx(0.8, abs=0.002)
     with pytest.raises(ValueError, match="prob"):
         credible_interval(x, prob=0.0)
     with pytest.raises(ValueError, match="draws"):
         credible_interval(x[:1])
     with pytest.raises(ValueError, match="y"):
-        interval_coverage(np.zeros(0), 0.0, 1.0)
+        predictive_coverage(np.zeros(0), 0.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -345,7 +345,7 @@ def test_neural_beta_model_sites_and_errors():
     with pytest.raises(ValueError, match="one output"):
         neural_beta_model(DAYS, y0=Y0, t0=0.0, network=MLP((8, 2)))
     with pytest.raises(ValueError, match="counts"):
-        fit_neural_beta(DAYS, None, key=jr.PRNGKey(0), y0=Y0)
+        fit_bayesian_neural_beta(DAYS, None, key=jr.PRNGKey(0), y0=Y0)
 
 
 # --------------------------------------------------------------------------------------
@@ -433,7 +433,7 @@ def test_bnn_nuts_calibrated_and_wider_away_from_data():
                   num_warmup=300, num_samples=300, num_chains=4)
     assert fit.num_divergences < 10
     _, lo, hi = credible_interval(posterior_predictive(fit, jr.PRNGKey(2), xt)["obs"], 0.9)
-    assert 0.85 <= interval_coverage(yt, lo, hi) <= 0.95
+    assert 0.85 <= predictive_coverage(yt, lo, hi) <= 0.95
     grid = jnp.array([[-1.25], [1.25], [0.0], [3.0]])
     _, lo, hi = credible_interval(posterior_predictive(fit, jr.PRNGKey(3), grid)["mean"], 0.9)
     width = np.asarray(hi - lo)
@@ -459,7 +459,7 @@ def test_boarding_school_posterior_matches_stan():
     # Posterior predictive: the data lie inside the 95% predictive band on most days.
     pp = posterior_predictive(fit, jr.PRNGKey(1), DAYS)
     _, lo, hi = credible_interval(pp["obs"], 0.95)
-    assert interval_coverage(BOARDING, lo, hi) >= 12 / 14
+    assert predictive_coverage(BOARDING, lo, hi) >= 12 / 14
 
 
 @pytest.mark.slow
@@ -499,7 +499,7 @@ def test_neural_beta_band_covers_constant_truth():
     # (days 2-10, where the data inform beta) and R0(t) is near 3.2.
     mu = _scipy_prevalence(1.6, 0.5, np.arange(0.0, 15.0))[1:]
     counts = np.random.default_rng(1).poisson(mu).astype(float)
-    fit = fit_neural_beta(DAYS, counts, key=jr.PRNGKey(0), y0=Y0, t0=0.0,
+    fit = fit_bayesian_neural_beta(DAYS, counts, key=jr.PRNGKey(0), y0=Y0, t0=0.0,
                           likelihood="poisson", num_steps=3000)
     _, lo, hi = credible_interval(fit.samples["beta_t"], 0.9)
     inside = (np.asarray(lo) <= 1.6) & (1.6 <= np.asarray(hi))
