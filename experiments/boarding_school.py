@@ -175,6 +175,16 @@ def run_methods(args, data, key) -> tuple[dict, dict]:
         fit_curve("neural_beta", res)
         curves["neural_beta_beta"] = (np.asarray(res.extras["t"]), np.asarray(res.extras["beta_t"]))
 
+    if "bayesian" in args.methods:
+        def run():
+            n = (50, 50, 2) if args.quick else (500, 500, 4)
+            return epinn.bayesian_boarding_school(keys["bayesian"], *n, warn=not args.quick)
+
+        methods["bayesian"] = {}
+        post = timed("bayesian", run)
+        methods["bayesian"].update(post)
+        methods["bayesian"]["note"] = "posterior mean and 95% credible interval (NUTS)"
+
     return methods, curves
 
 
