@@ -260,6 +260,20 @@ def test_epidemic_solver_failure_is_masked_not_raised():
     assert np.isfinite(float(good)) and bool(trace["solver_ok"]["value"])
 
 
+def test_epidemic_free_initial_state():
+    # I0 with a prior: S0 = N - I0. An I0 above N is a zero-density point, not an error.
+    model = functools.partial(epidemic_model, y0=Y0, t0=0.0,
+                              priors={"I0": dist.Exponential(0.5)}, rtol=1e-8, atol=1e-10)
+    lp, trace = log_density(model, (DAYS, BOARDING), {},
+                            {"beta": 1.7, "gamma": 0.5, "phi_inv": 0.1, "I0": 3.0})
+    ref = _scipy_prevalence(1.7, 0.5, np.arange(0.0, 15.0), y0=(760.0, 3.0, 0.0))[1:]
+    np.testing.assert_allclose(trace["expected"]["value"], ref, rtol=1e-4)
+    assert np.isfinite(float(lp))
+    lp, _ = log_density(model, (DAYS, BOARDING), {},
+                        {"beta": 1.7, "gamma": 0.5, "phi_inv": 0.1, "I0": 800.0})
+    assert float(lp) == -np.inf
+
+
 def test_epidemic_prior_predictive_matches_solve():
     model = functools.partial(epidemic_model, y0=Y0, t0=0.0)
     draws = prior_predictive(model, jr.PRNGKey(0), 200, DAYS)
