@@ -620,7 +620,7 @@ def prior_predictive(
         model: a numpyro model function.
         key: PRNG key.
         num_samples: number of draws.
-        *model_args, **model_kwargs: arguments of ``model``.
+        model_args, model_kwargs: positional and keyword arguments of ``model``.
 
     Returns:
         ``{site: array (num_samples, ...)}``.

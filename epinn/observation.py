@@ -4,14 +4,10 @@ r"""What is observed of an epidemic: observables of a trajectory and noise model
 series (prevalence, incidence, cumulative cases, deaths) scaled by a reporting fraction
 :math:`\rho`. Noise models wrap numpyro distributions around that mean:
 
-=====================  =========================================  ==========================
-model                   distribution of an observation :math:`y`   variance
-=====================  =========================================  ==========================
-:class:`Gaussian`       :math:`\mathcal N(\mu, \sigma^2)`           :math:`\sigma^2`
-:class:`Poisson`        :math:`\operatorname{Poisson}(\mu)`         :math:`\mu`
-:class:`NegativeBinomial` NB with mean :math:`\mu`, dispersion       :math:`\mu + \mu^2/\phi`
-                        :math:`\phi` (numpyro ``NegativeBinomial2``)
-=====================  =========================================  ==========================
+* :class:`Gaussian`: :math:`y \sim \mathcal N(\mu, \sigma^2)`, variance :math:`\sigma^2`;
+* :class:`Poisson`: :math:`y \sim \operatorname{Poisson}(\mu)`, variance :math:`\mu`;
+* :class:`NegativeBinomial`: mean :math:`\mu`, dispersion :math:`\phi` (numpyro
+  ``NegativeBinomial2``), variance :math:`\mu + \mu^2/\phi`.
 
 Each has ``log_likelihood(mean, data)`` (a sum, usable as a fitting loss: minimise its
 negative), ``sample(key, mean)`` and ``distribution(mean)`` (the numpyro distribution, for
