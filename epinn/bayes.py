@@ -1295,8 +1295,9 @@ def fit_epidemic(
 
     Args:
         ts, counts: observation times ``(T,)`` and counts ``(T,)``, or several data sets
-            ``(D, T)`` on the same times: then each is fitted in turn by one compiled sampler
-            (the counts are a jit argument) and a list of results is returned.
+            ``(D, T)`` on the same times: then each is fitted in turn (one MCMC object,
+            the counts passed as a jit argument; numpyro still recompiles the vectorised
+            sampler for each run, ~20-30 s per data set here) and a list is returned.
         key: PRNG key; the same key gives the same draws (split over data sets).
         y0, model, population, t0, priors, likelihood, observed: as :func:`epidemic_model`.
         num_warmup, num_samples, num_chains, chain_method, target_accept_prob: as
@@ -1341,7 +1342,7 @@ def fit_epidemic(
     if not batched:
         return _sample(_make_mcmc(fn, **options), key, (ts_a, counts_a), {}, model=fn,
                        **checks)
-    # Several data sets: the counts become a jit argument, so one compiled sampler serves all.
+    # Several data sets: one MCMC object, the counts a jit argument (see the docstring).
     mcmc = _make_mcmc(functools.partial(fn, ts_a), jit_model_args=True, **options)
     return [
         _sample(mcmc, k, (), {"counts": jnp.asarray(c)}, model=fn, model_args=(ts_a, c),

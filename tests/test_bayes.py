@@ -8,7 +8,6 @@ runs few samplers and the statistical recovery checks are marked slow.
 
 import functools
 
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -38,7 +37,7 @@ from epinn.bayes import (
     run_nuts,
     run_svi,
 )
-from epinn.compartmental import SEIR, SIR, solve
+from epinn.compartmental import SEIR, solve
 from epinn.estimation import ConvergenceWarning
 
 BOARDING = np.array([3, 8, 26, 76, 225, 298, 258, 233, 189, 128, 68, 29, 14, 4], float)
@@ -476,7 +475,7 @@ def test_boarding_school_posterior_matches_stan():
     assert predictive_coverage(BOARDING, lo, hi) >= 12 / 14
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # ~9 min: 20 NUTS runs, each recompiled by numpyro
 def test_recovers_known_rates_from_simulated_outbreaks():
     # 20 outbreaks simulated from SIR (beta 1.6, gamma 0.5, N 763, I0 1) with
     # negative-binomial noise (phi = 10) on days 1..14, fitted with the Stan priors: the 95%

@@ -1,8 +1,8 @@
 """The Bayesian experiments run end to end (``--quick``) and write what they promise.
 
-Both are marked slow: even tiny runs compile NUTS, SVI and the ODE solves (about 70 s of
-CPU for ``bnn_regression --quick`` and 120 s for ``bayesian_sir --quick`` on the shared
-2-core machine), almost all of it compilation.
+Marked slow: even tiny runs compile NUTS, SVI and the ODE solves, about 55-60 s each for
+``bnn_regression --quick`` and ``bayesian_sir --quick`` on an idle core here (twice that on
+the shared machine under load), almost all of it compilation.
 """
 
 import importlib.util
