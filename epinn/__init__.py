@@ -68,6 +68,16 @@ from .plotting import plot_parameter_intervals as plot_parameter_intervals
 from .plotting import plot_time_varying_rate as plot_time_varying_rate
 from .plotting import plot_learning_curves as plot_learning_curves
 from .plotting import plot_predictions as plot_predictions
+# --- sharding ------------------------------------------------------------------------
+from .sharding import batch_sharding as batch_sharding
+from .sharding import device_mesh as device_mesh
+from .sharding import map_blocks as map_blocks
+from .sharding import pad_batch as pad_batch
+from .sharding import replicated as replicated
+from .sharding import resolve_mesh as resolve_mesh
+from .sharding import shard_batch as shard_batch
+from .sharding import shard_map_batch as shard_map_batch
+from .sharding import vmap_blocks as vmap_blocks
 # --- compartmental -------------------------------------------------------------------
 from .compartmental import R0 as R0
 from .compartmental import SEIR as SEIR
@@ -76,6 +86,7 @@ from .compartmental import SIR as SIR
 from .compartmental import SIRD as SIRD
 from .compartmental import SIRS as SIRS
 from .compartmental import CompartmentalModel as CompartmentalModel
+from .compartmental import EnsembleSummary as EnsembleSummary
 from .compartmental import FinalSize as FinalSize
 from .compartmental import NetworkRate as NetworkRate
 from .compartmental import SIRVitalDynamics as SIRVitalDynamics
@@ -83,6 +94,7 @@ from .compartmental import Trajectory as Trajectory
 from .compartmental import cumulative_cases as cumulative_cases
 from .compartmental import doubling_time as doubling_time
 from .compartmental import effective_reproduction_number as effective_reproduction_number
+from .compartmental import ensemble_summary as ensemble_summary
 from .compartmental import final_size as final_size
 from .compartmental import growth_rate as growth_rate
 from .compartmental import incidence as incidence

@@ -86,15 +86,16 @@ import math
 import statistics
 import warnings
 from collections.abc import Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from jaxtyping import Array, ArrayLike
 
 from . import compartmental as _compartmental
@@ -105,6 +106,7 @@ from .estimation import FitResult
 from .losses import gaussian_nll
 from .models import MLP
 from .observation import NegativeBinomial, Poisson
+from .sharding import resolve_mesh, shard_map_batch
 from .training import EarlyStopping, History, fit, load_checkpoint, predict, save_checkpoint
 
 __all__ = [
@@ -356,6 +358,7 @@ def simulate_training_set(
     observe: str = "prevalence",
     noise: str = "negbin",
     block_size: int = 2048,
+    mesh: Mesh | None | bool = None,
 ) -> SimulatedSet:
     r"""Simulate ``n`` observed epidemic curves with parameters drawn from ``prior``.
 
@@ -382,6 +385,10 @@ def simulate_training_set(
             \times` new infections in :math:`(t_{i-1}, t_i]`, with :math:`t_{-1} = t_0`).
         noise: ``"negbin"``, ``"poisson"`` or ``"none"``.
         block_size: members per solver call.
+        mesh: devices to spread the blocks over (:mod:`epinn.sharding`): a
+            ``jax.sharding.Mesh``, ``None`` (default) for all devices, ``False`` for the
+            default device only. With ``d`` devices, blocks ``r d, ..., r d + d - 1`` run
+            at once, one per device; the set does not depend on ``d``.
 
     Returns:
         :class:`SimulatedSet` ``(curves (n, T), params, mean (n, T))``.
@@ -408,23 +415,45 @@ def simulate_training_set(
     ts_np, t0 = _check_ts(ts, t0, observe)
     grid = jnp.asarray(np.concatenate([[t0], ts_np]) if t0 < ts_np[0] else ts_np)
     ranges = {k: jnp.asarray(getattr(prior, k)) for k in _PRIOR_NAMES}
-    static = (model, tuple(sorted(fixed.items())), observe, noise, block_size, ts_np.size)
-    blocks = [
-        _simulate_block(jr.fold_in(key, b), ranges, grid, *static)
-        for b in range(-(-n // block_size))
+    sim = _SimulateBlocks(model, tuple(sorted(fixed.items())), observe, noise, block_size,
+                          ts_np.size)
+    mesh = resolve_mesh(mesh)
+    d = 1 if mesh is None else mesh.size
+    n_blocks = -(-n // block_size)
+    # One round = one block per device: the same compiled call whatever n is.
+    rounds = [
+        shard_map_batch(sim, jnp.stack([jr.fold_in(key, b) for b in range(r, r + d)]),
+                        mesh=mesh, shared=(ranges, grid))
+        for r in range(0, n_blocks, d)
     ]
     curves, params, mean = jax.tree_util.tree_map(
-        lambda *a: jnp.concatenate(a, axis=0)[:n], *blocks
+        lambda *a: jnp.concatenate(a, axis=0).reshape(-1, *a[0].shape[2:])[:n], *rounds
     )
     return SimulatedSet(curves=curves, params=params, mean=mean)
 
 
-@partial(jax.jit, static_argnums=range(3, 9))
-def _simulate_block(key, ranges, grid, model, fixed, observe, noise, size, T):
-    """One block of ``size`` members: prior draws, one ``solve_ensemble``, noise.
+class _SimulateBlocks(eqx.Module):
+    """Blocks of ``size`` members, one per key: prior draws, ``solve_ensemble``, noise.
 
-    Compiled once per configuration, whatever the number of blocks.
+    A module with static settings, so one compilation serves every call with them.
     """
+
+    model: CompartmentalModel
+    fixed: tuple = eqx.field(static=True)
+    observe: str = eqx.field(static=True)
+    noise: str = eqx.field(static=True)
+    size: int = eqx.field(static=True)
+    T: int = eqx.field(static=True)
+
+    def __call__(self, keys, shared):
+        ranges, grid = shared
+        return jax.lax.map(
+            lambda k: _simulate_block(k, ranges, grid, self.model, self.fixed, self.observe,
+                                      self.noise, self.size, self.T), keys)
+
+
+def _simulate_block(key, ranges, grid, model, fixed, observe, noise, size, T):
+    """One block of ``size`` members: prior draws, one ``solve_ensemble``, noise."""
     k_prior, k_noise = jr.split(key)
     fixed = dict(fixed)
     p = _draw(k_prior, ranges, size)
@@ -433,7 +462,8 @@ def _simulate_block(key, ranges, grid, model, fixed, observe, noise, size, T):
     y0 = y0.at[:, model.compartments.index("I")].set(p["I0"])
     y0 = y0.at[:, model.compartments.index("S")].set(p["N"] - p["I0"])
     rates = {"beta": p["beta"], "gamma": p["gamma"], **fixed, "N": p["N"]}
-    traj = solve_ensemble(model, rates, y0, grid, chunk_size=size, sort_members=False)
+    traj = solve_ensemble(model, rates, y0, grid, chunk_size=size, sort_members=False,
+                          mesh=False)
     if observe == "prevalence":
         true = traj["I"]
     else:

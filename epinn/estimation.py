@@ -46,11 +46,13 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optimistix as optx
+from jax.sharding import Mesh
 from jaxtyping import Array
 
 from .compartmental import R0 as _R0
 from .compartmental import CompartmentalModel, Trajectory, solve
 from .observation import NegativeBinomial, Poisson
+from .sharding import shard_map_batch
 
 __all__ = [
     "OBSERVABLES",
@@ -622,14 +624,27 @@ def fit_parameters(
 
 
 @eqx.filter_jit
-def _run_batch(problem: _Problem, ys, theta0, steps: int, tol: float, batch_size: int):
-    def one(y):
-        p = eqx.tree_at(lambda q: q.y, problem, y)
-        theta, _, n, done, loss, _ = _optimise(p, theta0, steps, tol, tol)
-        params, y0 = p.unpack(theta)
-        return params, y0, loss, done, n
+class _BatchFit(eqx.Module):
+    """Fit a block of data sets: ``lax.map`` of vmapped fits, ``batch_size`` at a time."""
 
-    return jax.lax.map(one, ys, batch_size=batch_size)
+    steps: int = eqx.field(static=True)
+    tol: float = eqx.field(static=True)
+    batch_size: int = eqx.field(static=True)
+
+    def __call__(self, ys, shared):
+        problem, theta0 = shared
+
+        def one(y):
+            p = eqx.tree_at(lambda q: q.y, problem, y)
+            theta, _, n, done, loss, _ = _optimise(p, theta0, self.steps, self.tol, self.tol)
+            params, y0 = p.unpack(theta)
+            return params, y0, loss, done, n
+
+        return jax.lax.map(one, ys, batch_size=min(self.batch_size, _leading(ys)))
+
+
+def _leading(tree) -> int:
+    return jax.tree_util.tree_leaves(tree)[0].shape[0]
 
 
 def fit_parameters_batch(
@@ -648,6 +663,7 @@ def fit_parameters_batch(
     tol: float | None = None,
     max_steps: int = 4096,
     batch_size: int = 256,
+    mesh: Mesh | None | bool = None,
 ) -> dict[str, np.ndarray]:
     r"""Fit many data sets with the same model and set-up in one compiled call.
 
@@ -662,6 +678,10 @@ def fit_parameters_batch(
             :func:`fit_parameters`.
         data: ``{name: (B, len(ts)) array}``.
         batch_size: fits vectorised together.
+        mesh: devices to spread the data sets over (:mod:`epinn.sharding`): a
+            ``jax.sharding.Mesh``, ``None`` (default) for all devices, ``False`` for the
+            default device only. Each device fits a contiguous block of data sets; the
+            results come back in input order.
 
     Returns:
         ``{name: (B,) array}`` for every parameter and initial state, plus ``"loss"``,
@@ -701,8 +721,9 @@ def fit_parameters_batch(
     problem = _Problem.build(model, ts_, t0_, first, y0, init_, free_, loss, rtol, atol,
                              max_steps)
     ys = {k: jnp.asarray(a) for k, a in arrays.items()}
-    params, y0s, losses, done, n = _run_batch(
-        problem, ys, jnp.asarray(problem.theta0()), steps, tol, batch_size
+    params, y0s, losses, done, n = shard_map_batch(
+        _BatchFit(int(steps), float(tol), int(batch_size)), ys, mesh=mesh,
+        shared=(problem, jnp.asarray(problem.theta0())), partitioner="gspmd",
     )
     out = {k: np.asarray(v) for k, v in params.items() if k in free_ or k in init_}
     out.update({f"{c}0": np.asarray(v) for c, v in y0s.items() if f"{c}0" in free_})

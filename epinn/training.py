@@ -39,10 +39,12 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from .data import batch_indices
+from .sharding import replicated, resolve_mesh
 from .losses import LOSSES, binary_cross_entropy, categorical_cross_entropy, get_loss, mae, mse
 
 __all__ = [
@@ -624,6 +626,22 @@ class _EpochConfig(NamedTuple):
     n: int
     batch_size: int
     has_val: bool
+    mesh: Mesh | None = None  # data parallel over this mesh's devices
+
+
+def _split_batch(cfg: _EpochConfig, tree, axis: int):
+    """Constrain the sample axis of ``tree`` to be split over ``cfg.mesh`` (when it divides).
+
+    The parameters stay replicated, so XLA computes each device's share of the loss and
+    sums the gradients across devices (an all-reduce) before the optimizer step.
+    """
+    if cfg.mesh is None:
+        return tree
+    size = jax.tree_util.tree_leaves(tree)[0].shape[axis]
+    if size % cfg.mesh.size:
+        return tree
+    spec = PartitionSpec(*([None] * axis), tuple(cfg.mesh.axis_names))
+    return jax.lax.with_sharding_constraint(tree, NamedSharding(cfg.mesh, spec))
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
@@ -660,13 +678,15 @@ def _epoch(cfg: _EpochConfig, params, opt_state, x, y, x_val, y_val, full, rest,
     step = functools.partial(_step, cfg)
     n, batch_size = cfg.n, cfg.batch_size
     if full is None:  # full batch: one step
+        xb, yb = _split_batch(cfg, (x, y), 0)
         (params, opt_state), (total, data_loss) = step((params, opt_state),
-                                                       (x, y, dropout_key))
+                                                       (xb, yb, dropout_key))
     else:
         n_full, n_rest = full.shape[0], rest.shape[0]
         keys = jr.split(dropout_key, n_full + 1)
         # Gather the whole epoch once, then scan over the (n_full, batch_size, ...) stack.
-        batches = (jnp.take(x, full, axis=0), jnp.take(y, full, axis=0), keys[:n_full])
+        xb, yb = _split_batch(cfg, (jnp.take(x, full, axis=0), jnp.take(y, full, axis=0)), 1)
+        batches = (xb, yb, keys[:n_full])
         (params, opt_state), (totals, data_losses) = jax.lax.scan(
             step, (params, opt_state), batches
         )
@@ -717,6 +737,7 @@ def fit(
     key: jax.Array | None = None,
     verbose: int = 1,
     regularizer: Callable[[PyTree], jax.Array] | None = None,
+    mesh: Mesh | None | bool = None,
 ) -> tuple[PyTree, History]:
     r"""Train ``params`` of ``model`` on ``(x, y)`` with a loss and an optax optimizer.
 
@@ -735,6 +756,13 @@ def fit(
     gradient descent. The epoch -- the ``lax.scan`` over minibatches, then the
     evaluation of metrics and validation loss -- is compiled once, before the first
     epoch (``history.compile_time``); the host syncs once per epoch.
+
+    With several devices the training is data parallel (:mod:`epinn.sharding`): the
+    samples of each minibatch are split over the devices of ``mesh``, the parameters and
+    optimizer state are replicated, and XLA sums the devices' gradients before every
+    step -- the same updates as on one device, up to the order of float additions. A
+    minibatch whose size the number of devices does not divide is computed whole on
+    every device.
 
     If the model's ``__call__`` has a ``train`` argument (e.g. :class:`epinn.MLP` with
     dropout), training calls it with ``train=True`` and ``rngs={"dropout": k}`` (a fresh
@@ -764,6 +792,9 @@ def fit(
         verbose: ``1`` shows a tqdm progress bar over epochs, ``0`` is silent.
         regularizer: a function ``params -> scalar`` added to the loss, e.g.
             ``lambda p: epinn.l1_penalty(p, 1e-4)``.
+        mesh: the devices for data parallelism: a ``jax.sharding.Mesh``, ``None``
+            (default) for all devices (:func:`epinn.device_mesh`; one device is plain
+            training), ``False`` for the default device only.
 
     Returns:
         ``(params, history)``: the trained parameters (the best epoch's when early stopping
@@ -841,10 +872,15 @@ def fit(
             f"got {type(key).__name__}."
         )
 
+    mesh = resolve_mesh(mesh)
+
     # ---- compile the epoch once
     opt_state = jax.jit(tx.init)(params)  # one compilation, not one per leaf shape
+    if mesh is not None:  # replicated state; data whole on every device (gathers are local)
+        params, opt_state, x, y, x_val, y_val = jax.device_put(
+            (params, opt_state, x, y, x_val, y_val), replicated(mesh))
     cfg = _EpochConfig(apply, loss_fn, tx, regularizer, tuple(metric_fns.items()), n,
-                       batch_size, has_val)
+                       batch_size, has_val, mesh)
     t0 = time.perf_counter()
     inputs = _epoch_inputs(key, np.int32(0), n, batch_size)
     compiled = _epoch.lower(cfg, params, opt_state, x, y, x_val, y_val, *inputs).compile()

@@ -1,0 +1,184 @@
+"""Checks that need several XLA devices, run by tests/test_sharding.py in a subprocess.
+
+The device count is fixed when JAX starts, so these checks cannot run in the pytest
+process. Usage::
+
+    python tests/sharding_worker.py CHECK [CHECK ...]            # 4 CPU devices
+    python tests/sharding_worker.py --process I --port P CHECK   # one of 2 processes
+
+Each check raises (non-zero exit) on failure and prints one ``ok <check>`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _setup(devices: int) -> None:
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}"
+
+
+def _spread(a, d: int) -> None:
+    """``a`` really lives in d pieces on d devices."""
+    shards = a.addressable_shards
+    assert len({s.device for s in shards}) == d, a.sharding
+    assert all(s.data.shape[0] == a.shape[0] // d for s in shards), [
+        s.data.shape for s in shards
+    ]
+
+
+def _ensemble_inputs(m: int):
+    import jax.numpy as jnp
+    import jax.random as jr
+
+    kb, kg = jr.split(jr.PRNGKey(0))
+    params = {"beta": jr.uniform(kb, (m,), minval=0.2, maxval=1.0),
+              "gamma": jr.uniform(kg, (m,), minval=0.05, maxval=0.4), "N": 1000.0}
+    return params, jnp.array([999.0, 1.0, 0.0]), jnp.linspace(0.0, 100.0, 51)
+
+
+def check_ensemble() -> None:
+    import jax
+    import numpy as np
+
+    import epinn
+
+    d = jax.device_count()
+    for m in (64, 61):  # divisible by 4 devices, and padded
+        params, y0, ts = _ensemble_inputs(m)
+        kw = dict(chunk_size=8)
+        one = epinn.solve_ensemble(epinn.SIR(), params, y0, ts, mesh=False, **kw)
+        many = epinn.solve_ensemble(epinn.SIR(), params, y0, ts, **kw)  # all devices
+        # The chunks do not depend on the mesh: the same solves up to XLA's roundoff, which
+        # may flip one step's acceptance (so within the solver tolerance rtol = 1e-6, and
+        # atol: R = N - S - I carries float32 roundoff of N = 1000).
+        np.testing.assert_allclose(many.ys, one.ys, rtol=1e-5, atol=2e-3)
+        assert np.max(np.abs(np.asarray(many.num_steps) - np.asarray(one.num_steps))) <= 2
+        if m % d == 0:
+            _spread(many.ys, d)
+        summ = epinn.ensemble_summary(epinn.SIR(), params, y0, ts, **kw)
+        ref = np.asarray(one.ys, np.float64)
+        np.testing.assert_allclose(summ.mean, ref.mean(0), rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(summ.std, ref.std(0), rtol=1e-4, atol=1e-3)
+        assert int(summ.count) == m
+
+
+def check_fit() -> None:
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpy as np
+
+    import epinn
+    from epinn import training
+
+    d = jax.device_count()
+    x = jr.normal(jr.PRNGKey(1), (128, 3))
+    y = jnp.sin(x.sum(1, keepdims=True))
+    model = epinn.MLP((16, 1), activation="tanh")
+    p0 = model.init(jr.PRNGKey(0), x[:1])
+    kw = dict(epochs=5, batch_size=32, key=jr.PRNGKey(2), verbose=0, learning_rate=1e-2)
+    p1, h1 = epinn.fit(model, p0, x, y, mesh=False, **kw)
+    p4, h4 = epinn.fit(model, p0, x, y, **kw)
+    # Same updates; only the order of the gradient's float additions differs.
+    for a, b in zip(jax.tree_util.tree_leaves(p1), jax.tree_util.tree_leaves(p4)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h1.train_loss, h4.train_loss, rtol=1e-5)
+    leaf = jax.tree_util.tree_leaves(p4)[0]
+    assert len(leaf.sharding.device_set) == d  # replicated over the mesh
+    # The minibatches really are split: the compiled epoch sums gradients across devices.
+    mesh = epinn.device_mesh()
+    tx = training._fit_optimizer("adam", 1e-2)
+    cfg = training._EpochConfig(training._apply_fns(model), training._resolve_loss("mse"),
+                                tx, None, (), 128, 32, False, mesh)
+    inputs = training._epoch_inputs(jr.PRNGKey(2), np.int32(0), 128, 32)
+    hlo = training._epoch.lower(cfg, p0, tx.init(p0), x, y, None, None, *inputs)
+    assert "all-reduce" in hlo.compile().as_text()
+
+
+def check_simulate() -> None:
+    import jax.random as jr
+    import numpy as np
+
+    from epinn.amortized import Prior, simulate_training_set
+
+    kw = dict(prior=Prior(N=763, I0=1), block_size=16)
+    ts = np.arange(1.0, 15.0)
+    one = simulate_training_set(jr.PRNGKey(0), 70, ts, mesh=False, **kw)
+    many = simulate_training_set(jr.PRNGKey(0), 70, ts, **kw)
+    np.testing.assert_allclose(many.curves, one.curves, rtol=1e-5)
+    np.testing.assert_allclose(many.params["beta"], one.params["beta"], rtol=1e-6)
+
+
+def check_batch_fit() -> None:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+
+    import epinn
+
+    counts = np.array([3, 8, 26, 76, 225, 298, 258, 233, 189, 128, 68, 29, 14, 4.0])
+    rng = np.random.default_rng(0)
+    data = np.clip(counts * rng.uniform(0.8, 1.2, (10, 1)) + rng.normal(0, 5, (10, 14)), 0,
+                   None)
+    kw = dict(y0={"S": 762, "I": 1, "R": 0}, init={"beta": 1.0, "gamma": 0.3, "N": 763},
+              t0=0.0, batch_size=4)
+    one = epinn.fit_parameters_batch(epinn.SIR(), np.arange(1.0, 15.0), {"I": data},
+                                     mesh=False, **kw)
+    many = epinn.fit_parameters_batch(epinn.SIR(), np.arange(1.0, 15.0), {"I": data}, **kw)
+    for k in ("beta", "gamma"):
+        np.testing.assert_allclose(many[k], one[k], rtol=1e-7)
+    assert many["converged"].all()
+
+
+def check_multiprocess() -> None:
+    """Run inside each of 2 processes: a global 4-device ensemble, gathered."""
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    import epinn
+
+    assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
+    params, y0, ts = _ensemble_inputs(64)
+    traj = epinn.solve_ensemble(epinn.SIR(), params, y0, ts, chunk_size=8)
+    assert len(traj.ys.sharding.device_set) == 4
+    ys = multihost_utils.process_allgather(traj.ys, tiled=True)
+    if jax.process_index() == 0:
+        np.save(os.environ["EPINN_WORKER_OUT"], np.asarray(ys))
+
+
+CHECKS = {
+    "ensemble": check_ensemble,
+    "fit": check_fit,
+    "simulate": check_simulate,
+    "batch_fit": check_batch_fit,
+    "multiprocess": check_multiprocess,
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("checks", nargs="+", choices=sorted(CHECKS))
+    p.add_argument("--process", type=int, default=None)
+    p.add_argument("--port", type=int, default=None)
+    a = p.parse_args()
+    if a.process is None:
+        _setup(4)
+    else:
+        _setup(2)
+        import jax
+
+        jax.distributed.initialize(coordinator_address=f"localhost:{a.port}",
+                                   num_processes=2, process_id=a.process)
+    for name in a.checks:
+        CHECKS[name]()
+        print(f"ok {name}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
