@@ -1080,7 +1080,10 @@ def solve_ensemble(
             its size, so larger chunks (up to all members) are cheaper there.
         sort_members: order members by growth rate before chunking (speed only).
         solver, rtol, atol, dt0, max_steps, adjoint, throw: as :func:`solve`. With
-            ``method="stacked"`` a failure marks the whole chunk unsuccessful.
+            ``method="stacked"`` a failure marks the whole chunk unsuccessful. On several
+            devices the default adjoint is ``diffrax.DirectAdjoint()`` (reverse-mode
+            gradients through diffrax's default checkpointed loop fail inside
+            ``shard_map``).
         mesh: a ``jax.sharding.Mesh`` to spread the members over, ``None`` (default) for
             all devices (:func:`epinn.device_mesh`), ``False`` for the default device only.
 
@@ -1101,7 +1104,7 @@ def solve_ensemble(
     """
     ensemble, args, mesh = _prepare_ensemble(
         model, params, y0, ts, method, chunk_size, sort_members,
-        _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw), mesh, False,
+        (solver, rtol, atol, dt0, max_steps, adjoint, throw), mesh, False,
     )
     xs, cum, ok, steps = ensemble(*args, mesh)
     return Trajectory(
@@ -1114,8 +1117,13 @@ def solve_ensemble(
     )
 
 
-def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, cfg, mesh, summary):
-    """Checks and inputs shared by :func:`solve_ensemble` and :func:`ensemble_summary`."""
+def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, mesh, summary):
+    """Checks and inputs shared by :func:`solve_ensemble` and :func:`ensemble_summary`.
+
+    ``config`` holds the arguments of :func:`_make_config`. Under ``shard_map`` the default
+    adjoint becomes ``diffrax.DirectAdjoint``: reverse mode through diffrax's checkpointed
+    while loop fails inside ``shard_map``, and forward solves cost the same with either.
+    """
     _check_model(model)
     if method not in ("stacked", "vmap"):
         raise ValueError(f"`method` must be 'stacked' or 'vmap'; got {method!r}.")
@@ -1129,6 +1137,10 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, cfg, mesh
     tsa = _normalize_ts(ts)
     const, varying = _split(rates)
     mesh = resolve_mesh(mesh)
+    solver, rtol, atol, dt0, max_steps, adjoint, throw = config
+    if adjoint is None and mesh is not None:
+        adjoint = diffrax.DirectAdjoint()
+    cfg = _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw)
     if mesh is not None:  # committed inputs: also what a multi-process job needs
         const, N, y0a = jax.device_put((const, N, y0a), replicated(mesh))
     ensemble = _Ensemble(model, int(chunk_size), method, bool(sort), summary)
@@ -1227,9 +1239,9 @@ def ensemble_summary(
         >>> out.mean.shape, out.peak_time.shape
         ((6, 3), (2,))
     """
-    cfg = _make_config(solver, rtol, atol, dt0, max_steps, None, throw)
     ensemble, args, mesh = _prepare_ensemble(
-        model, params, y0, ts, method, chunk_size, sort_members, cfg, mesh, True
+        model, params, y0, ts, method, chunk_size, sort_members,
+        (solver, rtol, atol, dt0, max_steps, None, throw), mesh, True,
     )
     per_member, (n, mean, m2, lo, hi) = ensemble(*args, mesh)
     peak_time, peak_size, cum, ok, steps = per_member

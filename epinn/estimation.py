@@ -662,7 +662,7 @@ def fit_parameters_batch(
     atol: float | None = None,
     tol: float | None = None,
     max_steps: int = 4096,
-    batch_size: int = 256,
+    batch_size: int = 128,
     mesh: Mesh | None | bool = None,
 ) -> dict[str, np.ndarray]:
     r"""Fit many data sets with the same model and set-up in one compiled call.

@@ -17,6 +17,7 @@ from scipy.integrate import solve_ivp
 from scipy.special import lambertw
 
 from epinn.compartmental import (
+    ensemble_summary,
     R0,
     SEIR,
     SEIRD,
@@ -425,6 +426,35 @@ def test_ensemble_equals_looped_solve(method, x64):
         member = Trajectory(traj.ts, traj.ys[m], traj.cumulative_infections[m],
                             traj.success[m], traj.num_steps[m], traj.compartments)
         np.testing.assert_allclose([t_peak[m], size[m]], peak(member), rtol=1e-12)
+
+
+def test_ensemble_summary_matches_full_trajectories(x64):
+    """Chunk-wise statistics equal numpy's over the full ensemble (exact merge formula)."""
+    model, rates, y0 = CASES["SIRS"]
+    M = 11
+    betas = np.linspace(0.2, 1.2, M)[::-1]
+    p = {**rates, "beta": betas, "N": N}
+    # chunk_size 4 -> 3 chunks of 4 with 1 padded member, which must not be counted.
+    kw = dict(chunk_size=4, **TOL)
+    traj = solve_ensemble(model, p, y0, TS, **kw)
+    out = ensemble_summary(model, p, y0, TS, **kw)
+    ys = np.asarray(traj.ys)
+    assert int(out.count) == M and out.mean.shape == (TS.size, 3)
+    # Same solves, so equal to float64 roundoff of the sums.
+    np.testing.assert_allclose(out.mean, ys.mean(0), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(out.std, ys.std(0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(out.min, ys.min(0))
+    np.testing.assert_array_equal(out.max, ys.max(0))
+    np.testing.assert_allclose(np.stack(peak(traj)), np.stack([out.peak_time, out.peak_size]),
+                               rtol=1e-12)
+    np.testing.assert_array_equal(out.cumulative_infections,
+                                  traj.cumulative_infections[:, -1])
+    mean_i, std_i = out["I"]
+    np.testing.assert_array_equal(mean_i, out.mean[:, 1])
+    with pytest.raises(KeyError, match="Unknown compartment"):
+        out["X"]
+    with pytest.raises(ValueError, match="chunk_size"):
+        ensemble_summary(model, p, y0, TS, chunk_size=0)
 
 
 def test_ensemble_broadcasting():
