@@ -1222,9 +1222,10 @@ def ensemble_summary(
     ``bench_sir_ensemble.py --summary`` benchmark).
 
     Args:
-        model, params, y0, ts, method, chunk_size, sort_members, solver, rtol, atol, dt0,
-        max_steps, throw, mesh: as :func:`solve_ensemble` (no ``adjoint``: summaries are
-            for simulation, not for gradients).
+        model, params, y0, ts: as :func:`solve_ensemble`.
+        method, chunk_size, sort_members, solver, rtol, atol, dt0, max_steps, throw, mesh: as
+            :func:`solve_ensemble` (no ``adjoint``: summaries are for simulation, not for
+            gradients).
 
     Returns:
         An :class:`EnsembleSummary`.
