@@ -42,6 +42,7 @@ def _ensemble_inputs(m: int):
 
 def check_ensemble() -> None:
     import jax
+    import jax.numpy as jnp
     import numpy as np
 
     import epinn
@@ -64,6 +65,21 @@ def check_ensemble() -> None:
         np.testing.assert_allclose(summ.mean, ref.mean(0), rtol=1e-5, atol=1e-3)
         np.testing.assert_allclose(summ.std, ref.std(0), rtol=1e-4, atol=1e-3)
         assert int(summ.count) == m
+
+    # A time-varying rate (replicated to every device) and failure reporting.
+    params, y0, ts = _ensemble_inputs(8)
+    tv = {**params, "gamma": lambda t: 0.1 + 0.01 * jnp.sin(t)}
+    a = epinn.solve_ensemble(epinn.SIR(), tv, y0, ts, mesh=False)
+    b = epinn.solve_ensemble(epinn.SIR(), tv, y0, ts)
+    np.testing.assert_allclose(b.ys, a.ys, rtol=1e-5, atol=2e-3)
+    bad = epinn.solve_ensemble(epinn.SIR(), params, y0, ts, max_steps=2, throw=False)
+    assert not bool(np.any(np.asarray(bad.success)))
+    try:
+        epinn.solve_ensemble(epinn.SIR(), params, y0, ts, max_steps=2)
+    except Exception as err:  # diffrax's runtime error crosses shard_map
+        assert "max_steps" in str(err) or "maximum number of" in str(err), err
+    else:
+        raise AssertionError("a failed sharded solve did not raise")
 
     # Reverse mode through the sharded solve (default adjoint: DirectAdjoint on a mesh).
     params, y0, ts = _ensemble_inputs(8)
