@@ -415,12 +415,14 @@ def _iterate(solver, fn, y0, max_steps, record):
     return y, hist, i, done
 
 
-def _optimise(problem: _Problem, theta0, steps, rtol, atol):
+def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True):
     """Optimise from ``theta0``; return theta, history, steps, converged, loss, covariance.
 
     The covariance of theta (Laplace) is computed here from the Jacobian or Hessian that the
     convergence test needs anyway, so each derivative program is compiled once: for
     ``mse`` :math:`\\hat\\sigma^2 (J^\\top J)^{-1}`, for likelihoods :math:`H^{-1}`.
+    With ``covariance=False`` (batches of fits, which report no intervals) the ``mse``
+    Jacobian is skipped and the covariance returned is NaN.
     """
     lm = optx.LevenbergMarquardt(rtol=rtol, atol=atol)
     fn = lambda th, _: (problem.residuals(th), None)  # noqa: E731
@@ -428,6 +430,10 @@ def _optimise(problem: _Problem, theta0, steps, rtol, atol):
         # The residuals at the last accepted point are in the solver state: no extra solve.
         record = lambda th, state: jnp.mean(state.f_info.residual**2)  # noqa: E731
         theta, hist, n, done = _iterate(lm, fn, theta0, steps, record)
+        if not covariance:
+            r = problem.residuals(theta)
+            nan = jnp.full((theta.shape[0],) * 2, jnp.nan, theta.dtype)
+            return theta, hist, n, done, jnp.mean(r**2), nan
         r, J = jax.jacfwd(lambda th: (problem.residuals(th),) * 2, has_aux=True)(theta)[::-1]
         sigma2 = jnp.sum(r**2) / max(problem.n - theta.shape[0], 1)
         return theta, hist, n, done, jnp.mean(r**2), sigma2 * jnp.linalg.pinv(J.T @ J)
@@ -636,7 +642,8 @@ class _BatchFit(eqx.Module):
 
         def one(y):
             p = eqx.tree_at(lambda q: q.y, problem, y)
-            theta, _, n, done, loss, _ = _optimise(p, theta0, self.steps, self.tol, self.tol)
+            theta, _, n, done, loss, _ = _optimise(p, theta0, self.steps, self.tol, self.tol,
+                                                   covariance=False)
             params, y0 = p.unpack(theta)
             return params, y0, loss, done, n
 

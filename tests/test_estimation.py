@@ -168,3 +168,38 @@ def test_bad_input(kwargs, match):
     ts, data = args.pop("ts"), args.pop("data")
     with pytest.raises(ValueError, match=match):
         fit_parameters(SIR(), ts, data, **args)
+
+
+def test_batch_matches_single_fits(x64):
+    """Each data set of a batch gets the fit that fit_parameters gives it alone."""
+    from epinn.estimation import fit_parameters_batch
+
+    rng = np.random.default_rng(1)
+    data = np.stack([BOARDING, 0.8 * BOARDING, BOARDING + rng.normal(0.0, 5.0, DAYS.size)])
+    data = np.clip(data, 0.0, None)
+    # batch_size 2 of 3 data sets: a full vmapped block and a remainder.
+    out = fit_parameters_batch(SIR(), DAYS, {"I": data}, y0=Y0, init=INIT, t0=0.0,
+                               batch_size=2)
+    assert out["beta"].shape == (3,) and bool(out["converged"].all())
+    for b in range(3):
+        one = fit_parameters(SIR(), DAYS, {"I": data[b]}, y0=Y0, init=INIT, t0=0.0)
+        # Same LM iterations on the same problem: equal to the convergence tolerance.
+        for k in ("beta", "gamma"):
+            np.testing.assert_allclose(out[k][b], one.params[k], rtol=1e-7)
+        np.testing.assert_allclose(out["loss"][b], one.loss, rtol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "data, kwargs, match",
+    [
+        ({"I": BOARDING}, {}, "\\(B, len\\(ts\\)\\)"),
+        ({"I": np.stack([BOARDING, -BOARDING])}, {}, "negative"),
+        ({"I": np.stack([BOARDING] * 2)}, {"batch_size": 0}, "batch_size"),
+        ({"I": np.stack([BOARDING] * 2)}, {"mesh": "all"}, "mesh"),
+    ],
+)
+def test_batch_bad_input(data, kwargs, match):
+    from epinn.estimation import fit_parameters_batch
+
+    with pytest.raises((ValueError, TypeError), match=match):
+        fit_parameters_batch(SIR(), DAYS, data, y0=Y0, init=INIT, t0=0.0, **kwargs)
