@@ -50,7 +50,7 @@ from jax.sharding import Mesh
 from jaxtyping import Array
 
 from .compartmental import R0 as _R0
-from .compartmental import CompartmentalModel, Trajectory, solve
+from .compartmental import CompartmentalModel, Trajectory, _integrate, _make_config, solve
 from .observation import NegativeBinomial, Poisson
 from .sharding import shard_map_batch
 
@@ -339,21 +339,25 @@ class _Problem(eqx.Module):
 
     def predict(self, theta):
         traj, p = self.solve(theta, adjoint=diffrax.ForwardMode())
+        return self.observe(traj.ys, traj.cumulative_infections, p), traj.success, p
+
+    def observe(self, ys, cum, p):
+        """The observed series of one trajectory: ``ys`` (T, C) counts, ``cum`` (T,)."""
         o = self.offset
+        col = lambda c: ys[:, self.model.compartments.index(c)]  # noqa: E731
         out = {}
         for name in self.names:
             if name in self.model.compartments:
-                out[name] = traj[name][o:]
+                out[name] = col(name)[o:]
             elif name == "incidence":
-                out[name] = p["reporting"] * jnp.diff(traj.cumulative_infections)
+                out[name] = p["reporting"] * jnp.diff(cum)
             elif name == "cumulative":
-                c = traj.cumulative_infections
-                out[name] = p["reporting"] * (c[o:] - (0.0 if o else c[0]))
+                out[name] = p["reporting"] * (cum[o:] - (0.0 if o else cum[0]))
             elif name == "deaths":
-                out[name] = traj["D"][o:]
+                out[name] = col("D")[o:]
             else:  # new_deaths
-                out[name] = jnp.diff(traj["D"])
-        return out, traj.success, p
+                out[name] = jnp.diff(col("D"))
+        return out
 
     def residuals(self, theta):
         """Least-squares residuals (Anscombe-transformed for likelihood losses)."""
@@ -650,6 +654,119 @@ class _BatchFit(eqx.Module):
         return jax.lax.map(one, ys, batch_size=min(self.batch_size, _leading(ys)))
 
 
+class _StackedBatchFit(eqx.Module):
+    r"""Least-squares fits of a block of data sets in lockstep, on one stacked ODE.
+
+    All members' states are integrated as one system (compartments x members) with a shared
+    step size and every member's error controlled (the ``method="stacked"`` solver of
+    :func:`~epinn.compartmental.solve_ensemble`). Fits are independent, so the Jacobian is
+    block diagonal: one ``jax.jvp`` per parameter, with that parameter's tangent set for
+    every member at once, gives every member's column (diffrax stops gradients through
+    the step-size choice, so members do not leak into each other's derivatives). Each
+    member then takes its own Levenberg-Marquardt step (Marquardt's diagonal scaling,
+    Nielsen's damping update) on its :math:`P \times P` normal equations:
+
+    .. math:: (J_b^\top J_b + \lambda_b \operatorname{diag} J_b^\top J_b)\,\delta_b
+        = -J_b^\top r_b,
+
+    accepted when the gain ratio exceeds :math:`10^{-4}`. A member stops when its
+    Gauss-Newton decrement :math:`\tfrac12 g^\top (J^\top J)^{-1} g` (with
+    :math:`g = J^\top r`) is below ``tol`` times its cost: the largest decrease of the cost
+    still available is a fraction ``tol`` of it. The shared step sizes move each member's
+    residuals at the ODE tolerance whenever other members move, which puts a floor of
+    about :math:`10^{-8}` under that fraction in float64 (rtol 1e-8): the default
+    ``tol`` is :math:`10^{-7}`, which gives optima within ~1e-5 (relative) of separate
+    fits. Hand-written because optimistix solves one problem at a
+    time: under ``jax.vmap`` each member's ODE solve keeps its own step sizes in a
+    lockstep loop, several times slower than the stacked solve.
+    """
+
+    steps: int = eqx.field(static=True)
+    tol: float = eqx.field(static=True)
+    batch_size: int = eqx.field(static=True)
+
+    def __call__(self, ys, shared):
+        problem, theta0 = shared
+        B = _leading(ys)
+        k = -(-B // self.batch_size)  # blocks of equal size, the last data set repeated
+        size = -(-B // k)
+
+        def to_blocks(a):
+            a = jnp.concatenate([a, jnp.repeat(a[-1:], k * size - B, axis=0)], axis=0)
+            return a.reshape(k, size, *a.shape[1:])
+
+        out = jax.lax.map(lambda y: self.block(problem, theta0, y),
+                          jax.tree_util.tree_map(to_blocks, ys))
+        return jax.tree_util.tree_map(lambda a: a.reshape(k * size, *a.shape[2:])[:B], out)
+
+    def block(self, problem, theta0, y):
+        B, P, tol = _leading(y), theta0.shape[0], self.tol
+        cfg = _make_config(None, problem.rtol, problem.atol, None, problem.max_steps,
+                           diffrax.ForwardMode(), False)
+        tangents = jnp.broadcast_to(jnp.eye(P, dtype=theta0.dtype)[:, None, :], (P, B, P))
+
+        def r_and_J(th):
+            f = lambda t: _stacked_residuals(problem, cfg, t, y)  # noqa: E731
+            r, Jt = jax.vmap(lambda v: jax.jvp(f, (th,), (v,)), out_axes=(None, 0))(tangents)
+            return r, jnp.transpose(Jt, (1, 2, 0))  # (B, n), (B, n, P)
+
+        def body(c):
+            i, th, r, J, lam, nu, active, done = c
+            g = jnp.einsum("bnp,bn->bp", J, r)
+            A = jnp.einsum("bnp,bnq->bpq", J, J)
+            f = 0.5 * jnp.sum(r**2, 1)
+            # Converged when the Gauss-Newton decrement g^T A^-1 g / 2 -- the decrease of
+            # the cost that a full step would bring -- is below tol x cost. (A test on the
+            # change of the cost would not do: the shared step sizes move every member's
+            # residuals at the ODE tolerance whenever another member moves.)
+            dec = 0.5 * jnp.sum(g * jnp.linalg.solve(A, g[..., None])[..., 0], 1)
+            conv = active & jnp.isfinite(dec) & (dec <= tol * f)
+            done, active = done | conv, active & ~conv
+            scale = jnp.maximum(jnp.diagonal(A, axis1=1, axis2=2), 1e-12)
+            M = A + lam[:, None, None] * jax.vmap(jnp.diag)(scale)
+            delta = -jnp.linalg.solve(M, g[..., None])[..., 0]
+            delta = jnp.where(active[:, None] & jnp.isfinite(delta), delta, 0.0)
+            r_new, J_new = r_and_J(th + delta)
+            f_new = 0.5 * jnp.sum(r_new**2, 1)
+            predicted = -(jnp.sum(g * delta, 1) + 0.5 * jnp.einsum("bp,bpq,bq->b", delta, A,
+                                                                    delta))
+            rho = (f - f_new) / jnp.where(predicted > 0, predicted, jnp.inf)
+            accept = active & jnp.isfinite(f_new) & (rho > 1e-4)
+            keep = lambda new, old: jnp.where(  # noqa: E731
+                accept.reshape(-1, *([1] * (new.ndim - 1))), new, old)
+            lam = jnp.where(accept, lam * jnp.maximum(1 / 3, 1 - (2 * rho - 1) ** 3),
+                            jnp.minimum(lam * nu, 1e16))
+            nu = jnp.where(accept, 2.0, 2.0 * nu)
+            th, r, J = keep(th + delta, th), keep(r_new, r), keep(J_new, J)
+            stuck = lam >= 1e16  # no step is accepted any more: give up (not converged)
+            return i + 1, th, r, J, lam, nu, active & ~stuck, done
+
+        th = jnp.broadcast_to(theta0, (B, P))
+        r, J = r_and_J(th)
+        A_diag = jnp.sum(J**2, 1)
+        lam = 1e-3 * jnp.max(A_diag, 1) / jnp.maximum(jnp.max(A_diag, 1), 1e-12)
+        init = (0, th, r, J, lam, jnp.full((B,), 2.0, th.dtype), jnp.ones(B, bool),
+                jnp.zeros(B, bool))
+        n, th, r, _, _, _, _, done = jax.lax.while_loop(
+            lambda c: (c[0] < self.steps) & jnp.any(c[6]), body, init)
+        params, y0 = jax.vmap(problem.unpack)(th)
+        return params, y0, jnp.mean(r**2, 1), done, jnp.full((B,), n)
+
+
+def _stacked_residuals(problem: _Problem, cfg, thetas, y):
+    """Residuals ``(B, n)`` of every member, from one stacked solve."""
+    model = problem.model
+    ps, y0s = jax.vmap(problem.unpack)(thetas)
+    mp = problem.model_params(ps)
+    N = mp["N"]
+    rates = {k: mp[k] for k in model.rate_names}
+    x0 = jnp.stack([y0s[c] for c in model.compartments]) / N  # (C, B)
+    xs, cum, ok, _ = _integrate(model, rates, x0, problem.grid, cfg)  # (T, C, B), (T, B)
+    pred = jax.vmap(problem.observe)(jnp.moveaxis(xs * N, -1, 0), (cum * N).T, ps)
+    r = jnp.concatenate([pred[k] - y[k] for k in problem.names], axis=-1)
+    return jnp.where(ok & jnp.all(jnp.isfinite(r), axis=1, keepdims=True), r, 1e6)
+
+
 def _leading(tree) -> int:
     return jax.tree_util.tree_leaves(tree)[0].shape[0]
 
@@ -671,20 +788,30 @@ def fit_parameters_batch(
     max_steps: int = 4096,
     batch_size: int = 128,
     mesh: Mesh | None | bool = None,
+    method: str | None = None,
 ) -> dict[str, np.ndarray]:
     r"""Fit many data sets with the same model and set-up in one compiled call.
 
     Each entry of ``data`` carries a leading batch axis, ``(B, len(ts))``; every data set
     gets the fit :func:`fit_parameters` would give it from the single start ``init``
-    (Levenberg-Marquardt through the solver, vectorised with ``jax.vmap`` and run
-    ``batch_size`` fits at a time with ``jax.lax.map`` to bound memory). No intervals are
-    computed.
+    (Levenberg-Marquardt through the solver), ``batch_size`` data sets at a time with
+    ``jax.lax.map`` to bound memory. No intervals are computed.
+
+    * ``method="stacked"`` (default for ``loss="mse"``): the block's fits run in lockstep
+      on one stacked ODE with a shared step size and a block-diagonal Jacobian (see
+      ``_StackedBatchFit``); ~20x faster than ``"vmap"`` on CPU, optima within ~1e-5 of
+      separate fits (``tol`` is a relative Gauss-Newton decrement, default 1e-7 in
+      float64, 1e-5 in float32).
+    * ``method="vmap"`` (any loss): optimistix's solver under ``jax.vmap``, each fit with
+      its own ODE step sizes; the same iterates as :func:`fit_parameters`.
 
     Args:
         model, ts, y0, init, free, loss, steps, t0, rtol, atol, tol, max_steps: as
             :func:`fit_parameters`.
         data: ``{name: (B, len(ts)) array}``.
-        batch_size: fits vectorised together.
+        batch_size: fits vectorised together (one stacked ODE with ``"stacked"``).
+        method: ``"stacked"``, ``"vmap"`` or None (``"stacked"`` for ``loss="mse"``,
+            else ``"vmap"``).
         mesh: devices to spread the data sets over (:mod:`epinn.sharding`): a
             ``jax.sharding.Mesh``, ``None`` (default) for all devices, ``False`` for the
             default device only. Each device fits a contiguous block of data sets; the
@@ -716,22 +843,37 @@ def fit_parameters_batch(
         raise ValueError(f"`data` arrays must all be (B, len(ts)); got shapes {shapes}.")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive int; got {batch_size!r}.")
+    if method not in (None, "stacked", "vmap"):
+        raise ValueError(f"`method` must be None, 'stacked' or 'vmap'; got {method!r}.")
     # Validate every data set (plain numpy, cheap) through the single-fit checks.
     first = {k: a[0] for k, a in arrays.items()}
     ts_, t0_, _, init_, free_ = _check_inputs(model, ts, first, y0, init, free, loss, t0)
     for b in range(1, next(iter(arrays.values())).shape[0]):
         _check_inputs(model, ts, {k: a[b] for k, a in arrays.items()}, y0, init, free, loss, t0)
     x64 = jnp.asarray(1.0).dtype == jnp.float64
+    if method is None:
+        method = "stacked" if loss == "mse" else "vmap"
     rtol = (1e-8 if x64 else 1e-6) if rtol is None else rtol
     atol = (1e-10 if x64 else 1e-8) if atol is None else atol
+    if tol is None and method == "stacked":
+        tol = 1e-7 if x64 else 1e-5
     tol = (1e-10 if x64 else 1e-5) if tol is None else tol
     problem = _Problem.build(model, ts_, t0_, first, y0, init_, free_, loss, rtol, atol,
                              max_steps)
     ys = {k: jnp.asarray(a) for k, a in arrays.items()}
-    params, y0s, losses, done, n = shard_map_batch(
-        _BatchFit(int(steps), float(tol), int(batch_size)), ys, mesh=mesh,
-        shared=(problem, jnp.asarray(problem.theta0())), partitioner="gspmd",
-    )
+    if method == "stacked":
+        if loss != "mse":
+            raise ValueError(f"`method='stacked'` needs loss='mse'; got loss={loss!r}.")
+        # No optimistix inside: shard_map works, and each device fits its own block.
+        params, y0s, losses, done, n = shard_map_batch(
+            _StackedBatchFit(int(steps), float(tol), int(batch_size)), ys, mesh=mesh,
+            shared=(problem, jnp.asarray(problem.theta0())),
+        )
+    else:
+        params, y0s, losses, done, n = shard_map_batch(
+            _BatchFit(int(steps), float(tol), int(batch_size)), ys, mesh=mesh,
+            shared=(problem, jnp.asarray(problem.theta0())), partitioner="gspmd",
+        )
     out = {k: np.asarray(v) for k, v in params.items() if k in free_ or k in init_}
     out.update({f"{c}0": np.asarray(v) for c, v in y0s.items() if f"{c}0" in free_})
     out.update(loss=np.asarray(losses), converged=np.asarray(done) & np.isfinite(losses),
