@@ -6,9 +6,9 @@
   epinn is timed cold (compilation included, first call in the process) and warm (median of
   repeated calls on fresh data of the same shape).
 * Batch: 1000 fits to simulated noisy curves (beta ~ U(1.2, 2.2), gamma ~ U(0.3, 0.6)),
-  ``epinn.fit_parameters_batch`` (one compiled call; ``--method stacked``, the default:
-  blocks of ``--batch-size`` fits on one shared-step ODE; ``--method vmap``: optimistix
-  under ``jax.vmap``) against a scipy loop (timed
+  ``epinn.fit_parameters_batch`` (one compiled call; ``--method stacked``, this script's
+  default: blocks of ``--batch-size`` fits on one shared-step ODE; ``--method vmap``, the
+  library's default: optimistix under ``jax.vmap``) against a scipy loop (timed
   on ``--scipy-subset`` fits and extrapolated, which the output says), with the largest
   relative difference between the optima.
 
@@ -84,8 +84,8 @@ def main() -> None:
     p.add_argument("--scipy-subset", type=int, default=100)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=128, help="fits vectorised together")
-    p.add_argument("--method", default=None, choices=("stacked", "vmap"),
-                   help="fit_parameters_batch method (default: its own)")
+    p.add_argument("--method", default="stacked", choices=("stacked", "vmap"),
+                   help="fit_parameters_batch method")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     a = p.parse_args()
 

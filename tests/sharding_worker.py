@@ -159,6 +159,11 @@ def check_batch_fit() -> None:
     one = epinn.fit_parameters_batch(epinn.SIR(), np.arange(1.0, 15.0), {"I": data},
                                      mesh=False, **kw)
     many = epinn.fit_parameters_batch(epinn.SIR(), np.arange(1.0, 15.0), {"I": data}, **kw)
+    stacked = epinn.fit_parameters_batch(epinn.SIR(), np.arange(1.0, 15.0), {"I": data},
+                                         method="stacked", **kw)  # shard_map path
+    assert stacked["converged"].all()
+    for k in ("beta", "gamma"):
+        np.testing.assert_allclose(stacked[k], one[k], rtol=1e-4)
     for k in ("beta", "gamma"):
         # Stacked fits: each device stacks its own block, so optima agree to ~1e-5.
         np.testing.assert_allclose(many[k], one[k], rtol=1e-4)
