@@ -229,7 +229,8 @@ def shard_map_batch(
     The batch is padded to a multiple of the mesh size and the padding is removed from the
     output, which is sharded over the mesh and in input order. Runs under ``jax.jit``;
     ``jax.shard_map`` with ``check_vma=False`` (diffrax's while loops do not pass the
-    varying-axes check).
+    varying-axes check). The compilation is cached on ``fn``: pass a top-level function or
+    an ``equinox.Module`` (hashed by its fields), not a new lambda per call.
 
     Args:
         fn: the per-block function, batch in and batch out (e.g. a ``jax.vmap``-ed solve).
@@ -241,8 +242,8 @@ def shard_map_batch(
             ``"gspmd"``: the blocks are stacked on a new leading axis that is sharded over
             the devices and ``jax.vmap(fn)`` runs over it, partitioned by XLA. Loops in
             ``fn`` then run in lockstep over the devices (a while loop's condition is
-            all-reduced every iteration), but code that does not trace inside
-            ``shard_map`` works: optimistix/lineax solves do not (lineax issue #185:
+            all-reduced every iteration), but code that cannot be traced inside
+            ``shard_map`` works -- optimistix/lineax solves, for one (lineax issue #185:
             structures inside ``shard_map`` carry shardings that the solver's own
             structure check rejects).
 
