@@ -202,9 +202,14 @@ def test_datasets_page_runs(capsys):
     assert "108" in capsys.readouterr().out
 
 
-def test_getting_started_runs(capsys):
-    _run_page(DOCS / "getting_started.md")
-    assert "[  3.   8.  26.  76. 225." in capsys.readouterr().out
+def test_getting_started_runs():
+    # In a subprocess: the page's SIR fit switches on float64, which must not leak into
+    # the other tests of this process.
+    out = _run_page_in_subprocess(DOCS / "getting_started.md")
+    assert "[  3.   8.  26.  76. 225." in out
+    beta, gamma, r0 = (float(v) for v in out.split("\n")[-3].split())
+    # The least-squares optimum (tested against scipy in test_estimation.py).
+    assert abs(beta - 1.669) < 1e-3 and abs(gamma - 0.443) < 1e-3 and abs(r0 - 3.76) < 1e-2
 
 
 @pytest.mark.slow
@@ -217,12 +222,16 @@ def test_epidemic_models_guide_runs():
     _run_page(DOCS / "guide" / "epidemic_models.md")
 
 
-def _run_page_in_subprocess(page: Path) -> None:
-    """Execute a page's python blocks in a fresh interpreter (pages that enable float64)."""
+def _run_page_in_subprocess(page: Path) -> str:
+    """Execute a page's python blocks in a fresh interpreter (pages that enable float64).
+
+    Returns what they printed.
+    """
     code = "\n".join(_python_blocks(page))
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
 
 
 @pytest.mark.slow

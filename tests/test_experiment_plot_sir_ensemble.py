@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -23,6 +24,7 @@ def test_quick_run_writes_a_consistent_summary(tmp_path):
     module = _load()
     assert module.__doc__.startswith("Experiment: ")
     summary = module.main(["--outdir", str(tmp_path), "--quick", "--quiet"])
+    plt.close("all")  # the script leaves its figure open for the docs gallery to capture
     assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(
         json.dumps(summary))
     png = (tmp_path / "ensemble.png").read_bytes()
