@@ -1,5 +1,6 @@
 """Tests for epinn.estimation.fit_parameters (gradient fits through the ODE solver)."""
 
+import jax
 import jax.random as jr
 import numpy as np
 import pytest
@@ -67,7 +68,17 @@ def test_fit_result_contents(ls_fit):
     hist = ls_fit.loss_history
     assert hist.ndim == 1 and 1 <= hist.size <= 200 and hist[-1] == pytest.approx(ls_fit.loss)
     assert hist[0] > hist[-1]
-    assert ls_fit.trajectory.ys.shape[-1] == 3
+    # The fitted trajectory (taken from the optimiser's last solve, on the data times merged
+    # with a fine grid) is the model solved again at the estimates on that fine grid.
+    traj = ls_fit.trajectory
+    np.testing.assert_allclose(traj.ts, np.linspace(0.0, 14.0, 151), rtol=1e-12)
+    assert bool(traj.success)
+    with jax.enable_x64(True):
+        p = {k: ls_fit.params[k] for k in ("beta", "gamma", "N")}
+        again = solve(SIR(), p, Y0, np.asarray(traj.ts), rtol=1e-8, atol=1e-10)
+        at_days = solve(SIR(), p, Y0, np.arange(0.0, 15.0), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(traj.ys, again.ys, rtol=1e-7, atol=1e-6)
+    np.testing.assert_allclose(ls_fit.fitted["I"], at_days.ys[1:, 1], rtol=1e-7)
     s = ls_fit.summary()
     assert set(s["beta"]) == {"mean", "lo", "hi"} and "recovery_time" in s
 
@@ -189,11 +200,13 @@ def test_batch_matches_single_fits(method, rtol, x64):
     assert out["beta"].shape == (3,) and bool(out["converged"].all())
     for b in range(3):
         one = fit_parameters(SIR(), DAYS, {"I": data[b]}, y0=Y0, init=INIT, t0=0.0)
-        # Same LM iterations on the same problem: equal to the convergence tolerance.
+        # The same optimum, to the convergence tolerance.
         for k in ("beta", "gamma"):
             np.testing.assert_allclose(out[k][b], one.params[k], rtol=rtol)
-        # The cost is flat at the optimum: its error is second order in the parameters'.
-        np.testing.assert_allclose(out["loss"][b], one.loss, rtol=rtol**2 * 10)
+        # The cost is flat at the optimum, so its difference is the ODE solutions': the
+        # single fit integrates forward sensitivities in normalised time, the batch solves
+        # through diffrax's ForwardMode -- equal to the ODE tolerance (rtol 1e-8).
+        np.testing.assert_allclose(out["loss"][b], one.loss, rtol=max(rtol**2 * 10, 1e-7))
 
 
 @pytest.mark.parametrize(
