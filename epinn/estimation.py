@@ -379,17 +379,12 @@ class _Problem(eqx.Module):
         return solve(self.model, mp, y0, grid, adjoint=adjoint, throw=False, **kw), p
 
     def predict(self, theta):
-        pred, ok, p, _ = self.predict_fine(theta)
-        return pred, ok, p
-
-    def predict_fine(self, theta):
-        """Predictions, success, parameters and (with a fine grid) the merged-grid solution."""
         traj, p = self.solve(theta, adjoint=diffrax.ForwardMode())
         ys, cum = traj.ys, traj.cumulative_infections
-        if self.data_idx is None:
-            return self.observe(ys, cum, p), traj.success, p, None
-        d = np.asarray(self.data_idx)
-        return self.observe(ys[d], cum[d], p), traj.success, p, (ys, cum, traj.num_steps)
+        if self.data_idx is not None:  # a merged grid: pick out the data times
+            d = np.asarray(self.data_idx)
+            ys, cum = ys[d], cum[d]
+        return self.observe(ys, cum, p), traj.success, p
 
     def observe(self, ys, cum, p):
         """The observed series of one trajectory: ``ys`` (T, C) counts, ``cum`` (T,)."""
@@ -411,12 +406,8 @@ class _Problem(eqx.Module):
 
     def residuals(self, theta):
         """Least-squares residuals (Anscombe-transformed for likelihood losses)."""
-        return self.residuals_fine(theta)[0]
-
-    def residuals_fine(self, theta):
-        """Residuals and (with a fine grid) the merged-grid solution, from one solve."""
-        pred, ok, _, fine = self.predict_fine(theta)
-        return self.residual_vector(pred, ok), fine
+        pred, ok, _ = self.predict(theta)
+        return self.residual_vector(pred, ok)
 
     def residual_vector(self, pred, ok):
         parts = []
@@ -512,12 +503,6 @@ def _iterate(solver, fn, y0, max_steps, record):
     return y, hist, i, done, eqx.combine(static, dynamic)
 
 
-def _with_solution(problem: _Problem, th):
-    """Residuals, and as auxiliary output the residuals and the merged-grid solution."""
-    r, (ys, cum, steps) = problem.residuals_fine(th)
-    return r, (r, (ys, cum, steps.astype(r.dtype)))  # float: a differentiable output
-
-
 @eqx.filter_jit
 def _jacobian_with_solution(problem: _Problem, th):
     # jit: optimistix traces the residual function's JVP twice (shapes, then the step);
@@ -527,13 +512,13 @@ def _jacobian_with_solution(problem: _Problem, th):
 
 
 def _jacobian_once(problem: _Problem):
-    """Residuals (with the merged-grid solution as auxiliary output) whose JVP is ``J @ v``.
+    """Residuals (with the grid's solution as auxiliary output) whose JVP is ``J @ v``.
 
-    The Jacobian ``J`` is computed by one forward-mode pass (``jacfwd``, whose primal
-    output gives the residuals and the solution). Wrapping it in a ``custom_jvp`` means
-    that optimistix's ``linearize`` + materialise of the residual function, the covariance
-    and the fitted trajectory all reuse that one pass: the compiled fit contains a single
-    ODE program, which roughly halves its compilation time.
+    The residuals, their Jacobian ``J`` and the solution come from one solve with forward
+    sensitivities (:meth:`_Problem.residuals_jacobian`). Wrapping it in a ``custom_jvp``
+    means that optimistix's ``linearize`` + materialise of the residual function, the
+    covariance and the fitted trajectory all reuse that one solve: the compiled fit holds a
+    single ODE program (half the compilation time of ``jax.jacfwd`` through diffrax).
     """
 
     @jax.custom_jvp
@@ -563,10 +548,9 @@ def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True):
     lm = optx.LevenbergMarquardt(rtol=rtol, atol=atol)
     fn = lambda th, _: (problem.residuals(th), None)  # noqa: E731
     if problem.loss == "mse":
-        # The residuals at the last accepted point are in the solver state: no extra solve.
+        # The last accepted point's residuals, Jacobian and solution are all in the solver
+        # state: the program holds one (sensitivity) solve, see `_jacobian_once`.
         record = lambda th, state: jnp.mean(state.f_info.residual**2)  # noqa: E731
-        # The last accepted point's residuals, Jacobian and fine trajectory are all in the
-        # solver state: the program holds one (sensitivity) solve, see `_jacobian_once`.
         f = _jacobian_once(problem)
         theta, hist, n, done, state = _iterate(lm, lambda th, _: f(th), theta0, steps, record)
         r = state.f_info.residual
