@@ -15,7 +15,9 @@ fraction), so positivity always holds.
   function. The same solve saves the data times and a fine grid, so the covariance and the
   fitted trajectory come out of the optimiser's last step: the compiled fit holds one ODE
   program, which halves its compilation time against ``jax.jacfwd`` through diffrax
-  (``diffrax.ForwardMode``, still used for likelihood losses and batches of fits). With two
+  (``diffrax.ForwardMode``). That is used instead in float32, where the sensitivities'
+  ~rtol mismatch with the derivative of the computed solution stalled LM on poorly
+  identified fits, and for likelihood losses. With two
   to five parameters LM converges in tens of steps (the boarding-school fit: ~30 steps,
   agreeing with scipy's ``least_squares``), where Adam needs hundreds.
 * ``loss="poisson"`` / ``"negbin"`` maximise the likelihood. LM first fits the
@@ -104,7 +106,8 @@ class FitResult:
         stderr: standard errors of the free quantities (Laplace), or ``None``.
         intervals: 95% intervals ``{name: (lo, hi)}`` for the free quantities and ``R0``.
         ts: observation times; ``fitted``: model predictions at ``ts`` per observed name.
-        trajectory: the fitted solution on a fine grid from ``t0`` to ``ts[-1]``.
+        trajectory: the fitted solution on a fine grid from ``t0`` to ``ts[-1]`` (10 points
+            per data interval, at most 1001 or one per data time).
         R0: basic reproduction number at the estimate.
         method: a short label of the estimator.
         n_steps: optimiser steps taken by the best start.
@@ -503,10 +506,28 @@ def _iterate(solver, fn, y0, max_steps, record):
     return y, hist, i, done, eqx.combine(static, dynamic)
 
 
+def _residuals_and_solution(problem: _Problem, th):
+    """Residuals, and as auxiliary output the residuals and the grid's solution."""
+    traj, p = problem.solve(th, adjoint=diffrax.ForwardMode())
+    ys, cum = traj.ys, traj.cumulative_infections
+    d = slice(None) if problem.data_idx is None else np.asarray(problem.data_idx)
+    r = problem.residual_vector(problem.observe(ys[d], cum[d], p), traj.success)
+    return r, (r, (ys, cum, traj.num_steps.astype(r.dtype)))  # float: differentiable
+
+
 @eqx.filter_jit
 def _jacobian_with_solution(problem: _Problem, th):
+    """``J, (r, solution)``: forward sensitivities in float64, ``jax.jacfwd`` in float32.
+
+    In float32 the sensitivities' mismatch with the derivative of the computed solution
+    (~rtol, 1e-6) stalled Levenberg-Marquardt on poorly identified fits (2 of 16 windows
+    of the SIR-projection forecast); ``jax.jacfwd`` through diffrax differentiates the
+    discrete solver exactly.
+    """
     # jit: optimistix traces the residual function's JVP twice (shapes, then the step);
     # the second trace of this pass through the solver is a cache hit.
+    if th.dtype != jnp.float64:
+        return jax.jacfwd(lambda t: _residuals_and_solution(problem, t), has_aux=True)(th)
     r, J, (ys, cum, steps) = problem.residuals_jacobian(th)
     return J, (r, (ys, cum, steps.astype(r.dtype)))  # float: a differentiable output
 
@@ -707,10 +728,12 @@ def fit_parameters(
     rtol = (1e-8 if x64 else 1e-6) if rtol is None else rtol
     atol = (1e-10 if x64 else 1e-8) if atol is None else atol
     tol = (1e-10 if x64 else 1e-5) if tol is None else tol
-    # mse fits solve on the data times and a fine grid (10 points per data interval) at
-    # once, so the fitted trajectory comes out of the optimiser (see `_jacobian_once`).
+    # The fitted trajectory's grid: 10 points per data interval, at most 1001 (or one per
+    # data time). mse fits solve on the data times and this grid at once, so the
+    # trajectory comes out of the optimiser (see `_jacobian_once`).
     n_grid = len(ts) + (1 if t0 < ts[0] else 0)
-    fine_points = 10 * n_grid + 1 if loss == "mse" else 0
+    n_fine = min(10 * n_grid + 1, max(1001, n_grid))
+    fine_points = n_fine if loss == "mse" else 0
     problem = _Problem.build(model, ts, t0, obs, y0, init, free, loss, rtol, atol, max_steps,
                              fine_points=fine_points)
 
@@ -721,7 +744,7 @@ def fit_parameters(
         starts = jnp.concatenate([starts, theta0 + jitter])
     fine = None  # mse: the fitted trajectory comes from the optimiser's merged grid
     if fine_points == 0:
-        fine = np.linspace(problem.grid[0], problem.grid[-1], 10 * len(problem.grid) + 1)
+        fine = np.linspace(problem.grid[0], problem.grid[-1], n_fine)
     runs, best, (p, y0_hat, r0, g, pred, traj) = _run(problem, starts, steps, tol, fine)
     thetas, hists, ns, dones, losses_np, covs = jax.device_get(runs)
     best = int(best)
