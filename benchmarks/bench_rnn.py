@@ -27,6 +27,11 @@ Measured (2026-11-27; best of 3 runs, 3 epochs of 20 000 sequences):
   run 1: torch (2 threads) 23 700; plain ``nn.RNN`` over ``OptimizedLSTMCell`` 13 600
   (0.57x), over ``LSTMCell`` 13 200.
 
+* the 2-core machine again (2026-11-27, later, load average ~1.3): epinn 16 300 best
+  (15 500 median), torch 2 threads 15 100 (14 800): 1.08x best, 1.05x median; the same
+  with two XLA host devices (``--xla_force_host_platform_device_count=2``, ``fit``'s data
+  parallelism) 11 200: slower.
+
 The 1.2x target is not met. Other formulations, sequences/s: in run 1, the input
 projection of all time steps hoisted out of the scan as one matrix product 11 700, the
 same with a custom backward pass that also takes the weight gradients out of the loop
