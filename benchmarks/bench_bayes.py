@@ -17,8 +17,10 @@ Variants (each runs in a fresh subprocess, so no compilation is shared between t
 Printed per variant: wall time and process CPU time of the whole fit (compilation
 included: on this problem it is about half the cost), the minimum bulk ESS of beta and gamma,
 ESS per second, divergences, R-hat and the posterior means. With ``--cache DIR`` each
-variant runs twice with JAX's persistent compilation cache in ``DIR``; the second (warm)
-run shows the cost without compilation.
+variant runs twice with JAX's persistent compilation cache in ``DIR``. Note that JAX does
+not write programs with host callbacks to that cache, and equinox's runtime checks inside
+diffrax add callbacks (unless ``EQX_ON_ERROR=nan`` is set before import, which turns
+solver errors into NaNs), so by default the second run still compiles the sampler.
 
 On a machine shared with other jobs the wall time depends on the load (printed); the
 process CPU time is the better measure of the work done (the vectorised chains run on one
