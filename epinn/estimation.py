@@ -383,11 +383,14 @@ class _Problem(eqx.Module):
 
     def predict(self, theta):
         traj, p = self.solve(theta, adjoint=diffrax.ForwardMode())
-        ys, cum = traj.ys, traj.cumulative_infections
-        if self.data_idx is not None:  # a merged grid: pick out the data times
+        return self.observe_grid(traj.ys, traj.cumulative_infections, p), traj.success, p
+
+    def observe_grid(self, ys, cum, p):
+        """:meth:`observe` of a solution on ``grid`` (the data times of a merged grid)."""
+        if self.data_idx is not None:
             d = np.asarray(self.data_idx)
             ys, cum = ys[d], cum[d]
-        return self.observe(ys, cum, p), traj.success, p
+        return self.observe(ys, cum, p)
 
     def observe(self, ys, cum, p):
         """The observed series of one trajectory: ``ys`` (T, C) counts, ``cum`` (T,)."""
@@ -447,12 +450,11 @@ class _Problem(eqx.Module):
         (xs, cum, ok, steps), (d_xs, d_cum) = _integrate_sensitivities(
             model, rates, x0, self.grid, cfg, d_rates, d_x0
         )
-        d = slice(None) if self.data_idx is None else np.asarray(self.data_idx)
 
         def read_out(th, xs_, cum_):
             p, _ = self.unpack(th)
             ys, c = xs_ * p["N"], cum_ * p["N"]
-            return self.residual_vector(self.observe(ys[d], c[d], p), ok), (ys, c)
+            return self.residual_vector(self.observe_grid(ys, c, p), ok), (ys, c)
 
         eye = jnp.eye(theta.shape[0], dtype=theta.dtype)
         (r, (ys, c)), (J, _) = jax.vmap(
@@ -510,8 +512,7 @@ def _residuals_and_solution(problem: _Problem, th):
     """Residuals, and as auxiliary output the residuals and the grid's solution."""
     traj, p = problem.solve(th, adjoint=diffrax.ForwardMode())
     ys, cum = traj.ys, traj.cumulative_infections
-    d = slice(None) if problem.data_idx is None else np.asarray(problem.data_idx)
-    r = problem.residual_vector(problem.observe(ys[d], cum[d], p), traj.success)
+    r = problem.residual_vector(problem.observe_grid(ys, cum, p), traj.success)
     return r, (r, (ys, cum, traj.num_steps.astype(r.dtype)))  # float: differentiable
 
 
@@ -558,16 +559,16 @@ def _jacobian_once(problem: _Problem):
 
 
 def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True):
-    """Optimise from ``theta0``; return theta, history, steps, converged, loss, covariance.
+    """Optimise from ``theta0``; return theta, history, steps, converged, loss, covariance
+    and (``mse``) the grid's solution at theta.
 
     The covariance of theta (Laplace) is computed here from the Jacobian or Hessian that the
-    convergence test needs anyway, so each derivative program is compiled once: for
+    optimiser has at its last point, so each derivative program is compiled once: for
     ``mse`` :math:`\\hat\\sigma^2 (J^\\top J)^{-1}`, for likelihoods :math:`H^{-1}`.
-    With ``covariance=False`` (batches of fits, which report no intervals) the ``mse``
-    Jacobian is skipped and the covariance returned is NaN.
+    With ``covariance=False`` (batches of fits, which report no intervals) the covariance
+    returned is NaN and no solution is returned.
     """
     lm = optx.LevenbergMarquardt(rtol=rtol, atol=atol)
-    fn = lambda th, _: (problem.residuals(th), None)  # noqa: E731
     if problem.loss == "mse":
         # The last accepted point's residuals, Jacobian and solution are all in the solver
         # state: the program holds one (sensitivity) solve, see `_jacobian_once`.
@@ -585,6 +586,7 @@ def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True):
     # Likelihoods: LM on the Anscombe residuals (its objective, 0.5 * sum r^2, is recorded),
     # then Newton on the exact NLL (the NLL is recorded).
     record = lambda th, state: 0.5 * jnp.sum(state.f_info.residual**2)  # noqa: E731
+    fn = lambda th, _: (problem.residuals(th), None)  # noqa: E731
     theta, hist, n, _, _ = _iterate(lm, fn, theta0, steps, record)
     newton = optx.Newton(rtol=rtol, atol=atol)
     grad = lambda th, _: (jax.jacfwd(problem.nll)(th), None)  # noqa: E731
@@ -632,8 +634,8 @@ def _finalise(problem: _Problem, theta, fine, solution=None):
         traj, _ = problem.solve(theta, ts=fine)
     else:
         ys, cum, steps = solution
-        d, f = np.asarray(problem.data_idx), np.asarray(problem.fine_idx)
-        pred = problem.observe(ys[d], cum[d], p)
+        f = np.asarray(problem.fine_idx)
+        pred = problem.observe_grid(ys, cum, p)
         ok = jnp.all(jnp.isfinite(ys))
         traj = Trajectory(ts=problem.grid[f], ys=ys[f], cumulative_infections=cum[f],
                           success=ok, num_steps=steps.astype(jnp.int32),
