@@ -46,6 +46,9 @@ scan. Not profiled: presumably the small per-step ``(128 x 64) @ (64 x 256)`` pr
 the per-iteration cost of XLA's ``while`` loops on CPU, against PyTorch's fused LSTM
 kernel.
 
+On a GPU (``--torch-device cuda`` puts PyTorch on it too; one NVIDIA H100, jax 0.11.2,
+torch 2.11.0+cu130, 2026-11-27): epinn 116 000 sequences/s, PyTorch 47 800 (2.4x).
+
 Run::
 
     pip install torch==2.13.0   # the CPU build
@@ -107,12 +110,12 @@ def epinn_run(x, y, epochs, batch_size, seed, unroll=1):
     }
 
 
-def torch_run(x, y, epochs, batch_size, seed, threads):
+def torch_run(x, y, epochs, batch_size, seed, threads, device="cpu"):
     import torch
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    xt, yt = torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
+    xt, yt = torch.from_numpy(x.copy()).to(device), torch.from_numpy(y.copy()).to(device)
     n = x.shape[0]
 
     class Net(torch.nn.Module):
@@ -125,7 +128,7 @@ def torch_run(x, y, epochs, batch_size, seed, threads):
             out, _ = self.lstm(xb)
             return self.head(out[:, -1])
 
-    net = Net()
+    net = Net().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = torch.nn.MSELoss()
 
@@ -137,8 +140,8 @@ def torch_run(x, y, epochs, batch_size, seed, threads):
         return loss.detach()
 
     def epoch():
-        perm = torch.randperm(n)
-        total = torch.zeros(())
+        perm = torch.randperm(n, device=device)
+        total = torch.zeros((), device=device)
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size]
             total += step(xt[idx], yt[idx]) * len(idx)  # no host sync per step
@@ -164,6 +167,8 @@ def main(args_list=None) -> dict:
                         help="time steps per scan iteration (RNNForecaster.unroll)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="time epinn only")
+    parser.add_argument("--torch-device", default="cpu",
+                        help="PyTorch device, e.g. 'cuda' next to JAX on a GPU (default: cpu)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(args_list)
 
@@ -186,7 +191,7 @@ def main(args_list=None) -> dict:
                                        args.unroll))
         if not args.no_torch:
             runs["torch"].append(torch_run(x, y, args.epochs, args.batch_size, args.seed + r,
-                                           args.threads))
+                                           args.threads, args.torch_device))
     result["load_after"] = os.getloadavg()
 
     for name, rs in runs.items():

@@ -1136,7 +1136,7 @@ def solve_ensemble(
     ts: ArrayLike,
     *,
     method: str = "stacked",
-    chunk_size: int = 1024,
+    chunk_size: int | None = None,
     sort_members: bool = True,
     solver: diffrax.AbstractSolver | None = None,
     rtol: float = 1e-6,
@@ -1181,8 +1181,10 @@ def solve_ensemble(
         model, params, y0, ts: as :func:`solve`, with optional leading ensemble axes.
         method: ``"stacked"`` or ``"vmap"``.
         chunk_size: members per chunk (chunks are equal-sized; the last member is repeated
-            to pad). 1024 suits CPUs; on a GPU every step costs kernel launches whatever
-            its size, so larger chunks (up to all members) are cheaper there.
+            to pad). ``None`` picks by the devices' platform: 1024 on CPUs, 16384
+            elsewhere. On a GPU every solver step costs kernel launches whatever its size,
+            so larger chunks are cheaper there: on an H100, 10 000 SIR members took 88 ms
+            in chunks of 1024 and 17 ms in one chunk (``bench_sir_ensemble.py``).
         sort_members: order members by growth rate before chunking (speed only).
         solver, rtol, atol, dt0, max_steps, adjoint, throw: as :func:`solve`. With
             ``method="stacked"`` a failure marks the whole chunk unsuccessful. On several
@@ -1222,6 +1224,17 @@ def solve_ensemble(
     )
 
 
+def _default_chunk_size(mesh: Mesh | None) -> int:
+    """Members per chunk when none is given: 1024 on CPUs, 16384 on accelerators.
+
+    On a CPU a step's cost grows with the chunk, and fast and slow members sharing a step
+    size cost extra steps (10 000 SIR members: 24 ms in chunks of 1024, 30-35 ms in one
+    chunk, on 2 cores); on a GPU a step costs kernel launches whatever its size.
+    """
+    device = mesh.devices.flat[0] if mesh is not None else jax.devices()[0]
+    return 1024 if device.platform == "cpu" else 16384
+
+
 def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, mesh, summary):
     """Checks and inputs shared by :func:`solve_ensemble` and :func:`ensemble_summary`.
 
@@ -1232,9 +1245,9 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, m
     _check_model(model)
     if method not in ("stacked", "vmap"):
         raise ValueError(f"`method` must be 'stacked' or 'vmap'; got {method!r}.")
-    if (not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool)
-            or chunk_size <= 0):
-        raise ValueError(f"`chunk_size` must be a positive int; got {chunk_size!r}.")
+    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer))
+                                   or isinstance(chunk_size, bool) or chunk_size <= 0):
+        raise ValueError(f"`chunk_size` must be a positive int or None; got {chunk_size!r}.")
     rates, N, y0a, M = _ensemble_inputs(model, params, y0)
     if M is None:
         rates = {k: v if _is_time_varying(v) else v[None] for k, v in rates.items()}
@@ -1248,6 +1261,8 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, m
     cfg = _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw)
     if mesh is not None:  # committed inputs: also what a multi-process job needs
         const, N, y0a = jax.device_put((const, N, y0a), replicated(mesh))
+    if chunk_size is None:
+        chunk_size = _default_chunk_size(mesh)
     ensemble = _Ensemble(model, int(chunk_size), method, bool(sort), summary)
     return ensemble, (const, N, y0a, (varying, tsa, cfg)), mesh
 
@@ -1298,7 +1313,7 @@ def ensemble_summary(
     ts: ArrayLike,
     *,
     method: str = "stacked",
-    chunk_size: int = 1024,
+    chunk_size: int | None = None,
     sort_members: bool = True,
     solver: diffrax.AbstractSolver | None = None,
     rtol: float = 1e-6,

@@ -217,7 +217,9 @@ def linear_trend_forecast(
     y = x[:, -n:]
     t = jnp.arange(n, dtype=y.dtype)
     tc = t - t.mean()
-    slope = (y - y.mean(axis=1, keepdims=True)) @ tc / jnp.sum(tc**2)
+    # Full float32 precision: GPUs default to TF32 (~1e-3 relative) for matrix products.
+    yc = y - y.mean(axis=1, keepdims=True)
+    slope = jnp.matmul(yc, tc, precision="highest") / jnp.sum(tc**2)
     t_future = n - 1 + jnp.arange(1, h + 1, dtype=y.dtype) - t.mean()
     out = y.mean(axis=1, keepdims=True) + slope[:, None] * t_future
     return jnp.maximum(out, 0.0) if nonnegative else out

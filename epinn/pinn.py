@@ -60,7 +60,7 @@ import numpy as np
 from jaxtyping import Array
 
 from .compartmental import SIR, solve
-from .estimation import ConvergenceWarning, FitResult
+from .estimation import ConvergenceWarning, FitResult, _full_precision
 from .neural_beta import (
     _check_common,
     _check_hidden,
@@ -186,6 +186,7 @@ def _evaluate(objective: _PINNObjective, params, tau_fine: Array):
     return total, parts, x * objective.N, pred * objective.N, rms
 
 
+@_full_precision
 def fit_pinn(
     ts: Any,
     data: Mapping[str, Any],

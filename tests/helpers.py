@@ -32,3 +32,26 @@ def central_difference(f, x, eps=1e-6):
         e[i] = eps * max(1.0, abs(x[i]))
         g[i] = (f(x + e) - f(x - e)) / (2 * e[i])
     return g
+
+
+def dot_precisions(fn, *args) -> set:
+    """The precisions of every matrix product in ``fn``'s jaxpr, traced with JAX's default.
+
+    The test suite fixes ``jax_default_matmul_precision = "highest"`` (tests/conftest.py);
+    this traces under ``"default"`` so that only precisions the code asks for itself show.
+    """
+    with jax.default_matmul_precision("default"):
+        jaxpr = jax.make_jaxpr(fn)(*args)
+    return {eq.params["precision"] for eq in _all_eqns(jaxpr.jaxpr)
+            if eq.primitive.name == "dot_general"}
+
+
+def _all_eqns(jaxpr):
+    """Every equation of ``jaxpr``, including those of sub-jaxprs (jit, scan, cond...)."""
+    for eq in jaxpr.eqns:
+        yield eq
+        for value in eq.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
+                if hasattr(sub, "eqns"):
+                    yield from _all_eqns(sub)

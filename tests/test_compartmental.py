@@ -668,6 +668,8 @@ def test_bad_options_and_names():
         solve_ensemble(SIR(), SIR_P, SIR_Y0, TS, method="loop")
     with pytest.raises(ValueError, match="chunk_size"):
         solve_ensemble(SIR(), SIR_P, SIR_Y0, TS, chunk_size=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        solve_ensemble(SIR(), SIR_P, SIR_Y0, TS, chunk_size=2.5)
     with pytest.raises(ValueError, match="disagree"):
         solve_ensemble(SIR(), {**SIR_P, "beta": np.ones(3)}, np.ones((4, 3)), TS)
     with pytest.raises(ValueError, match=r"params\['N'\]"):
@@ -708,3 +710,20 @@ def test_ensemble_failure_is_reported():
     ens = solve_ensemble(SIR(), {**SIR_P, "beta": jnp.array([0.5, 0.6])}, SIR_Y0, TS,
                          max_steps=3, throw=False)
     assert ens.success.shape == (2,) and not bool(ens.success.any())
+
+
+def test_default_chunk_size_follows_the_platform():
+    from epinn.compartmental import _default_chunk_size
+
+    class _Device:
+        def __init__(self, platform):
+            self.platform = platform
+
+    class _Mesh:
+        def __init__(self, platform):
+            self.devices = np.array([_Device(platform)] * 2)
+
+    assert _default_chunk_size(_Mesh("cpu")) == 1024
+    assert _default_chunk_size(_Mesh("gpu")) == _default_chunk_size(_Mesh("tpu")) == 16384
+    expected = 1024 if jax.devices()[0].platform == "cpu" else 16384
+    assert _default_chunk_size(None) == expected

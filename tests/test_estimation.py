@@ -225,3 +225,21 @@ def test_batch_bad_input(data, kwargs, match):
 
     with pytest.raises((ValueError, TypeError), match=match):
         fit_parameters_batch(SIR(), DAYS, data, y0=Y0, init=INIT, t0=0.0, **kwargs)
+
+
+def test_fits_run_at_full_matmul_precision():
+    # GPUs compute float32 matrix products in TF32 by default (~1e-3 relative), which the
+    # normal equations J^T J of Gauss-Newton steps and covariances cannot afford: every fit
+    # traces its programs under jax.default_matmul_precision("highest").
+    import epinn
+    from epinn.estimation import _full_precision
+
+    highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
+    x = jax.numpy.ones((3, 3))
+    with jax.default_matmul_precision("default"):
+        jaxpr = _full_precision(lambda: jax.make_jaxpr(lambda a: a @ a)(x))()
+    assert jaxpr.jaxpr.eqns[0].params["precision"] == highest
+    wrapper = _full_precision(lambda: None).__code__
+    for fit in (epinn.fit_parameters, epinn.fit_parameters_batch, epinn.fit_neural_beta,
+                epinn.fit_pinn):
+        assert fit.__code__ is wrapper, fit.__name__

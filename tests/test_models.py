@@ -7,6 +7,7 @@ import pytest
 import epinn
 from epinn.activations import smelu
 from epinn.models import MLP
+from tests.helpers import dot_precisions
 
 
 @pytest.mark.parametrize(
@@ -114,3 +115,16 @@ def test_bad_fields():
     with pytest.raises(ValueError, match="name_or_callable"):
         MLP((4, 1), output_activation="softplusss")
     assert epinn.MLP is MLP
+
+
+def test_precision_reaches_every_matrix_product(key):
+    # On GPUs JAX's default float32 matmul is TF32; `precision` must reach each Dense.
+    x = jnp.ones((4, 3))
+    for precision, expected in [(None, jax.lax.Precision.DEFAULT),
+                                ("highest", jax.lax.Precision.HIGHEST)]:
+        model = MLP((8, 8, 1), activation="tanh", precision=precision)
+        params = model.init(key, x)
+        found = dot_precisions(lambda p, x: model.apply(p, x), params, x)
+        assert found == {(expected, expected)}, found
+        grads = dot_precisions(jax.grad(lambda p: model.apply(p, x).sum()), params)
+        assert grads == {(expected, expected)}, grads

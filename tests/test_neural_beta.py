@@ -11,6 +11,7 @@ from scipy.integrate import solve_ivp
 from epinn import NonFiniteLossError, fit_neural_beta
 from epinn.compartmental import SEIR, SIR, solve
 from epinn.neural_beta import _init_time_mlp, _minimise, _TimeMLP, _UDEObjective
+from tests.helpers import dot_precisions
 
 GAMMA = 0.2
 Y0 = {"S": 1 - 1e-5, "I": 1e-5, "R": 0.0}  # population fractions (N = 1)
@@ -207,3 +208,16 @@ def test_data_must_be_a_mapping():
     ts, counts, y0 = _bs()
     with pytest.raises(TypeError, match="data"):
         fit_neural_beta(ts, counts, y0=y0, t0=0.0, key=jr.PRNGKey(0))
+
+
+def test_time_network_runs_at_full_matmul_precision():
+    # The order-2 penalty divides second differences by h^2 = 2.5e-5: with a GPU's default
+    # TF32 products (~1e-3 relative) it measured rounding noise (50 instead of 28 in
+    # test_penalty_matches_autodiff_derivative[2] on an H100), so the network asks for
+    # "highest" itself, whatever JAX's default.
+    net = _TimeMLP(features=(8, 8, 1))
+    params = _init_time_mlp(net, jr.PRNGKey(0), 0.0)
+    tau = jnp.linspace(0.0, 1.0, 5)[:, None]
+    highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
+    assert dot_precisions(lambda p, t: net.apply(p, t), params, tau) == {highest}
+    assert dot_precisions(jax.grad(lambda p: net.apply(p, tau).sum()), params) == {highest}

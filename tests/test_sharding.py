@@ -37,6 +37,8 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env.pop("XLA_FLAGS", None)
+    # The workers test XLA's host (CPU) devices; on a GPU machine JAX would default to the GPU.
+    env["JAX_PLATFORMS"] = "cpu"
     return env
 
 
@@ -143,15 +145,18 @@ def test_two_processes_with_jax_distributed(tmp_path):
         for i in range(2)
     ]
     logs = []
-    for p in procs:
-        try:
+    try:
+        for p in procs:
             stdout, stderr = p.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            raise
-        logs.append(stdout + stderr)
-        assert p.returncode == 0, "\n".join(logs)
+            logs.append(stdout + stderr)
+            if p.returncode != 0:  # the other would wait for it until its timeout
+                break
+    finally:  # a failed or hung process must not outlive the test
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(logs)
     from tests.sharding_worker import _ensemble_inputs
 
     params, y0, ts = _ensemble_inputs(64)
