@@ -85,6 +85,14 @@ class MLP(nn.Module):
             raise ValueError(f"`dropout_rate` must be in [0, 1); got {self.dropout_rate}.")
         get_activation(self.activation, **(self.activation_kwargs or {}))  # fail early
         get_activation(self.output_activation)
+        if isinstance(self.precision, str):
+            try:
+                jax.lax.Precision(self.precision)
+            except ValueError:
+                raise ValueError(
+                    f"`precision` must be None, a jax.lax.Precision or one of 'default', "
+                    f"'high', 'highest'; got {self.precision!r}."
+                ) from None
         # Hashable fields, so the module (and ``model.apply``) can be a static jit argument.
         self.features = tuple(self.features)
         if self.activation_kwargs is not None:

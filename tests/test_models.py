@@ -108,6 +108,8 @@ def test_bad_features(features):
 
 
 def test_bad_fields():
+    with pytest.raises(ValueError, match="precision.*'ultra'"):
+        MLP((4, 1), precision="ultra")
     with pytest.raises(ValueError, match="dropout_rate"):
         MLP((4, 1), dropout_rate=1.0)
     with pytest.raises(ValueError, match="relu"):
