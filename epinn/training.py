@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, PartitionSpec
 from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
@@ -630,21 +630,6 @@ class _EpochConfig(NamedTuple):
     mesh: Mesh | None = None  # data parallel over this mesh's devices
 
 
-def _split_batch(cfg: _EpochConfig, tree, axis: int):
-    """Constrain the sample axis of ``tree`` to be split over ``cfg.mesh`` (when it divides).
-
-    The parameters stay replicated, so XLA computes each device's share of the loss and
-    sums the gradients across devices (an all-reduce) before the optimizer step.
-    """
-    if cfg.mesh is None:
-        return tree
-    size = jax.tree_util.tree_leaves(tree)[0].shape[axis]
-    if size % cfg.mesh.size:
-        return tree
-    spec = PartitionSpec(*([None] * axis), tuple(cfg.mesh.axis_names))
-    return jax.lax.with_sharding_constraint(tree, NamedSharding(cfg.mesh, spec))
-
-
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _epoch_inputs(key: jax.Array, epoch_index: jax.Array, n: int, batch_size: int):
     """Per-epoch randomness: the shuffled minibatch indices and the dropout key.
@@ -677,6 +662,17 @@ def _step(cfg: _EpochConfig, carry, batch, axis_name=None):
     return (optax.apply_updates(params, updates), opt_state), (total, data_loss)
 
 
+def _steps(cfg: _EpochConfig, carry, batches):
+    """Optimizer steps over a stack of minibatches ``(steps, batch, ...)``.
+
+    Data parallel over ``cfg.mesh`` when its devices divide the minibatch; otherwise (and
+    on one device) every device takes the whole minibatch.
+    """
+    if cfg.mesh is not None and batches[0].shape[1] % cfg.mesh.size == 0:
+        return _data_parallel_scan(cfg, carry, batches)
+    return jax.lax.scan(functools.partial(_step, cfg), carry, batches)
+
+
 def _data_parallel_scan(cfg: _EpochConfig, carry, batches):
     """The minibatch loop with each device stepping through its share of every minibatch.
 
@@ -704,30 +700,25 @@ def _data_parallel_scan(cfg: _EpochConfig, carry, batches):
 @functools.partial(jax.jit, static_argnums=0)
 def _epoch(cfg: _EpochConfig, params, opt_state, x, y, x_val, y_val, full, rest, dropout_key):
     """One epoch: a ``lax.scan`` of optimizer steps over the minibatches, then evaluation."""
-    step = functools.partial(_step, cfg)
     n, batch_size = cfg.n, cfg.batch_size
+    carry = (params, opt_state)
     if full is None:  # full batch: one step
-        xb, yb = _split_batch(cfg, (x, y), 0)
-        (params, opt_state), (total, data_loss) = step((params, opt_state),
-                                                       (xb, yb, dropout_key))
+        carry, (total, data_loss) = _steps(cfg, carry, (x[None], y[None], dropout_key[None]))
+        total, data_loss = total[0], data_loss[0]
     else:
         n_full, n_rest = full.shape[0], rest.shape[0]
         keys = jr.split(dropout_key, n_full + 1)
         # Gather the whole epoch once, then scan over the (n_full, batch_size, ...) stack.
         batches = (jnp.take(x, full, axis=0), jnp.take(y, full, axis=0), keys[:n_full])
-        if cfg.mesh is not None and batch_size % cfg.mesh.size == 0:
-            (params, opt_state), (totals, data_losses) = _data_parallel_scan(
-                cfg, (params, opt_state), batches)
-        else:
-            (params, opt_state), (totals, data_losses) = jax.lax.scan(
-                step, (params, opt_state), batches)
+        carry, (totals, data_losses) = _steps(cfg, carry, batches)
         total = jnp.sum(totals) * batch_size
         data_loss = jnp.sum(data_losses) * batch_size
         if n_rest:  # the last, smaller batch (a static shape, outside the scan)
-            rest_batch = (jnp.take(x, rest, axis=0), jnp.take(y, rest, axis=0), keys[-1])
-            (params, opt_state), (t, d) = step((params, opt_state), rest_batch)
-            total, data_loss = total + t * n_rest, data_loss + d * n_rest
+            last = (jnp.take(x, rest, axis=0)[None], jnp.take(y, rest, axis=0)[None], keys[-1:])
+            carry, (t, d) = _steps(cfg, carry, last)
+            total, data_loss = total + t[0] * n_rest, data_loss + d[0] * n_rest
         total, data_loss = total / n, data_loss / n
+    params, opt_state = carry
     logs = {"objective": total, "loss": data_loss}
     if cfg.metrics:
         pred = cfg.apply.eval(params, x)
@@ -795,7 +786,7 @@ def fit(
     order of float additions, for losses that are means over the samples (all of
     :data:`LOSSES`; a custom loss that is not would be averaged over the shares instead).
     With dropout each device draws its own masks. A minibatch whose size the number of
-    devices does not divide, and full-batch steps, are partitioned by XLA instead. On a
+    devices does not divide is taken whole by every device. On a
     multi-core CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` (set
     before JAX starts) gives one device per core: XLA runs a training step on one core
     otherwise, and the LSTM benchmark trains 1.9x faster on 2 cores this way.

@@ -129,6 +129,12 @@ def check_fit() -> None:
     assert "all-reduce" in text
     # Each device's share of a minibatch of 32: its hidden activations are 8 x 16.
     assert f"f32[{32 // d},16]" in text, text[:2000]
+    # Full batch (one step per epoch, split over the devices).
+    f1, e1 = epinn.fit(model, p0, x, y, mesh=False, **{**kw, "batch_size": None})
+    f4, e4 = epinn.fit(model, p0, x, y, **{**kw, "batch_size": None})
+    for a, b in zip(jax.tree_util.tree_leaves(f1), jax.tree_util.tree_leaves(f4)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(e1.train_loss, e4.train_loss, rtol=1e-5)
     # A last, smaller minibatch (130 = 4 x 32 + 2), computed whole on every device.
     xr = jr.normal(jr.PRNGKey(3), (130, 3))
     yr = jnp.sin(xr.sum(1, keepdims=True))
