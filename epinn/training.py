@@ -786,10 +786,10 @@ def fit(
     order of float additions, for losses that are means over the samples (all of
     :data:`LOSSES`; a custom loss that is not would be averaged over the shares instead).
     With dropout each device draws its own masks. A minibatch whose size the number of
-    devices does not divide is taken whole by every device. On a
-    multi-core CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` (set
-    before JAX starts) gives one device per core: XLA runs a training step on one core
-    otherwise, and the LSTM benchmark trains 1.9x faster on 2 cores this way.
+    devices does not divide is taken whole by every device. On a multi-core CPU,
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` (set before JAX starts)
+    gives one device per core: XLA runs a training step on one core otherwise, and the
+    LSTM benchmark trains 1.9x faster on 2 cores this way.
 
     If the model's ``__call__`` has a ``train`` argument (e.g. :class:`epinn.MLP` with
     dropout), training calls it with ``train=True`` and ``rngs={"dropout": k}`` (a fresh
