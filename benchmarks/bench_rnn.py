@@ -201,6 +201,9 @@ def main(args_list=None) -> dict:
                         help="PyTorch device, e.g. 'cuda' next to JAX on a GPU (default: cpu)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(args_list)
+    if args.devices != DEVICES:  # e.g. main(["--devices", "1"]) after JAX has started
+        parser.error(f"--devices {args.devices} must be given on the command line: XLA "
+                     f"read its flags at start-up, with {DEVICES} host devices.")
 
     x, y = make_data(args.sequences, args.seed)
     work = args.sequences * args.epochs
