@@ -732,10 +732,11 @@ def test_default_chunk_size_follows_the_platform():
 def test_grouping_order_sorts_up_to_quantisation():
     from epinn.compartmental import _grouping_order
 
+    order_of = jax.jit(_grouping_order)
     rng = np.random.default_rng(3)
-    for M in (1, 2, 3, 1000, 10_000):
+    for M in (1, 3, 10_000):
         key = rng.normal(size=M).astype(np.float32)
-        order = np.asarray(jax.jit(_grouping_order)(jnp.asarray(key)))
+        order = np.asarray(order_of(jnp.asarray(key)))
         assert sorted(order.tolist()) == list(range(M))  # a permutation
         # Sorted up to one quantisation level, (max - min) / (2^(31 - b) - 1) with
         # 2^b >= M (plus float32 rounding of the scaled keys).
@@ -743,9 +744,7 @@ def test_grouping_order_sorts_up_to_quantisation():
         assert np.all(np.diff(key[order]) >= -2 * level - 1e-6 * np.abs(key).max())
         # Keys further apart than a level: exactly the stable argsort.
         spread = rng.permutation(M).astype(np.float32)
-        np.testing.assert_array_equal(_grouping_order(jnp.asarray(spread)), np.argsort(spread))
-    # Equal keys keep index order (also the top level, which float32 rounds up).
-    np.testing.assert_array_equal(_grouping_order(jnp.ones(5)), np.arange(5))
-    np.testing.assert_array_equal(_grouping_order(jnp.array([1.0, 0.0])), [1, 0])
-    np.testing.assert_array_equal(_grouping_order(jnp.array([2.0, 1.0, 2.0, 1.0])),
-                                  [1, 3, 0, 2])
+        np.testing.assert_array_equal(order_of(jnp.asarray(spread)), np.argsort(spread))
+    # Equal keys keep index order (also at the top level, which float32 rounds up).
+    np.testing.assert_array_equal(order_of(jnp.array([2.0, 1.0, 2.0, 1.0])), [1, 3, 0, 2])
+    np.testing.assert_array_equal(order_of(jnp.ones(4)), np.arange(4))
