@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,39 @@ __all__ = [
     "ratio_transform",
     "sliding_windows",
 ]
+
+
+# --------------------------------------------------------------------------------------
+# Keys
+# --------------------------------------------------------------------------------------
+
+
+def _check_key(key: Any, name: str = "key") -> jax.Array:
+    """Return ``key`` if it is one JAX PRNG key; otherwise raise a TypeError naming ``name``.
+
+    Accepts typed keys (``jax.random.key(0)``, a scalar of a key dtype) and legacy raw keys
+    (``jax.random.PRNGKey(0)``, a 1-D ``uint32`` array), concrete or traced. Used at the
+    boundary of every epinn function that takes a key, so that an int, a float array or a
+    batch of keys is named here rather than deep inside ``jax.random``.
+    """
+    if isinstance(key, jax.Array):
+        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+            if key.ndim == 0:
+                return key
+        elif key.dtype == jnp.uint32 and key.ndim == 1:
+            try:  # the default PRNG implementation's key shape, e.g. (2,) for threefry
+                jax.random.wrap_key_data(key)
+            except (TypeError, ValueError):
+                pass
+            else:
+                return key
+        got = f"an array of dtype {key.dtype} and shape {key.shape}"
+    else:
+        got = f"{type(key).__name__} {key!r}"[:80]
+    raise TypeError(
+        f"`{name}` must be one jax.random key, such as jax.random.PRNGKey(0) or "
+        f"jax.random.key(0); got {got}."
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -135,7 +168,7 @@ def train_val_test_split(
                 "`key` is required when shuffle=True (pass a jax.random key, "
                 "or shuffle=False for a chronological split)."
             )
-        order = jr.permutation(key, n)
+        order = jr.permutation(_check_key(key), n)
     else:
         order = None
     arrays = tuple(jnp.asarray(a) for a in arrays)
@@ -175,6 +208,18 @@ def _check_fit_input(x: ArrayLike, axis: int | tuple[int, ...]) -> tuple[jax.Arr
     if not isinstance(x, jax.core.Tracer) and not np.isfinite(np.asarray(x)).all():
         raise ValueError("`x` contains NaN or infinite values.")
     return x, axes
+
+
+def _fitted_shape(x: ArrayLike, stat: jax.Array, name: str) -> jax.Array:
+    """``x`` as an array whose trailing axes match the fitted statistics' shape."""
+    x = jnp.asarray(x)
+    k = stat.ndim
+    if x.ndim < k or x.shape[x.ndim - k:] != stat.shape:
+        raise ValueError(
+            f"`{name}` must end with the fitted per-feature shape {stat.shape}; "
+            f"got shape {x.shape}."
+        )
+    return x
 
 
 def _safe_scale(spread: jax.Array, centre: jax.Array) -> jax.Array:
@@ -244,11 +289,11 @@ class Standardizer(NamedTuple):
 
     def transform(self, x: ArrayLike) -> jax.Array:
         """Return :math:`(x - \\mu) / \\sigma`."""
-        return (jnp.asarray(x) - self.mean) / self.scale
+        return (_fitted_shape(x, self.mean, "x") - self.mean) / self.scale
 
     def inverse_transform(self, z: ArrayLike) -> jax.Array:
         """Return :math:`z \\sigma + \\mu`, undoing :meth:`transform`."""
-        return jnp.asarray(z) * self.scale + self.mean
+        return _fitted_shape(z, self.mean, "z") * self.scale + self.mean
 
 
 class MinMaxScaler(NamedTuple):
@@ -321,12 +366,12 @@ class MinMaxScaler(NamedTuple):
 
     def transform(self, x: ArrayLike) -> jax.Array:
         """Map ``x`` to ``feature_range``."""
-        unit = (jnp.asarray(x) - self.data_min) / self.data_range
+        unit = (_fitted_shape(x, self.data_min, "x") - self.data_min) / self.data_range
         return self.low + (self.high - self.low) * unit
 
     def inverse_transform(self, z: ArrayLike) -> jax.Array:
         """Map scaled values back to the original units, undoing :meth:`transform`."""
-        unit = (jnp.asarray(z) - self.low) / (self.high - self.low)
+        unit = (_fitted_shape(z, self.data_min, "z") - self.low) / (self.high - self.low)
         return unit * self.data_range + self.data_min
 
 
@@ -387,7 +432,7 @@ def batch_indices(key: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, j
 
     Raises:
         ValueError: if ``batch_size`` is outside ``[1, n]``.
-        TypeError: if ``batch_size`` is not an int.
+        TypeError: if ``batch_size`` is not an int or ``key`` not a ``jax.random`` key.
 
     Examples:
         >>> import jax.random as jr
@@ -396,7 +441,7 @@ def batch_indices(key: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, j
         ((2, 4), (2,))
     """
     _check_batch_size(n, batch_size)
-    perm = _permutation(key, n)
+    perm = _permutation(_check_key(key), n)
     n_full = (n // batch_size) * batch_size
     return perm[:n_full].reshape(-1, batch_size), perm[n_full:]
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.typing import ArrayLike
 
@@ -37,6 +38,26 @@ def _same_shape(predictions: ArrayLike, targets: ArrayLike) -> tuple[jax.Array, 
             f"got {targets.shape}."
         )
     return predictions, targets
+
+
+def _check_range(targets: jax.Array, low: float, high: float, what: str) -> None:
+    """Concrete ``targets`` must lie in ``[low, high]``; skipped under ``jit`` (no values)."""
+    if isinstance(targets, jax.core.Tracer) or targets.size == 0:
+        return
+    t = np.asarray(targets)
+    if t.min() < low or t.max() > high:
+        raise ValueError(f"`targets` must be {what}; got values from {t.min()} to {t.max()}.")
+
+
+def _check_target_values(loss_fn: Callable, targets: jax.Array, n_out: int) -> None:
+    """Value checks of the built-in cross-entropies, for callers that run them under jit.
+
+    ``n_out`` is the size of the predictions' last axis (the classes of integer labels).
+    """
+    if loss_fn is binary_cross_entropy:
+        _check_range(targets, 0.0, 1.0, "probabilities in [0, 1] for binary cross-entropy")
+    elif loss_fn is categorical_cross_entropy and jnp.issubdtype(targets.dtype, jnp.integer):
+        _check_range(targets, 0, n_out - 1, f"class labels in [0, {n_out})")
 
 
 def mse(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
@@ -88,13 +109,14 @@ def binary_cross_entropy(
         eps: probability clip, used only when ``from_logits`` is false.
 
     Raises:
-        ValueError: if the shapes differ.
+        ValueError: if the shapes differ, or concrete targets leave ``[0, 1]``.
 
     Examples:
         >>> print(round(float(binary_cross_entropy(jnp.array([0.5]), jnp.array([1.0]))), 4))
         0.6931
     """
     predictions, targets = _same_shape(predictions, targets)
+    _check_range(targets, 0.0, 1.0, "probabilities in [0, 1]")
     if from_logits:
         return jnp.mean(optax.sigmoid_binary_cross_entropy(predictions, targets))
     log_p = jnp.log(jnp.clip(predictions, eps, 1.0))
@@ -123,7 +145,8 @@ def categorical_cross_entropy(
         eps: probability clip, used only when ``from_logits`` is false.
 
     Raises:
-        ValueError: if ``targets`` fits neither form, or integer-shaped targets are not ints.
+        ValueError: if ``targets`` fits neither form, or integer-shaped targets are not ints
+            (or, when concrete, not in ``[0, k)``).
 
     Examples:
         >>> p = jnp.array([[0.25, 0.75]])
@@ -142,6 +165,8 @@ def categorical_cross_entropy(
                 f"`targets` of shape {targets.shape} are read as class labels and must be "
                 f"integers; got dtype {targets.dtype}."
             )
+        k = predictions.shape[-1]
+        _check_range(targets, 0, k - 1, f"class labels in [0, {k})")
         if from_logits:
             return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(predictions, targets))
         p = jnp.take_along_axis(predictions, targets[..., None], axis=-1)[..., 0]

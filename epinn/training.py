@@ -44,9 +44,17 @@ from jax.sharding import Mesh, PartitionSpec
 from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
-from .data import batch_indices
+from .data import _check_key, batch_indices
 from .sharding import replicated, resolve_mesh
-from .losses import LOSSES, binary_cross_entropy, categorical_cross_entropy, get_loss, mae, mse
+from .losses import (
+    LOSSES,
+    _check_target_values,
+    binary_cross_entropy,
+    categorical_cross_entropy,
+    get_loss,
+    mae,
+    mse,
+)
 
 __all__ = [
     "METRICS",
@@ -144,6 +152,12 @@ def get_optimizer(
                 f"Unknown `optimizer` {name_or_tx!r}; valid names are {sorted(OPTIMIZERS)} "
                 "(or pass an optax.GradientTransformation)."
             )
+        for k, v in kwargs.items():  # numbers (or flags such as nesterov=True)
+            if isinstance(v, str) or (isinstance(v, float) and not math.isfinite(v)):
+                raise (TypeError if isinstance(v, str) else ValueError)(
+                    f"`{k}` (an option of the {name_or_tx!r} optimizer) must be a finite "
+                    f"number; got {v!r}."
+                )
     elif callable(name_or_tx):
         factory = name_or_tx
     else:
@@ -552,6 +566,11 @@ def _as_array(a: ArrayLike, name: str) -> jax.Array:
         a = jnp.asarray(a)
     except TypeError as err:
         raise TypeError(f"`{name}` must be an array; got {type(a).__name__}.") from err
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"`{name}` must be a rectangular array: {err}") from err
+    if not (jnp.issubdtype(a.dtype, jnp.floating) or jnp.issubdtype(a.dtype, jnp.integer)
+            or a.dtype == jnp.bool_):
+        raise TypeError(f"`{name}` must hold real numbers; got dtype {a.dtype}.")
     if a.ndim == 0:
         raise ValueError(f"`{name}` must have a leading sample axis; got a scalar.")
     if a.shape[0] == 0:
@@ -584,15 +603,20 @@ def _first(a: jax.Array) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype)
 
 
-def _check_shapes(apply: _Apply, loss_fn, metric_fns, regularizer, params, x, y):
-    """Trace model, loss, metrics and regularizer on abstract values; no FLOPs run."""
+def _output_shape(apply: Callable, params: Any, x: jax.Array) -> jax.ShapeDtypeStruct:
+    """The model's output on abstract ``x``; its own error re-raised naming the arguments."""
     try:
-        pred = jax.eval_shape(apply.eval, params, x)
-    except Exception as err:  # the model's own error, re-raised naming the arguments
+        return jax.eval_shape(apply, params, x)
+    except Exception as err:
         raise ValueError(
             f"`model` could not be applied to `params` and `x` with per-sample shape "
             f"{x.shape[1:]}: {err}"
         ) from err
+
+
+def _check_shapes(apply: _Apply, loss_fn, metric_fns, regularizer, params, x, y):
+    """Trace model, loss, metrics and regularizer on abstract values; no FLOPs run."""
+    pred = _output_shape(apply.eval, params, x)
     for what, fn in [("loss", loss_fn), *(("metric " + k, f) for k, f in metric_fns.items())]:
         try:
             out = jax.eval_shape(fn, pred, y)
@@ -852,6 +876,7 @@ def fit(
     x, y = _check_xy(x, y)
     n = x.shape[0]
     epochs = _check_int(epochs, "epochs", 1)
+    verbose = _check_int(int(verbose) if isinstance(verbose, bool) else verbose, "verbose", 0)
     if batch_size is None:
         batch_size = n
     batch_size = _check_int(batch_size, "batch_size", 1, n)
@@ -872,6 +897,9 @@ def fit(
             )
     else:
         x_val = y_val = None
+    n_out = _output_shape(apply.eval, params, _first(x)).shape[-1:] or (1,)
+    for targets in (y, y_val) if has_val else (y,):
+        _check_target_values(loss_fn, targets, n_out[0])
     available = ["loss", *metric_fns]
     available += ["val_loss", *("val_" + k for k in metric_fns)] if has_val else []
     if early_stopping is not None:
@@ -893,11 +921,8 @@ def fit(
                 "`key` is required for shuffled minibatches and dropout; pass a jax.random key."
             )
         key = jr.PRNGKey(0)  # traced but not used for anything random
-    elif not isinstance(key, jax.Array):
-        raise TypeError(
-            f"`key` must be a jax.random key such as jax.random.PRNGKey(0); "
-            f"got {type(key).__name__}."
-        )
+    else:
+        key = _check_key(key)
 
     mesh = resolve_mesh(mesh)
 
@@ -1007,7 +1032,9 @@ def predict(
     if batch_size is not None:
         batch_size = _check_int(batch_size, "batch_size", 1)
         batch_size = min(batch_size, x.shape[0])
-    return _predict_jit(_apply_fns(model).eval, params, x, batch_size)
+    apply = _apply_fns(model).eval
+    _output_shape(apply, params, x[:1])
+    return _predict_jit(apply, params, x, batch_size)
 
 
 @functools.lru_cache(maxsize=64)
@@ -1221,7 +1248,12 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at `path` {str(path)!r}.")
-    state = flax.serialization.msgpack_restore(path.read_bytes())
+    try:
+        state = flax.serialization.msgpack_restore(path.read_bytes())
+    except Exception as err:  # msgpack's ExtraData, FormatError, ... on a corrupt file
+        raise ValueError(
+            f"`path` {str(path)!r} is not a readable msgpack checkpoint: {err!r}"
+        ) from err
     if not isinstance(state, dict) or "params" not in state:
         raise ValueError(f"`path` {str(path)!r} is not an epinn checkpoint.")
     sidecar = _sidecar(path)

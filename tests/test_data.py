@@ -249,3 +249,20 @@ def test_permutation_large_n_multiple_rounds(key):
     from scipy.stats import kstest
 
     assert kstest(perm[:1000] / n, "uniform").pvalue > 1e-3
+
+
+def test_keys_and_scaler_shapes_are_checked():
+    with pytest.raises(TypeError, match="key"):
+        train_val_test_split(jnp.arange(10.0), key=0)
+    with pytest.raises(TypeError, match="key"):
+        next(epinn.minibatches(0, 10, 2))
+    with pytest.raises(TypeError, match="key"):  # uint32, but not a threefry key's shape
+        batch_indices(jnp.zeros(3, jnp.uint32), 10, 2)
+    full, rest = batch_indices(jr.key(0), 10, 4)  # typed keys work as raw ones do
+    assert sorted(np.concatenate([full.ravel(), rest]).tolist()) == list(range(10))
+    s = epinn.Standardizer.fit(jnp.ones((5, 2)))
+    with pytest.raises(ValueError, match=r"fitted per-feature shape \(2,\)"):
+        s.transform(jnp.ones((4, 3)))
+    m = epinn.MinMaxScaler.fit(jnp.arange(10.0).reshape(5, 2))
+    with pytest.raises(ValueError, match="`z`"):
+        m.inverse_transform(jnp.ones(3))

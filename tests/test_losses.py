@@ -190,3 +190,14 @@ def test_get_loss():
     with pytest.raises(TypeError, match="name_or_callable"):
         get_loss(None)
     assert epinn.get_loss is get_loss and epinn.mse is mse
+
+
+def test_cross_entropies_reject_concrete_targets_out_of_range():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        binary_cross_entropy(jnp.array([0.5]), jnp.array([2.0]))
+    with pytest.raises(ValueError, match=r"class labels in \[0, 3\)"):
+        categorical_cross_entropy(jnp.full((2, 3), 1 / 3), jnp.array([0, 7]))
+    with pytest.raises(ValueError, match=r"class labels in \[0, 3\)"):
+        categorical_cross_entropy(jnp.zeros((2, 3)), jnp.array([-1, 0]), from_logits=True)
+    # Under jit the values are unknown: no check, the loss is computed as before.
+    assert np.isfinite(jax.jit(binary_cross_entropy)(jnp.array([0.5]), jnp.array([1.0])))

@@ -515,3 +515,42 @@ def test_exported_from_epinn():
     for name in ("fit", "predict", "evaluate", "EarlyStopping", "History", "get_optimizer",
                  "save_checkpoint", "load_checkpoint"):
         assert getattr(epinn, name) is getattr(epinn.training, name)
+
+
+def test_bad_targets_keys_options_and_files_are_named(tmp_path):
+    model, x = epinn.MLP((4, 3)), jnp.ones((8, 1))
+    params = model.init(jr.PRNGKey(0), x)
+    def fit(y, **kw):
+        return epinn.fit(model, params, x, y, epochs=1, **{"verbose": 0, **kw})
+
+    # Class labels outside [0, 3) used to train quietly (-1 wraps) or end in a NaN loss.
+    for labels in (-1, 3):
+        with pytest.raises(ValueError, match=r"class labels in \[0, 3\)"):
+            fit(jnp.full((8,), labels), loss="cce")
+    with pytest.raises(ValueError, match=r"class labels in \[0, 3\)"):
+        fit(jnp.full((8,), 1), loss="cce", validation_data=(x, jnp.full((8,), 5)))
+    one = epinn.MLP((4, 1))
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
+        epinn.fit(one, one.init(jr.PRNGKey(0), x), x, jnp.full((8, 1), 2.0), loss="bce",
+                  epochs=1, verbose=0)
+    assert len(fit(jnp.full((8,), 2), loss="cce", verbose=False)[1].train_loss) == 1
+    with pytest.raises(TypeError, match="verbose"):
+        fit(jnp.full((8,), 2), loss="cce", verbose="yes")
+    with pytest.raises(TypeError, match="key"):  # a float array is not a key
+        fit(jnp.full((8,), 2), loss="cce", batch_size=4, key=jnp.array([0.0, 1.0]))
+    with pytest.raises(TypeError, match="x` must hold real numbers"):
+        epinn.fit(model, params, x + 0j, jnp.full((8,), 2), loss="cce", verbose=0)
+    with pytest.raises(ValueError, match="x` must be a rectangular array"):
+        epinn.fit(model, params, [[1.0], [2.0, 3.0]], jnp.full((2,), 2), verbose=0)
+    with pytest.raises(ValueError, match="per-sample shape \\(3,\\)"):
+        epinn.predict(model, params, jnp.ones((4, 3)))
+    with pytest.raises(TypeError, match="momentum"):
+        epinn.get_optimizer("sgd", 0.01, momentum="x")
+    with pytest.raises(ValueError, match="momentum"):
+        epinn.get_optimizer("sgd", 0.01, momentum=float("nan"))
+    assert isinstance(epinn.get_optimizer("sgd", 0.01, momentum=0.9, nesterov=True),
+                      optax.GradientTransformation)
+    bad = tmp_path / "broken.msgpack"
+    bad.write_bytes(b"x\x93 not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable msgpack checkpoint"):
+        epinn.load_checkpoint(bad, params)
