@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from .data import sliding_windows
+from .data import _is_concrete, sliding_windows
 from .losses import get_loss
 
 __all__ = [
@@ -133,18 +133,36 @@ def forecast_errors(predictions: ArrayLike, targets: ArrayLike) -> dict[str, np.
 
 def _target_history(inputs: ArrayLike, target_feature: int) -> jax.Array:
     x = jnp.asarray(inputs)
-    if x.ndim == 2:
-        return x
-    if x.ndim != 3:
+    if x.ndim not in (2, 3):
         raise ValueError(
             f"`inputs` must be (windows, time, features) or (windows, time); got {x.shape}."
         )
-    if not 0 <= target_feature < x.shape[-1]:
+    x = x if x.ndim == 3 else x[..., None]  # (windows, time) is one feature
+    n_feat = x.shape[-1]
+    if isinstance(target_feature, bool) or not isinstance(target_feature, (int, np.integer)) or (
+        not 0 <= target_feature < n_feat
+    ):
         raise ValueError(
-            f"`target_feature` must index one of the {x.shape[-1]} features; "
-            f"got {target_feature}."
+            f"`target_feature` must be an int indexing one of the {n_feat} features; "
+            f"got {target_feature!r}."
         )
     return x[..., target_feature]
+
+
+def _check_history(inputs: ArrayLike, target_feature: int) -> jax.Array:
+    """The target column of every window, ``(windows, time)``, checked finite.
+
+    Shared by the baselines. The check needs values, so it runs only on concrete arrays
+    (under ``jit`` the inputs are tracers and pass through unchecked).
+    """
+    x = _target_history(inputs, target_feature)
+    if _is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
+        raise ValueError(
+            "`inputs` holds NaN or infinite values in the target column "
+            f"(target_feature={target_feature}); a baseline forecast from them is not "
+            "defined."
+        )
+    return x
 
 
 def _check_horizon(horizon: Any) -> int:
@@ -166,13 +184,17 @@ def persistence_forecast(
     Returns:
         ``(windows, horizon)``.
 
+    Raises:
+        ValueError: a bad ``horizon`` or ``target_feature``, or NaN/inf in the target
+            column of concrete ``inputs``.
+
     Examples:
         >>> import jax.numpy as jnp
         >>> persistence_forecast(jnp.array([[1.0, 4.0]]), 3).tolist()
         [[4.0, 4.0, 4.0]]
     """
     h = _check_horizon(horizon)
-    x = _target_history(inputs, target_feature)
+    x = _check_history(inputs, target_feature)
     return jnp.repeat(x[:, -1:], h, axis=1)
 
 
@@ -202,7 +224,9 @@ def linear_trend_forecast(
         ``(windows, horizon)``.
 
     Raises:
-        ValueError: ``fit_len`` outside ``[2, time]`` or a bad ``horizon``.
+        ValueError: windows shorter than 2 time steps, ``fit_len`` outside
+            ``[2, time]``, a bad ``horizon`` or ``target_feature``, or NaN/inf in the
+            target column of concrete ``inputs``.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -210,7 +234,12 @@ def linear_trend_forecast(
         [[7.0, 9.0]]
     """
     h = _check_horizon(horizon)
-    x = _target_history(inputs, target_feature)
+    x = _check_history(inputs, target_feature)
+    if x.shape[1] < 2:
+        raise ValueError(
+            f"`inputs` windows have {x.shape[1]} time step(s); a linear trend needs >= 2 "
+            "time steps per window."
+        )
     n = x.shape[1] if fit_len is None else fit_len
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= x.shape[1]:
         raise ValueError(f"`fit_len` must be an int in [2, {x.shape[1]}]; got {fit_len!r}.")
@@ -242,7 +271,8 @@ def seasonal_naive_forecast(
         ``(windows, horizon)``.
 
     Raises:
-        ValueError: ``period`` outside ``[1, time]`` or a bad ``horizon``.
+        ValueError: ``period`` outside ``[1, time]``, a bad ``horizon`` or
+            ``target_feature``, or NaN/inf in the target column of concrete ``inputs``.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -250,7 +280,7 @@ def seasonal_naive_forecast(
         [[2.0, 3.0, 2.0, 3.0]]
     """
     h = _check_horizon(horizon)
-    x = _target_history(inputs, target_feature)
+    x = _check_history(inputs, target_feature)
     if isinstance(period, bool) or not isinstance(period, (int, np.integer)) or not (
         1 <= period <= x.shape[1]
     ):
@@ -284,7 +314,8 @@ def projection_forecast(
         ``(windows, horizon)`` numpy array.
 
     Raises:
-        ValueError: a bad ``horizon``, or ``predict`` returning the wrong shape.
+        ValueError: a bad ``horizon`` or ``target_feature``, NaN/inf in the target
+            column of ``inputs``, or ``predict`` returning the wrong shape.
 
     Examples:
         >>> import numpy as np
@@ -295,7 +326,7 @@ def projection_forecast(
         [[8.0, 16.0]]
     """
     h = _check_horizon(horizon)
-    x = np.asarray(_target_history(inputs, target_feature), dtype=float)
+    x = np.asarray(_check_history(inputs, target_feature), dtype=float)
     t = np.arange(x.shape[1], dtype=float)
     t_future = x.shape[1] + np.arange(h, dtype=float)
     out = np.empty((x.shape[0], h))
@@ -354,10 +385,10 @@ def sir_projection_forecast(
     from .estimation import fit_parameters_batch  # noqa: PLC0415 (estimation sits on top)
 
     h = _check_horizon(horizon)
-    x = np.asarray(_target_history(inputs, target_feature), dtype=float)
+    x = np.asarray(_check_history(inputs, target_feature), dtype=float)
     n_win, L = x.shape
-    if not np.all(np.isfinite(x)) or np.any(x < 0):
-        raise ValueError("`inputs` must hold non-negative, finite counts.")
+    if np.any(x < 0):
+        raise ValueError("`inputs` must hold non-negative counts.")
     if population is None:
         scale = 20.0 * np.maximum(x.sum(axis=1), 1.0)
     else:
@@ -459,14 +490,16 @@ def rolling_origin_evaluation(
         first_origin: :math:`o_0 \ge L`, the first origin (default :math:`L`); e.g. the
             start of the test part of a series.
         stride: steps :math:`s` between origins.
-        target_feature: the column forecast (for multivariate series).
+        target_feature: the column forecast (for multivariate series; ``0`` for a 1-D
+            series).
 
     Returns:
         :class:`RollingOriginResult`.
 
     Raises:
         ValueError: a series too short, ``first_origin < input_len``, bad window sizes,
-            NaN in a series, or a forecaster returning the wrong shape.
+            NaN in a series, ``target_feature`` not a column of every series, or a
+            forecaster returning the wrong shape.
 
     Examples:
         >>> import numpy as np
@@ -498,8 +531,10 @@ def rolling_origin_evaluation(
                 f"`{name}` must be (time,) or (time, features) with at least first_origin "
                 f"+ horizon = {o0 + h} steps; got shape {s.shape}."
             )
+        # A 1-D series is one feature, so only target_feature=0 fits (sliding_windows
+        # checks it the same way for 1-D and 2-D series).
         x, y = sliding_windows(s[o0 - input_len :], input_len, h, stride,
-                               target_feature=target_feature if s.ndim == 2 else None)
+                               target_feature=target_feature)
         xs.append(np.asarray(x))
         ys.append(np.asarray(y))
         origins.append(o0 + stride * np.arange(x.shape[0]))
@@ -524,6 +559,21 @@ def rolling_origin_evaluation(
 # --------------------------------------------------------------------------------------
 # Uncertainty: quantile head, seed ensembles, coverage
 # --------------------------------------------------------------------------------------
+
+
+def _check_levels(levels: Any, name: str) -> tuple[float, ...]:
+    """Quantile levels as a non-empty tuple of floats, each in the open interval (0, 1)."""
+    try:
+        arr = np.asarray(levels, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`{name}` must be a sequence of floats; got {levels!r}.") from err
+    if isinstance(levels, str) or arr.ndim != 1 or arr.size == 0 or not np.all(
+        (arr > 0.0) & (arr < 1.0)
+    ):
+        raise ValueError(
+            f"`{name}` must be a non-empty sequence of levels in (0, 1); got {levels!r}."
+        )
+    return tuple(float(q) for q in arr)
 
 
 def pinball_loss(quantiles: Sequence[float]) -> Callable[[jax.Array, jax.Array], jax.Array]:
@@ -556,12 +606,7 @@ def pinball_loss(quantiles: Sequence[float]) -> Callable[[jax.Array, jax.Array],
         >>> float(loss(jnp.array([[0.0, 0.0]]), jnp.array([1.0])))
         0.5
     """
-    try:
-        taus = tuple(float(q) for q in quantiles)
-    except TypeError as err:
-        raise ValueError(f"`quantiles` must be a sequence of floats; got {quantiles!r}.") from err
-    if not taus or not all(0.0 < q < 1.0 for q in taus):
-        raise ValueError(f"`quantiles` must be levels in (0, 1); got {quantiles!r}.")
+    taus = _check_levels(quantiles, "quantiles")
 
     def loss(predictions: jax.Array, targets: jax.Array) -> jax.Array:
         if predictions.shape != (*targets.shape, len(taus)):
@@ -594,7 +639,9 @@ def interval_coverage(
         ``{"per_step": (horizon,) array, "overall": float, "mean_width": float}``.
 
     Raises:
-        ValueError: mismatched shapes or ``upper < lower``.
+        ValueError: mismatched shapes, NaN or inf in ``lower``, ``upper`` or
+            ``targets`` (a NaN target is neither inside nor outside), or
+            ``upper < lower``.
 
     Examples:
         >>> import numpy as np
@@ -610,6 +657,9 @@ def interval_coverage(
             f"`lower`, `upper` and `targets` must share one (windows, horizon) shape; got "
             f"{lo.shape}, {hi.shape}, {y.shape}."
         )
+    for name, a in (("lower", lo), ("upper", hi), ("targets", y)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"`{name}` contains NaN or infinite values.")
     if np.any(hi < lo):
         raise ValueError("`upper` must be >= `lower` everywhere.")
     inside = (y >= lo) & (y <= hi)
@@ -708,6 +758,20 @@ def ensemble_quantiles(
     """Empirical quantiles over the leading member axis, stacked last:
     ``(E, windows, horizon) -> (windows, horizon, len(levels))``.
 
+    ``jnp.quantile`` with linear interpolation between order statistics (numpy's
+    default).
+
+    Args:
+        member_predictions: ``(E, ...)``, members first (e.g. a :class:`SeedEnsemble`'s
+            output).
+        levels: quantile levels in ``(0, 1)``, as for :func:`pinball_loss`.
+
+    Returns:
+        ``member_predictions.shape[1:] + (len(levels),)``.
+
+    Raises:
+        ValueError: no member axis, or levels outside ``(0, 1)`` or none given.
+
     Examples:
         >>> import jax.numpy as jnp
         >>> ensemble_quantiles(jnp.arange(5.0).reshape(5, 1, 1), (0.5,)).tolist()
@@ -716,5 +780,7 @@ def ensemble_quantiles(
     p = jnp.asarray(member_predictions)
     if p.ndim < 2:
         raise ValueError(f"`member_predictions` must have a leading member axis; got {p.shape}.")
-    q = jnp.quantile(p, jnp.asarray(levels, p.dtype), axis=0)
+    # Traced levels (under jit/vmap) carry no values to check.
+    taus = _check_levels(levels, "levels") if _is_concrete(levels) else levels
+    q = jnp.quantile(p, jnp.asarray(taus, p.dtype), axis=0)
     return jnp.moveaxis(q, 0, -1)

@@ -100,6 +100,45 @@ def test_baselines_multivariate_and_bad_input():
         persistence_forecast(jnp.ones(5), 2)
 
 
+def test_baselines_reject_nonfinite_windows():
+    # Audit: persistence gave NaN forecasts silently. Every baseline shares one check.
+    bad = jnp.ones((4, 6, 1)).at[0, -1, 0].set(jnp.nan)
+    calls = [
+        lambda x: persistence_forecast(x, 2),
+        lambda x: linear_trend_forecast(x, 2),
+        lambda x: seasonal_naive_forecast(x, 2, period=3),
+        lambda x: projection_forecast(x, 2, lambda t, y: (lambda tf: np.zeros(2))),
+        lambda x: sir_projection_forecast(x, 2),  # rejected before any fitting
+    ]
+    for f in calls:
+        with pytest.raises(ValueError, match="inputs"):
+            f(bad)
+        with pytest.raises(ValueError, match="inputs"):
+            f(np.full((2, 6), np.inf))
+    # Only the column forecast is checked: a NaN in another feature is not used.
+    two = jnp.ones((1, 4, 2)).at[0, 0, 1].set(jnp.nan)
+    assert persistence_forecast(two, 2).tolist() == [[1.0, 1.0]]
+    # Under jit the windows are tracers: no value check, the forecast goes through.
+    out = jax.jit(lambda x: persistence_forecast(x, 2))(bad)
+    assert bool(jnp.isnan(out[0]).all()) and out[1:].tolist() == [[1.0, 1.0]] * 3
+
+
+def test_baselines_target_feature_on_2d_windows():
+    # (windows, time) is one feature: target_feature must be 0, as for sliding_windows.
+    x = jnp.arange(6.0).reshape(1, 6)
+    assert persistence_forecast(x, 1, target_feature=0).tolist() == [[5.0]]
+    for tf in (1, -1, 0.0, True):
+        with pytest.raises(ValueError, match="target_feature"):
+            persistence_forecast(x, 1, target_feature=tf)
+
+
+def test_linear_trend_too_short_window_message():
+    with pytest.raises(ValueError, match=r"inputs.*1 time step.*needs >= 2"):
+        linear_trend_forecast(jnp.ones((4, 1, 1)), 2)
+    with pytest.raises(ValueError, match=r"inputs.*needs >= 2"):
+        linear_trend_forecast(jnp.ones((4, 1)), 2, fit_len=2)
+
+
 def test_projection_forecast_hook():
     # A fitted-forecast callable: log-linear (exponential growth) least squares.
     def exp_fit(t, y):
@@ -169,6 +208,15 @@ def test_rolling_origin_bad_input():
         rolling_origin_evaluation(np.arange(20.0), {}, 4, 2)
     with pytest.raises(ValueError, match="shape"):
         rolling_origin_evaluation(np.arange(20.0), {"p": lambda x: x[:, -1]}, 4, 2)
+    # target_feature is checked against a 1-D series too (one feature), as in
+    # sliding_windows, rather than ignored.
+    with pytest.raises(ValueError, match="target_feature"):
+        rolling_origin_evaluation(np.arange(20.0), f, 3, 2, target_feature=2)
+    with pytest.raises(ValueError, match="target_feature"):
+        rolling_origin_evaluation([np.ones((20, 2)), np.arange(20.0)], f, 3, 2,
+                                  target_feature=1)
+    res = rolling_origin_evaluation(np.arange(20.0), f, 3, 2, target_feature=0)
+    assert res.targets.shape == (16, 2)
 
 
 # --------------------------------------------------------------------------------------
@@ -212,12 +260,44 @@ def test_interval_coverage():
         interval_coverage(np.ones((2, 2)), np.ones((2, 3)), np.ones((2, 2)))
 
 
+@pytest.mark.parametrize("which", ["lower", "upper", "targets"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_interval_coverage_rejects_nonfinite(which, bad):
+    # Audit: a NaN target counted as "outside" and a NaN bound gave mean_width=nan.
+    args = {"lower": np.zeros((1, 2)), "upper": np.ones((1, 2)),
+            "targets": np.array([[0.5, 0.5]])}
+    args[which] = args[which].copy()
+    args[which][0, 0] = bad
+    with pytest.raises(ValueError, match=rf"`{which}` contains NaN or infinite"):
+        interval_coverage(**args)
+
+
 def test_ensemble_quantiles():
     p = jr.normal(jr.PRNGKey(0), (9, 3, 2))
     q = ensemble_quantiles(p, (0.1, 0.5, 0.9))
     assert q.shape == (3, 2, 3)
     np.testing.assert_allclose(q, np.moveaxis(np.quantile(np.asarray(p), [0.1, 0.5, 0.9],
                                                           axis=0), 0, -1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("levels", [(0.5, 1.5), (-0.5,), (0.0, 0.5), (1.0,), (), (np.nan,),
+                                    ((0.1, 0.9),), 0.5, "0.5"])
+def test_quantile_levels_in_open_unit_interval(levels):
+    # Audit: ensemble_quantiles clipped level 1.5 to the maximum and -0.5 to the minimum.
+    # Both it and pinball_loss take levels in (0, 1) through one check.
+    p = jnp.arange(10.0).reshape(10, 1, 1)
+    with pytest.raises(ValueError, match="levels"):
+        ensemble_quantiles(p, levels)
+    with pytest.raises(ValueError, match="quantiles"):
+        pinball_loss(levels)
+
+
+def test_ensemble_quantiles_traced_levels():
+    # Traced levels carry no values to check; the quantiles still come out right
+    # (0..9 with linear interpolation: the 0.5-quantile is 4.5, the 0.25-quantile 2.25).
+    p = jnp.arange(10.0).reshape(10, 1, 1)
+    q = jax.jit(ensemble_quantiles)(p, jnp.array([0.25, 0.5]))
+    np.testing.assert_allclose(q.ravel(), [2.25, 4.5], rtol=1e-6)
 
 
 def test_seed_ensemble_members_and_gradients(key):
