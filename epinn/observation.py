@@ -28,6 +28,7 @@ import numpyro.distributions as dist
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from .compartmental import Trajectory, cumulative_cases, incidence
+from .data import _check_key
 
 __all__ = [
     "OBSERVABLES",
@@ -48,6 +49,8 @@ def _is_tracer(x: Any) -> bool:
 
 
 def _check_reporting(reporting: ArrayLike) -> Array:
+    if not _is_tracer(reporting) and not np.issubdtype(np.asarray(reporting).dtype, np.number):
+        raise TypeError(f"`reporting` must be a number or array; got {reporting!r}.")
     r = jnp.asarray(reporting)
     if not jnp.issubdtype(r.dtype, jnp.number):
         raise TypeError(f"`reporting` must be a number or array; got {reporting!r}.")
@@ -113,6 +116,13 @@ def observe(
     else:
         D = traj["D"]
         series = D - D[..., :1]
+    try:
+        jnp.broadcast_shapes(rho.shape, series.shape)
+    except ValueError as err:
+        raise ValueError(
+            f"`reporting` of shape {rho.shape} does not broadcast with the {what!r} series "
+            f"of shape {series.shape} (length T - 1 for incidence and deaths)."
+        ) from err
     return rho * series
 
 
@@ -125,6 +135,8 @@ def _check_positive(value: Any, name: str) -> None:
     if _is_tracer(value):
         return
     x = np.asarray(value)
+    if not (np.issubdtype(x.dtype, np.number) and not np.iscomplexobj(x)):
+        raise TypeError(f"`{name}` must be a real number or array; got {value!r}.")
     if not np.all(np.isfinite(x)) or np.any(x <= 0):
         raise ValueError(f"`{name}` must be positive and finite; got {x}.")
 
@@ -157,6 +169,17 @@ class NoiseModel(eqx.Module):
         if not np.all(np.isfinite(x)):
             raise ValueError("`data` must be finite where it is used (mask missing values).")
 
+    @staticmethod
+    def _check_mean(mean: Array, data: Array, where: Array | None) -> None:
+        if _is_tracer(mean) or (where is not None and _is_tracer(where)):
+            return
+        shape = jnp.broadcast_shapes(mean.shape, data.shape)
+        m = np.broadcast_to(np.asarray(mean), shape)
+        if where is not None:
+            m = m[np.broadcast_to(np.asarray(where), shape)]
+        if not np.all(np.isfinite(m)):
+            raise ValueError("`mean` must be finite where it is used; got NaN or inf.")
+
     def log_likelihood(
         self, mean: ArrayLike, data: ArrayLike, mask: ArrayLike | None = None
     ) -> Array:
@@ -174,6 +197,7 @@ class NoiseModel(eqx.Module):
         mean, data = _broadcast(mean, data)
         where = None if mask is None else jnp.asarray(mask, bool)
         self._check_data(data, where)
+        self._check_mean(mean, data, where)
         if where is not None:
             data = jnp.where(where, data, jnp.zeros((), data.dtype))
         lp = self.distribution(mean).log_prob(data)
@@ -185,7 +209,7 @@ class NoiseModel(eqx.Module):
         self, key: PRNGKeyArray, mean: ArrayLike, sample_shape: tuple[int, ...] = ()
     ) -> Array:
         """Draw observations with the given ``mean`` (shape ``sample_shape + mean.shape``)."""
-        return self.distribution(jnp.asarray(mean)).sample(key, sample_shape)
+        return self.distribution(jnp.asarray(mean)).sample(_check_key(key), sample_shape)
 
 
 class Gaussian(NoiseModel):
@@ -240,6 +264,9 @@ class Poisson(NoiseModel):
 
     min_mean: float = eqx.field(static=True, default=1e-8)
 
+    def __check_init__(self):
+        _check_positive(self.min_mean, "min_mean")
+
     def distribution(self, mean: ArrayLike) -> dist.Distribution:
         return dist.Poisson(_floor(mean, self.min_mean))
 
@@ -275,6 +302,7 @@ class NegativeBinomial(NoiseModel):
 
     def __check_init__(self):
         _check_positive(self.phi, "phi")
+        _check_positive(self.min_mean, "min_mean")
 
     def distribution(self, mean: ArrayLike) -> dist.Distribution:
         return dist.NegativeBinomial2(_floor(mean, self.min_mean), self.phi)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from epinn.compartmental import Trajectory
+from epinn.compartmental import SIR, Trajectory, solve
 from epinn.observation import (
     OBSERVABLES,
     Gaussian,
@@ -183,3 +183,22 @@ def test_noise_validation():
     # Under jit only shapes can be checked; values are the caller's responsibility.
     ll = jax.jit(lambda d: Poisson().log_likelihood(jnp.ones(2), d))(jnp.array([1.0, 2.0]))
     assert np.isfinite(float(ll))
+
+
+def test_bad_reporting_noise_parameters_means_and_keys_are_named():
+    tr = solve(SIR(), {"beta": 0.5, "gamma": 0.25, "N": 1000.0}, jnp.array([990.0, 10.0, 0.0]),
+               jnp.arange(8.0))
+    with pytest.raises(ValueError, match="`reporting` of shape \\(8,\\)"):
+        observe(tr, "incidence", reporting=jnp.full(8, 0.5))  # incidence has T - 1 = 7
+    assert observe(tr, "incidence", reporting=jnp.full(7, 0.5)).shape == (7,)
+    with pytest.raises(TypeError, match="reporting"):
+        observe(tr, "prevalence", reporting="0.5")
+    with pytest.raises(TypeError, match="phi"):
+        NegativeBinomial("x")
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="min_mean"):
+            Poisson(min_mean=bad)
+    with pytest.raises(ValueError, match="`mean` must be finite"):
+        Poisson().log_likelihood(jnp.array([1.0, jnp.nan]), jnp.array([1.0, 2.0]))
+    with pytest.raises(TypeError, match="key"):
+        simulate_observations(0, tr)
