@@ -89,7 +89,10 @@ def device_mesh(
             )
         devs = all_devices[: int(devices)]
     else:
-        devs = list(devices)
+        try:
+            devs = list(devices)
+        except TypeError:
+            devs = []
         if not devs or not all(isinstance(d, jax.Device) for d in devs):
             raise ValueError(
                 "`devices` must be None, an int, or a non-empty sequence of jax devices; "
@@ -287,6 +290,32 @@ def _sharded(fn, mesh, has_shared, static, padded, dyn, n, partitioner):
     return jax.tree_util.tree_map(lambda a: a[:n], out)
 
 
+def _check_blocks(fn: Any, args: tuple, mesh: Any, n_shared: Any) -> None:
+    """Arguments of :func:`map_blocks` and :func:`vmap_blocks`, checked before tracing."""
+    if not callable(fn):
+        raise TypeError(f"`fn` must be callable; got {type(fn).__name__}.")
+    if mesh is not None and not isinstance(mesh, Mesh):
+        raise TypeError(
+            f"`mesh` must be a jax.sharding.Mesh (see epinn.device_mesh) or None; got "
+            f"{type(mesh).__name__}."
+        )
+    if (isinstance(n_shared, bool) or not isinstance(n_shared, (int, np.integer))
+            or not 0 <= n_shared <= len(args)):
+        raise ValueError(
+            f"`n_shared` must be an int in [0, {len(args)}] (the number of arguments); "
+            f"got {n_shared!r}."
+        )
+    d = 1 if mesh is None else mesh.size
+    for i, a in enumerate(args[: len(args) - n_shared]):
+        for leaf in jax.tree_util.tree_leaves(a):
+            shape = np.shape(leaf)
+            if len(shape) == 0 or shape[0] % d:
+                raise ValueError(
+                    f"Batched argument {i} needs a leading axis that the mesh's {d} "
+                    f"device(s) divide; got a leaf of shape {shape}."
+                )
+
+
 def map_blocks(
     fn: Callable[..., PyTree], *args: PyTree, mesh: Mesh | None, n_shared: int = 0
 ) -> PyTree:
@@ -297,6 +326,7 @@ def map_blocks(
     ``fn(*args)``. Building block of :func:`shard_map_batch` for code that is already
     traced.
     """
+    _check_blocks(fn, args, mesh, n_shared)
     if mesh is None:
         return fn(*args)
     spec = _batch_spec(mesh)
@@ -316,6 +346,7 @@ def vmap_blocks(
     axis is constrained to be split over the devices and ``jax.vmap(fn)`` runs over it;
     the output is reshaped back and left split over the devices.
     """
+    _check_blocks(fn, args, mesh, n_shared)
     if mesh is None:
         return fn(*args)
     d = mesh.size

@@ -162,3 +162,22 @@ def test_two_processes_with_jax_distributed(tmp_path):
     params, y0, ts = _ensemble_inputs(64)
     ref = epinn.solve_ensemble(epinn.SIR(), params, y0, ts, chunk_size=8)
     np.testing.assert_allclose(np.load(out), ref.ys, rtol=1e-6, atol=2e-3)
+
+
+def test_bad_mesh_arguments_are_named():
+    import epinn
+
+    mesh = epinn.device_mesh()
+    with pytest.raises(ValueError, match="devices"):
+        epinn.device_mesh(1.5)
+    with pytest.raises(TypeError, match="mesh"):
+        epinn.map_blocks(lambda a: a, jnp.ones(4), mesh="x")
+    with pytest.raises(TypeError, match="fn"):
+        epinn.vmap_blocks(3, jnp.ones(4), mesh=mesh)
+    for n_shared in (3, -1, 0.5):
+        with pytest.raises(ValueError, match="n_shared"):
+            epinn.map_blocks(lambda a: a, jnp.ones(4), mesh=mesh, n_shared=n_shared)
+    with pytest.raises(ValueError, match="leading axis"):
+        epinn.map_blocks(lambda a: a, jnp.ones(()), mesh=mesh)
+    out = epinn.map_blocks(lambda a, b: a * b, jnp.ones(4), 2.0, mesh=mesh, n_shared=1)
+    assert out.tolist() == [2.0] * 4
