@@ -1431,6 +1431,16 @@ def _rates_at_times(rates: Mapping[str, Any], t: Any, what: str) -> dict[str, Ar
     return out
 
 
+def _check_r0_finite(r0: Array) -> Array:
+    """A concrete R0 must be finite: the removal rates (gamma, + mu) must not all vanish."""
+    if not _is_tracer(r0) and not np.all(np.isfinite(np.asarray(r0))):
+        raise ValueError(
+            "R0 is not finite: the removal rate (`params['gamma']`, plus `params['mu']` "
+            "where the model has it) must be positive."
+        )
+    return r0
+
+
 def R0(model: CompartmentalModel, params: Any, t: ArrayLike | None = None) -> Array:
     r"""Basic reproduction number.
 
@@ -1445,13 +1455,17 @@ def R0(model: CompartmentalModel, params: Any, t: ArrayLike | None = None) -> Ar
     Returns:
         :math:`R_0` (broadcast shape of the rates).
 
+    Raises:
+        ValueError: bad ``params``, or a concrete :math:`R_0` that is not finite (a zero
+            removal rate).
+
     Examples:
         >>> float(R0(SIRD(), {"beta": 0.6, "gamma": 0.2, "mu": 0.1, "N": 1.0}))
         2.0
     """
     _check_model(model)
     rates, _ = _normalize_params(model, params, max_ndim=None)
-    return model._r0(_rates_at_times(rates, t, "R0"))
+    return _check_r0_finite(model._r0(_rates_at_times(rates, t, "R0")))
 
 
 def effective_reproduction_number(
@@ -1468,6 +1482,10 @@ def effective_reproduction_number(
     Returns:
         :math:`R_t`, same shape as ``traj["S"]``.
 
+    Raises:
+        ValueError: ``params['N']`` below the population of ``traj`` (parameters of
+            another trajectory), or a non-finite :math:`R_0`.
+
     Examples:
         >>> p = {"beta": 0.4, "gamma": 0.2, "N": 100.0}
         >>> traj = solve(SIR(), p, jnp.array([50.0, 1.0, 49.0]), jnp.array([0.0, 1.0]))
@@ -1480,6 +1498,15 @@ def effective_reproduction_number(
         rates = {k: v if _is_time_varying(v) or v.ndim == 0 else v[:, None]
                  for k, v in rates.items()}
         N = N if N.ndim == 0 else N[:, None]
+    total = jnp.sum(traj.ys[..., 0, :], axis=-1)  # the population at ts[0]
+    if not (_is_tracer(total) or _is_tracer(N)):
+        n0 = np.broadcast_to(np.asarray(N).reshape(np.shape(total)) if np.ndim(N) else
+                             np.asarray(N), np.shape(total))
+        if np.any(np.asarray(total) > n0 * (1 + 1e-3)):  # y0 may sum to less than N
+            raise ValueError(
+                f"`params['N']` ({np.asarray(N).ravel()}) is smaller than the population of "
+                f"`traj`, whose compartments sum to {np.asarray(total)}."
+            )
     r0 = model._r0(_rates_at_times(rates, traj.ts, "effective_reproduction_number"))
     return r0 * traj["S"] / N
 
@@ -1665,7 +1692,7 @@ def final_size(model: CompartmentalModel, params: Any, y0: Any) -> FinalSize:
 
     Raises:
         ValueError: for models without a final size (SIRS, vital dynamics), time-varying
-            rates or :math:`S_0 = 0`.
+            rates, :math:`S_0 = 0` or a zero removal rate (infinite :math:`R_0`).
 
     Examples:
         >>> fs = final_size(SIR(), {"beta": 2.0, "gamma": 1.0, "N": 1.0}, [1.0 - 1e-6, 1e-6, 0.0])
@@ -1687,7 +1714,7 @@ def final_size(model: CompartmentalModel, params: Any, y0: Any) -> FinalSize:
     if not _is_tracer(S0) and np.any(np.asarray(S0) <= 0):
         raise ValueError("`y0['S']` must be positive for final_size.")
     J0 = sum(y0a[..., model._index(c)] for c in model.infected)
-    c = model._r0(rates) / N
+    c = _check_r0_finite(model._r0(rates)) / N
     s_inf = _solve_final_size(S0, J0, c)
     return FinalSize(susceptible=s_inf, infections=S0 - s_inf, attack_rate=(S0 - s_inf) / N)
 

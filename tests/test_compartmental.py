@@ -748,3 +748,19 @@ def test_grouping_order_sorts_up_to_quantisation():
     # Equal keys keep index order (also at the top level, which float32 rounds up).
     np.testing.assert_array_equal(order_of(jnp.array([2.0, 1.0, 2.0, 1.0])), [1, 3, 0, 2])
     np.testing.assert_array_equal(order_of(jnp.ones(4)), np.arange(4))
+
+
+def test_r0_final_size_and_rt_reject_inconsistent_parameters():
+    p = {"beta": 0.5, "gamma": 0.25, "N": 1000.0}
+    with pytest.raises(ValueError, match="removal rate"):
+        R0(SIR(), {**p, "gamma": 0.0})
+    with pytest.raises(ValueError, match="removal rate"):
+        final_size(SIR(), {**p, "gamma": 0.0}, {"S": 990.0, "I": 10.0, "R": 0.0})
+    assert float(R0(SIRD(), {"beta": 0.5, "gamma": 0.0, "mu": 0.1, "N": 1.0})) == 5.0
+    traj = solve(SIR(), p, jnp.array([990.0, 10.0, 0.0]), jnp.arange(5.0))
+    with pytest.raises(ValueError, match="smaller than the population"):
+        effective_reproduction_number(SIR(), {**p, "N": 10.0}, traj)
+    # y0 may sum to less than N (part of the population outside the model): allowed.
+    part = solve(SIR(), p, jnp.array([490.0, 10.0, 0.0]), jnp.arange(5.0))
+    np.testing.assert_allclose(effective_reproduction_number(SIR(), p, part)[0],
+                               2.0 * 490.0 / 1000.0, rtol=1e-6)
