@@ -7,6 +7,7 @@ written by hand. Every function is elementwise (except :func:`softmax`) and work
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 
 import jax
@@ -164,7 +165,9 @@ def get_activation(
 
     Raises:
         ValueError: unknown name (the message lists the valid ones).
-        TypeError: neither a string nor a callable, or a keyword the function does not take.
+        TypeError: neither a string nor a callable, a keyword the function does not take,
+            or a string value.
+        ValueError: also for a non-finite parameter value.
 
     Examples:
         >>> f = get_activation("SmeLU", beta=2.0)
@@ -193,4 +196,9 @@ def get_activation(
         signature = None
     if signature is not None:
         signature.bind_partial(None, **kwargs)  # TypeError now, not at the first call
+    for k, v in kwargs.items():  # parameters such as negative_slope, alpha, beta
+        if isinstance(v, str) or (isinstance(v, float) and not math.isfinite(v)):
+            raise (TypeError if isinstance(v, str) else ValueError)(
+                f"`{k}` must be a finite number; got {v!r}."
+            )
     return functools.partial(fn, **kwargs)

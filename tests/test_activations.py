@@ -112,3 +112,10 @@ def test_get_activation_errors():
         get_activation(3)
     with pytest.raises(TypeError, match="gamma"):
         get_activation("elu", gamma=1.0)
+
+
+def test_get_activation_rejects_bad_parameter_values():
+    with pytest.raises(ValueError, match="negative_slope"):
+        get_activation("leaky_relu", negative_slope=float("nan"))
+    with pytest.raises(TypeError, match="beta"):
+        get_activation("smelu", beta="2")
