@@ -77,6 +77,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import diffrax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -87,6 +88,7 @@ import optax
 from jaxtyping import Array, ArrayLike
 from numpyro.contrib.module import random_flax_module
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+from numpyro.distributions.transforms import biject_to
 from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, autoguide
 from numpyro.infer.initialization import init_to_median
 from numpyro.infer.reparam import LocScaleReparam
@@ -94,7 +96,9 @@ from numpyro.infer.util import initialize_model
 
 from .compartmental import SIR, CompartmentalModel, NetworkRate, solve
 from .compartmental import R0 as _R0
+from .data import _check_key
 from .estimation import ConvergenceWarning
+from .training import History, NonFiniteLossError
 
 __all__ = [
     "MCMCResult",
@@ -227,25 +231,76 @@ def _check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def _check_key(key: Any) -> None:
-    if not isinstance(key, jax.Array):
-        raise TypeError(f"`key` must be a jax.random key (e.g. jr.PRNGKey(0)); got {type(key)}.")
-
-
 def _check_prob(prob: Any, name: str = "prob") -> float:
     if not isinstance(prob, (int, float)) or not 0.0 < float(prob) < 1.0:
         raise ValueError(f"`{name}` must be a number in (0, 1); got {prob!r}.")
     return float(prob)
 
 
-def _model_sites(model, args, kwargs) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(latent sample sites, deterministic sites) of one seeded trace of ``model``."""
-    tr = numpyro.handlers.trace(numpyro.handlers.seed(model, jr.PRNGKey(0))).get_trace(
+def _model_trace(model, args, kwargs) -> dict[str, Any]:
+    """One seeded trace of ``model`` (plain Python; the model runs once, eagerly)."""
+    return numpyro.handlers.trace(numpyro.handlers.seed(model, jr.PRNGKey(0))).get_trace(
         *args, **kwargs
     )
-    latent = tuple(k for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"])
+
+
+def _latent(trace: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(k for k, s in trace.items() if s["type"] == "sample" and not s["is_observed"])
+
+
+def _model_sites(model, args, kwargs) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(latent sample sites, deterministic sites) of one seeded trace of ``model``."""
+    tr = _model_trace(model, args, kwargs)
     det = tuple(k for k, s in tr.items() if s["type"] == "deterministic")
-    return latent, det
+    return _latent(tr), det
+
+
+def _check_site_names(names: Any, valid: tuple[str, ...], argname: str) -> tuple[str, ...]:
+    """``names`` as a tuple, every entry one of ``valid``; else a ValueError naming ``argname``."""
+    if isinstance(names, str) or not hasattr(names, "__iter__"):
+        raise TypeError(f"`{argname}` must be a tuple of site names; got {names!r}.")
+    names = tuple(names)
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(f"`{argname}` has unknown sites {unknown}; valid sites: {valid}.")
+    return names
+
+
+def _check_init_params(init_params: Any, trace: Mapping[str, Any], num_chains: int
+                       ) -> dict[str, Array]:
+    """Validate ``{latent site: (num_chains, *unconstrained shape)}`` initial values.
+
+    Returns them as numpyro's ``MCMC.run`` expects: with a leading chain axis for several
+    chains and without one for a single chain (where a site's own shape is accepted too).
+    """
+    if not isinstance(init_params, Mapping):
+        raise TypeError(
+            f"`init_params` must be a mapping {{site: array}}; got {type(init_params).__name__}."
+        )
+    latent = _latent(trace)
+    unknown = [k for k in init_params if k not in latent]
+    missing = [k for k in latent if k not in init_params]
+    if unknown or missing:
+        raise ValueError(
+            f"`init_params` must give exactly the latent sites {latent}; unknown "
+            f"{unknown}, missing {missing}."
+        )
+    out = {}
+    for name in latent:
+        site = trace[name]
+        shape = tuple(biject_to(site["fn"].support).inverse_shape(jnp.shape(site["value"])))
+        value = jnp.asarray(init_params[name])
+        if value.shape == (num_chains, *shape):
+            value = value[0] if num_chains == 1 else value
+        elif not (num_chains == 1 and value.shape == shape):
+            raise ValueError(
+                f"`init_params[{name!r}]` must have shape {(num_chains, *shape)} "
+                f"(num_chains, unconstrained site shape); got {value.shape}."
+            )
+        if _is_concrete(value) and not bool(jnp.all(jnp.isfinite(value))):
+            raise ValueError(f"`init_params[{name!r}]` contains NaN or inf.")
+        out[name] = value
+    return out
 
 
 def _predictive_sites(model, args, kwargs) -> list[str]:
@@ -278,7 +333,8 @@ def mcmc_diagnostics(
     Args:
         samples_by_chain: ``{site: array (chains, draws, ...)}``.
         diverging: divergence indicators ``(chains, draws)``, or ``None``.
-        sites: the sites to check (default all); all sites are summarised.
+        sites: the sites to check (default all), keys of ``samples_by_chain``; all sites
+            are summarised.
         max_r_hat: largest acceptable :math:`\hat R` (1.01 is the strict modern choice,
             1.05 a common one for few draws).
         min_ess: smallest acceptable effective sample size (Vehtari et al. suggest 100 per
@@ -290,7 +346,8 @@ def mcmc_diagnostics(
         everything passed).
 
     Raises:
-        ValueError: empty samples, too few draws or bad thresholds.
+        ValueError: empty samples, too few draws, bad thresholds or unknown ``sites``.
+        TypeError: ``sites`` is a string or not iterable.
 
     Examples:
         >>> draws = {"x": jr.normal(jr.PRNGKey(0), (4, 500))}
@@ -305,7 +362,8 @@ def mcmc_diagnostics(
         raise ValueError(f"`max_r_hat` must be a number >= 1; got {max_r_hat!r}.")
     if not (isinstance(min_ess, (int, float)) and min_ess >= 0):
         raise ValueError(f"`min_ess` must be a non-negative number; got {min_ess!r}.")
-    sites = tuple(samples_by_chain) if sites is None else tuple(sites)
+    sites = tuple(samples_by_chain) if sites is None else _check_site_names(
+        sites, tuple(samples_by_chain), "sites")
     summary: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     q = (0.5 * (1 - prob), 0.5, 0.5 * (1 + prob))
@@ -384,9 +442,11 @@ def run_nuts(
             forward-differentiable code, e.g. diffrax ``ForwardMode``; fast for few
             parameters).
         init_strategy: numpyro init strategy; default ``init_to_median``.
-        init_params: initial values in numpyro's unconstrained space, ``{site: (num_chains,
-            ...)}`` (overrides ``init_strategy``).
-        check_sites: latent sites whose R-hat/ESS are checked (default: all latent sites).
+        init_params: initial values in numpyro's unconstrained space for every latent
+            site, ``{site: (num_chains, ...)}`` (overrides ``init_strategy``); with one chain
+            the leading axis may be left out.
+        check_sites: sites whose R-hat/ESS are checked (default: all latent sites); latent
+            or deterministic sites of ``model``.
         max_r_hat, min_ess: thresholds of :func:`mcmc_diagnostics`.
         warn: warn when the diagnostics fail.
         progress_bar: numpyro's progress bar (slower: one dispatch per iteration).
@@ -396,7 +456,9 @@ def run_nuts(
         :class:`MCMCResult`.
 
     Raises:
-        ValueError: bad sizes or options.
+        ValueError: bad sizes or options; ``check_sites`` or ``init_params`` naming sites
+            that are not latent (or deterministic, for ``check_sites``) sites of ``model``,
+            or ``init_params`` of the wrong shape.
         TypeError: a non-callable model or a bad key.
 
     Warns:
@@ -418,6 +480,13 @@ def run_nuts(
         forward_mode_differentiation=forward_mode_differentiation,
         init_strategy=init_strategy, progress_bar=progress_bar,
     )
+    if init_params is not None or check_sites is not None:  # site names need one trace
+        trace = _model_trace(model, model_args, model_kwargs)
+        if init_params is not None:
+            init_params = _check_init_params(init_params, trace, mcmc.num_chains)
+        if check_sites is not None:
+            valid = tuple(k for k, v in trace.items() if v["type"] == "deterministic")
+            check_sites = _check_site_names(check_sites, _latent(trace) + valid, "check_sites")
     return _sample(
         mcmc, key, model_args, model_kwargs, init_params=init_params, model=model,
         check_sites=check_sites, max_r_hat=max_r_hat, min_ess=min_ess, warn=warn,
@@ -532,8 +601,11 @@ def run_svi(
 
     Maximises the ELBO :math:`\mathbb E_q[\log p(y, z) - \log q(z)]` with Adam (optax,
     gradients clipped to global norm 10) over ``num_steps`` steps run in one compiled loop
-    (``SVI.run``), then draws ``num_samples`` posterior samples from the guide (and the
-    model's deterministic sites through :class:`~numpyro.infer.Predictive`).
+    (``SVI.run`` with ``stable_update=True``: a step with a non-finite loss or update is
+    skipped), then draws ``num_samples`` posterior samples from the guide (and the model's
+    deterministic sites through :class:`~numpyro.infer.Predictive`). The losses are checked
+    after the loop: if the last one is not finite the fit has broken down and
+    :class:`~epinn.training.NonFiniteLossError` is raised.
 
     Args:
         model: a numpyro model function.
@@ -546,8 +618,8 @@ def run_svi(
         learning_rate: Adam learning rate.
         num_samples: posterior draws returned.
         num_particles: Monte Carlo samples per ELBO estimate.
-        rank: rank of the low-rank guide (default numpyro's, about the square root of the
-            number of latent dimensions).
+        rank: rank of the low-rank guide, an int >= 1 (default numpyro's, about the square
+            root of the number of latent dimensions); only with ``guide="lowrank"``.
         init_strategy: initial guide locations; default ``init_to_median``.
         **model_kwargs: keyword arguments of ``model``.
 
@@ -555,7 +627,10 @@ def run_svi(
         :class:`SVIResult`.
 
     Raises:
-        ValueError: bad options.
+        ValueError: bad options (e.g. ``rank`` < 1 or given without the low-rank guide).
+        TypeError: a non-callable model or a bad key.
+        NonFiniteLossError: (a ``FloatingPointError``) the ELBO loss was still NaN or
+            infinite at the last step; the message names the step where it became so.
 
     Examples:
         >>> def model(y):
@@ -575,6 +650,10 @@ def run_svi(
     num_particles = _check_positive_int(num_particles, "num_particles")
     if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
         raise ValueError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
+    if rank is not None:
+        if guide != "lowrank":
+            raise ValueError(f"`rank` is only used with guide='lowrank'; got guide={guide!r}.")
+        rank = _check_positive_int(rank, "rank")
     init_loc_fn = init_to_median if init_strategy is None else init_strategy
     g = _make_guide(model, guide, init_loc_fn, rank)
     optimizer = numpyro.optim.optax_to_numpyro(
@@ -587,6 +666,7 @@ def run_svi(
                   **model_kwargs)
     losses = np.asarray(jax.block_until_ready(res.losses))
     wall = time.perf_counter() - t0
+    _check_final_loss(losses)
     latent, det = _model_sites(model, model_args, model_kwargs)
     draws = g.sample_posterior(draw_key, res.params, sample_shape=(num_samples,))
     draws = {k: v for k, v in draws.items() if k in latent}
@@ -605,6 +685,30 @@ def run_svi(
         model=model,
         model_args=model_args,
         model_kwargs=dict(model_kwargs),
+    )
+
+
+def _check_final_loss(losses: np.ndarray) -> None:
+    """Raise :class:`~epinn.training.NonFiniteLossError` when the run ends non-finite.
+
+    ``SVI.run(..., stable_update=True)`` skips a step whose loss or update is not finite,
+    so an isolated infinite loss (e.g. a failed ODE solve at one guide draw) is harmless;
+    a loss that stays non-finite up to the last step means the guide itself broke down.
+    The error names the step (1-based) from which the loss stayed non-finite.
+    """
+    bad = ~np.isfinite(losses)
+    if not bad[-1]:
+        return
+    finite = np.flatnonzero(~bad)
+    step = int(finite[-1]) + 2 if finite.size else 1
+    history = History(train_loss=[float(v) for v in losses[: step - 1]],
+                      stop_reason="non-finite loss")
+    raise NonFiniteLossError(
+        f"The ELBO loss became {losses[step - 1]} at step {step} of {losses.size} and stayed "
+        "non-finite to the end; try a smaller `learning_rate`, or check the model and data "
+        "(the error's `history` holds the losses before).",
+        epoch=step,
+        history=history,
     )
 
 
@@ -730,6 +834,8 @@ def _check_regression_data(x: Any, y: Any) -> tuple[Array, Array | None]:
         xa = xa[:, None]
     if xa.ndim != 2 or xa.shape[0] == 0:
         raise ValueError(f"`x` must have shape (n, features) with n >= 1; got {np.shape(x)}.")
+    if not isinstance(xa, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(xa))):
+        raise ValueError("`x` contains NaN or inf.")
     if y is None:
         return xa, None
     ya = jnp.asarray(y)
@@ -740,6 +846,14 @@ def _check_regression_data(x: Any, y: Any) -> tuple[Array, Array | None]:
     if not isinstance(ya, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(ya))):
         raise ValueError("`y` contains NaN or inf.")
     return xa, ya
+
+
+def _check_network(network: Any) -> None:
+    if not isinstance(network, nn.Module):
+        raise TypeError(
+            "`network` must be a Flax Linen module such as epinn.MLP((16, 1), "
+            f"activation='tanh'); got {type(network).__name__}."
+        )
 
 
 def _check_scale(value: Any, name: str) -> None:
@@ -795,8 +909,7 @@ def bnn_model(
     xa, ya = _check_regression_data(x, y)
     _check_scale(prior_scale, "prior_scale")
     _check_scale(noise_scale, "noise_scale")
-    if not hasattr(network, "apply"):
-        raise TypeError(f"`network` must be a Flax Linen module; got {type(network)}.")
+    _check_network(network)
     n_out = 2 if heteroscedastic else 1
     features = getattr(network, "features", None)
     if features is not None and features[-1] != n_out:
@@ -905,9 +1018,14 @@ def fit_bnn(
         ``posterior_predictive(fit, key, x_new)``.
 
     Raises:
-        ValueError: bad data, options or network.
+        ValueError: bad data (including NaN or inf in ``x`` or ``y``), options or network
+            outputs.
+        TypeError: ``network`` is not a Flax Linen module, or a bad key.
+        NonFiniteLossError: ``method="svi"`` and the ELBO loss ended non-finite (see
+            :func:`run_svi`).
     """
     _check_key(key)
+    _check_network(network)
     if method not in ("nuts", "svi"):
         raise ValueError(f"`method` must be 'nuts' or 'svi'; got {method!r}.")
     xa, ya = _check_regression_data(x, y)
@@ -924,7 +1042,8 @@ def fit_bnn(
                                  decentered_scale=prior_scale if hierarchical else 1.0)
     if method == "nuts":
         chains = _check_positive_int(num_chains, "num_chains")
-        # One network initialisation per chain, so the chains start apart.
+        # One network initialisation per chain, so the chains start apart (stacked on a
+        # chain axis, which run_nuts drops for a single chain as numpyro expects).
         inits = [strategy(_network_init(network, k, n_in)) for k in jr.split(init_key, chains)]
         return run_nuts(
             model, run_key, xa, ya, num_warmup=num_warmup, num_samples=num_samples,
@@ -939,7 +1058,8 @@ def fit_bnn(
 
 
 def _unconstrained_inits(model, args, strategies) -> dict[str, Array]:
-    """One initial point per init strategy, stacked, in the unconstrained space of NUTS."""
+    """One initial point per init strategy, stacked on a leading chain axis, in the
+    unconstrained space of NUTS."""
     per_chain = [
         initialize_model(jr.PRNGKey(0), model, model_args=args, init_strategy=st)[0].z
         for st in strategies
@@ -1407,8 +1527,7 @@ def neural_beta_model(
     _check_scale(prior_scale, "prior_scale")
     scale = float(spec.grid[-1] - spec.grid[0]) if t_scale is None else t_scale
     _check_scale(scale, "t_scale")
-    if not hasattr(network, "apply"):
-        raise TypeError(f"`network` must be a Flax Linen module; got {type(network)}.")
+    _check_network(network)
     features = getattr(network, "features", None)
     if features is not None and features[-1] != 1:
         raise ValueError(f"`network` must have one output for beta(t); got {features[-1]}.")
@@ -1483,11 +1602,14 @@ def fit_bayesian_neural_beta(
 
     Raises:
         ValueError: bad data, priors or options.
+        TypeError: ``network`` is not a Flax Linen module, or a bad key.
+        NonFiniteLossError: the ELBO loss ended non-finite (see :func:`run_svi`).
     """
     from .models import MLP
 
     model = SIR() if model is None else model
     network = MLP((16, 16, 1), activation="tanh") if network is None else network
+    _check_network(network)
     _check_key(key)
     if counts is None:
         raise ValueError("`counts` must be given: there is no data to fit.")

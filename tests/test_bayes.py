@@ -19,9 +19,11 @@ from scipy import stats
 from scipy.integrate import solve_ivp
 
 from epinn import MLP
+from epinn import NonFiniteLossError
 from epinn.bayes import (
     MCMCResult,
     SVIResult,
+    _check_final_loss,
     bnn_model,
     credible_interval,
     default_priors,
@@ -517,3 +519,125 @@ def test_neural_beta_band_covers_constant_truth():
     _, lo, hi = credible_interval(fit.samples["beta_t"], 0.9)
     inside = (np.asarray(lo) <= 1.6) & (1.6 <= np.asarray(hi))
     assert inside[2:11].mean() >= 0.8
+
+
+# --------------------------------------------------------------------------------------
+# Bad input and edge cases found by the input audit
+# --------------------------------------------------------------------------------------
+
+
+def _x_and_double():
+    x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    numpyro.deterministic("d", 2.0 * x)
+
+
+@pytest.mark.slow  # ~17 s; the cause is covered fast by the init_params test below
+def test_fit_bnn_single_chain():
+    # numpyro wants init_params without a chain axis for one chain; fit_bnn stacks one
+    # initialisation per chain, so run_nuts must drop the axis (was a Flax shape error).
+    x = jnp.linspace(-1.0, 1.0, 8)[:, None]
+    fit = fit_bnn(x, jnp.sin(3 * x[:, 0]), key=jr.PRNGKey(0), network=MLP((4, 1)),
+                  num_warmup=5, num_samples=5, num_chains=1)
+    assert fit.num_chains == 1
+    shapes = {k: v.shape for k, v in fit.samples.items()}
+    assert shapes == {"net/Dense_0.kernel": (5, 1, 4), "net/Dense_0.bias": (5, 4),
+                      "net/Dense_1.kernel": (5, 4, 1), "net/Dense_1.bias": (5, 1),
+                      "sigma": (5,), "mean": (5, 8)}
+    assert fit.samples_by_chain["net/Dense_0.kernel"].shape == (1, 5, 1, 4)
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in fit.samples.values())
+
+
+def test_nuts_init_params_single_chain_with_or_without_chain_axis():
+    # The documented (num_chains, ...) layout and numpyro's own single-chain layout give
+    # the same draws; another start gives other draws (so init_params is really used).
+    run = functools.partial(run_nuts, _x_and_double, jr.PRNGKey(0), num_warmup=5,
+                            num_samples=5, num_chains=1, warn=False, check_sites=("d",))
+    with_axis = run(init_params={"x": jnp.array([0.3])})
+    without = run(init_params={"x": jnp.array(0.3)})
+    other = run(init_params={"x": jnp.array([3.0])})
+    np.testing.assert_array_equal(with_axis.samples["x"], without.samples["x"])
+    assert not np.array_equal(with_axis.samples["x"], other.samples["x"])
+    np.testing.assert_allclose(with_axis.samples["d"], 2 * with_axis.samples["x"], rtol=1e-6)
+
+
+def test_nuts_check_sites_and_init_params_validated():
+    run = functools.partial(run_nuts, conjugate_model, jr.PRNGKey(0), Y_CONJ, num_warmup=5,
+                            num_samples=5, num_chains=2)
+    # "y" is observed, not a latent site: the diagnostics used to pass vacuously.
+    with pytest.raises(ValueError, match=r"check_sites.*'y'.*valid sites: \('mu',\)"):
+        run(check_sites=("y",))
+    with pytest.raises(TypeError, match="check_sites"):
+        run(check_sites="mu")
+    with pytest.raises(ValueError, match=r"init_params.*unknown \['y'\]"):
+        run(init_params={"y": jnp.zeros(2)})
+    with pytest.raises(ValueError, match=r"init_params.*missing \['mu'\]"):
+        run(init_params={})
+    with pytest.raises(ValueError, match=r"init_params\['mu'\].*shape \(2,\)"):
+        run(init_params={"mu": jnp.zeros(3)})
+    with pytest.raises(ValueError, match=r"init_params\['mu'\].*NaN"):
+        run(init_params={"mu": jnp.array([0.0, jnp.nan])})
+    with pytest.raises(TypeError, match="init_params"):
+        run(init_params=[0.0, 0.0])
+    with pytest.raises(ValueError, match=r"init_params.*unknown \['y'\]"):
+        run(num_chains=1, init_params={"y": jnp.zeros(1)})
+    with pytest.raises(ValueError, match=r"sites.*'nope'"):
+        mcmc_diagnostics({"x": np.zeros((2, 10))}, sites=("nope",))
+
+
+def test_keys_checked():
+    # A float array or a batch of keys is not one key (no bayes function takes a batch).
+    for bad in (jnp.array([1.0, 2.0]), jr.split(jr.PRNGKey(0), 2), 0):
+        with pytest.raises(TypeError, match="key"):
+            run_nuts(conjugate_model, bad, Y_CONJ)
+        with pytest.raises(TypeError, match="key"):
+            run_svi(conjugate_model, bad, Y_CONJ)
+        with pytest.raises(TypeError, match="key"):
+            prior_predictive(conjugate_model, bad, 3, Y_CONJ)
+        with pytest.raises(TypeError, match="key"):
+            fit_bnn(jnp.zeros((4, 1)), jnp.zeros(4), key=bad, network=MLP((5, 1)))
+
+
+def test_fit_bnn_bad_network_and_x():
+    x, y = jnp.linspace(-1.0, 1.0, 8)[:, None], jnp.zeros(8)
+    with pytest.raises(TypeError, match="`network` must be a Flax Linen module"):
+        fit_bnn(x, y, key=jr.PRNGKey(0), network=None)
+    with pytest.raises(TypeError, match="network"):
+        fit_bayesian_neural_beta(DAYS, BOARDING, key=jr.PRNGKey(0), y0=Y0, network="mlp")
+    for bad in (jnp.nan, jnp.inf):
+        with pytest.raises(ValueError, match="`x` contains NaN or inf"):
+            fit_bnn(x.at[0].set(bad), y, key=jr.PRNGKey(0), network=MLP((4, 1)))
+        with pytest.raises(ValueError, match="`x` contains NaN or inf"):
+            fit_bnn(x.at[0].set(bad), y, key=jr.PRNGKey(0), network=MLP((4, 1)), method="svi")
+
+
+def test_svi_rank_validated():
+    for rank in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="rank"):
+            run_svi(conjugate_model, jr.PRNGKey(0), Y_CONJ, guide="lowrank", rank=rank)
+    with pytest.raises(ValueError, match="rank.*lowrank"):
+        run_svi(conjugate_model, jr.PRNGKey(0), Y_CONJ, guide="normal", rank=1)
+
+
+def test_svi_divergence_raises_non_finite_loss_error():
+    # lr = 1e8 drives the guide scale to 0 and the loss to NaN (numpyro then failed with
+    # "invalid scale" when drawing from the guide).
+    def model():
+        numpyro.sample("x", dist.Normal(0.0, 1.0))
+
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ of 50.*learning_rate") as err:
+        run_svi(model, jr.PRNGKey(0), num_steps=50, num_samples=5, learning_rate=1e8)
+    step, history = err.value.epoch, err.value.history
+    assert 1 <= step <= 50 and len(history.train_loss) == step - 1
+    assert history.stop_reason == "non-finite loss"
+
+
+def test_final_loss_rule():
+    # A non-finite loss skipped mid-run (stable_update) is tolerated; one that lasts to the
+    # end raises and names the first step of that last non-finite stretch (1-based).
+    _check_final_loss(np.array([3.0, np.inf, 2.0, np.nan, 1.0]))
+    with pytest.raises(NonFiniteLossError, match="became nan at step 4 of 5") as err:
+        _check_final_loss(np.array([3.0, np.inf, 2.0, np.nan, np.nan]))
+    assert err.value.epoch == 4 and err.value.history.train_loss == [3.0, np.inf, 2.0]
+    with pytest.raises(NonFiniteLossError, match="became inf at step 1 of 2") as err:
+        _check_final_loss(np.array([np.inf, np.nan]))
+    assert err.value.history.train_loss == []
