@@ -101,7 +101,7 @@ from jaxtyping import Array, ArrayLike
 from . import compartmental as _compartmental
 from .compartmental import SIR, CompartmentalModel, solve, solve_ensemble
 from .compartmental import R0 as _R0
-from .data import Standardizer
+from .data import Standardizer, _check_key
 from .estimation import FitResult
 from .losses import gaussian_nll
 from .models import MLP
@@ -219,6 +219,7 @@ class Prior:
 
     def sample(self, key: jax.Array, n: int) -> dict[str, Array]:
         """``n`` independent log-uniform draws of every quantity, ``{name: (n,)}``."""
+        key = _check_key(key)
         ranges = {k: jnp.asarray(getattr(self, k)) for k in _PRIOR_NAMES}
         return jax.jit(_draw, static_argnums=2)(key, ranges, _check_positive_int(n, "n"))
 
@@ -396,6 +397,8 @@ def simulate_training_set(
     Raises:
         ValueError: bad ``n``, ``ts``, ``t0``, ``observe``, ``noise``, ``fixed`` or
             ``block_size``.
+        TypeError: a ``key`` that is not one ``jax.random`` key, or ``prior`` not a
+            :class:`Prior`.
 
     Examples:
         >>> import jax.random as jr, numpy as np
@@ -404,6 +407,7 @@ def simulate_training_set(
         >>> sim.curves.shape, sorted(sim.params)
         ((3, 14), ['I0', 'N', 'R0', 'beta', 'gamma', 'noise', 'reporting'])
     """
+    key = _check_key(key)
     model = SIR() if model is None else model
     fixed = _check_model(model, fixed)
     n = _check_positive_int(n, "n")
@@ -626,7 +630,9 @@ class NeuralEstimator:
         Raises:
             ValueError: bad arguments (as :func:`simulate_training_set` and
                 :func:`epinn.fit`).
+            TypeError: a ``key`` that is not one ``jax.random`` key.
         """
+        key = _check_key(key)
         model = SIR() if model is None else model
         n_train = _check_positive_int(n_train, "n_train")
         n_val = _check_positive_int(n_val, "n_val")
@@ -962,7 +968,12 @@ class NeuralEstimator:
             ``"mean_relative_error"`` and ``"coverage"``, each ``{name: float}``;
             ``"truth"``, ``{name: (n,) array}``; and ``"estimates"``, the dict of
             :meth:`predict`.
+
+        Raises:
+            ValueError: bad ``n``.
+            TypeError: a ``key`` that is not one ``jax.random`` key.
         """
+        key = _check_key(key)
         n = _check_positive_int(n, "n")
         sim = simulate_training_set(
             key, n, self.ts, prior=self.prior, model=self.model, fixed=self.fixed,
@@ -1105,6 +1116,7 @@ def train_boarding_school_estimator(
         The trained :class:`NeuralEstimator`; apply it with
         ``est.estimate(data.t, data.counts, data.population)``.
     """
+    key = _check_key(key)
     size = dict(n_train=2000, n_val=200, hidden=(32, 32), epochs=20) if quick else {}
     return NeuralEstimator.train(
         key, np.arange(1.0, 15.0), prior=BOARDING_SCHOOL_PRIOR, t0=0.0,

@@ -68,6 +68,7 @@ from .compartmental import (
     _normalize_y0,
     solve,
 )
+from .data import _check_key
 from .observation import NegativeBinomial, Poisson
 from .sharding import shard_map_batch
 
@@ -120,7 +121,8 @@ class FitResult:
         loss_history: objective per optimiser step of the best start (for likelihood
             losses: the Levenberg-Marquardt stage's Anscombe objective, then the NLL of
             the Newton stage).
-        converged: whether the optimiser met its tolerance with a finite loss.
+        converged: whether the optimiser met its tolerance with a finite loss (each
+            estimator states its criterion; never with a non-finite estimate).
         free: names of the fitted quantities.
         stderr: standard errors of the free quantities (Laplace), or ``None``.
         intervals: 95% intervals ``{name: (lo, hi)}`` for the free quantities and ``R0``.
@@ -187,7 +189,13 @@ class FitResult:
 # --------------------------------------------------------------------------------------
 
 
-def _check_inputs(model, ts, data, y0, init, free, loss, t0):
+def _check_inputs(model, ts, data, y0, init, free, loss, t0, *, can_free=True):
+    """Validate a fit's inputs in plain Python; returns ``ts, t0, obs, init, free``.
+
+    Shared by :func:`fit_parameters`, :func:`fit_parameters_batch` and (through
+    ``epinn.neural_beta``) the network fits; ``can_free=False`` for callers without a
+    ``free`` argument (the message about an unseeded ``y0`` then does not suggest it).
+    """
     if not isinstance(model, CompartmentalModel):
         raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {model!r}.")
     if loss not in _LOSSES:
@@ -223,6 +231,16 @@ def _check_inputs(model, ts, data, y0, init, free, loss, t0):
             raise ValueError(f"`data[{name!r}]` contains NaN or inf.")
         if np.any(a < 0):
             raise ValueError(f"`data[{name!r}]` contains negative counts.")
+        if loss in ("poisson", "negbin") and np.any(a != np.round(a)):
+            # The same rule as epinn.observation's count likelihoods, checked here: inside
+            # the compiled fit a non-integer count makes the likelihood non-finite at every
+            # point, and the fit fails without saying why (it returned NaN estimates).
+            bad = a[a != np.round(a)][0]
+            raise ValueError(
+                f"`data[{name!r}]` must be non-negative integer counts for "
+                f"loss={loss!r}; got non-integer values (e.g. {bad:g}). Round the counts, "
+                "or use loss='mse'."
+            )
         obs[name] = a
     if not isinstance(y0, Mapping):
         raise TypeError("`y0` must be a mapping by compartment name, e.g. {'S': 762, ...}.")
@@ -256,7 +274,19 @@ def _check_inputs(model, ts, data, y0, init, free, loss, t0):
     for c, v in y0.items():
         if not math.isfinite(float(v)) or float(v) < 0:
             raise ValueError(f"`y0[{c!r}]` must be non-negative and finite; got {v!r}.")
-    free = tuple(model.rate_names) if free is None else tuple(free)
+    if free is None:
+        free = tuple(model.rate_names)
+    elif isinstance(free, str):
+        free = (free,)  # one name: free="beta" is free=("beta",)
+    else:
+        try:
+            free = tuple(free)
+        except TypeError as err:
+            raise TypeError(
+                f"`free` must be a name or a sequence of names; got {free!r}."
+            ) from err
+        if not all(isinstance(k, str) for k in free):
+            raise TypeError(f"`free` must be a name or a sequence of names; got {free!r}.")
     states = tuple(f"{c}0" for c in model.compartments)
     for k in free:
         if k not in allowed and k not in states:
@@ -267,6 +297,7 @@ def _check_inputs(model, ts, data, y0, init, free, loss, t0):
         raise ValueError("`free` contains 'phi', which only the 'negbin' loss has.")
     if not free:
         raise ValueError("`free` must name at least one parameter.")
+    _check_seeded(model, y0, free, can_free)
     N = float(init["N"])
     if sum(float(v) for v in y0.values()) > N * (1 + 1e-6):
         raise ValueError(f"`y0` sums to more than the population N = {N}.")
@@ -278,6 +309,28 @@ def _check_inputs(model, ts, data, y0, init, free, loss, t0):
     if "incidence" in obs and obs["incidence"].sum() > N:
         raise ValueError(f"`data['incidence']` sums to more than the population N = {N}.")
     return ts, t0, obs, init, free
+
+
+def _check_seeded(model, y0, free, can_free):
+    """Raise if ``y0`` has nobody infected and no infected initial state is fitted.
+
+    With every infected compartment (``model.infected``: ``I``, or ``E`` and ``I``) at zero
+    the infection term vanishes for all time: the solution does not depend on the
+    transmission rate, and a fit would return its initial guess as if converged.
+    """
+    if any(float(y0[c]) > 0 for c in model.infected):
+        return
+    if any(f"{c}0" in free for c in model.infected):
+        return  # a fitted initial state is positive (log-parametrised)
+    zero = ", ".join(f"y0[{c!r}]" for c in model.infected)
+    hint = f"give {zero.split(', ')[-1]} a positive value"
+    if can_free:
+        hint += f" or fit it (e.g. free=(..., '{model.infected[-1]}0'))"
+    raise ValueError(
+        f"`y0` has nobody infected: the infected compartments {model.infected} are all "
+        f"zero ({zero} = 0), so the epidemic never starts and the data cannot inform the "
+        f"rates; {hint}."
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -612,7 +665,10 @@ def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True):
     theta_n, hist_n, n_n, _, _ = _iterate(newton, grad, theta, 50, lambda th, _: problem.nll(th))
     # Keep the Newton polish only if it improved the likelihood (one vmapped evaluation).
     nll_both = jax.vmap(problem.nll)(jnp.stack([theta, theta_n]))
-    better = jnp.isfinite(nll_both[1]) & (nll_both[1] <= nll_both[0])
+    # (A failed solve scores a finite 1e12 with a zero derivative, where Newton's step is
+    # NaN: a NaN point is never "better".)
+    better = (jnp.all(jnp.isfinite(theta_n)) & jnp.isfinite(nll_both[1])
+              & (nll_both[1] <= nll_both[0]))
     theta = jnp.where(better, theta_n, theta)
     # Converged when the Newton decrement g^T H^-1 g / 2 (the predicted remaining decrease
     # of the NLL) is negligible: invariant to the parametrisation, and usable in float32.
@@ -632,7 +688,8 @@ def _run(problem: _Problem, starts, steps: int, tol: float, fine):
     else:
         runs = jax.vmap(lambda th: _optimise(problem, th, steps, tol, tol))(starts)
     thetas, *_, losses, _, solutions = runs
-    best = jnp.argmin(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
+    ok = jnp.isfinite(losses) & jnp.all(jnp.isfinite(thetas), axis=1)
+    best = jnp.argmin(jnp.where(ok, losses, jnp.inf))
     solution = None if solutions is None else jax.tree.map(lambda a: a[best], solutions)
     return runs[:-1], best, _finalise(problem, thetas[best], fine, solution)
 
@@ -670,7 +727,7 @@ def fit_parameters(
     *,
     y0: Mapping[str, float],
     init: Mapping[str, float],
-    free: Sequence[str] | None = None,
+    free: Sequence[str] | str | None = None,
     loss: str = "mse",
     optimizer: str = "levenberg_marquardt",
     steps: int = 200,
@@ -706,13 +763,16 @@ def fit_parameters(
             default 10).
         free: names to fit: rates, ``"N"``, ``"reporting"``, ``"phi"`` or initial states as
             ``"I0"``, ``"E0"``, ... (then ``S0`` absorbs the change, keeping ``sum(y0)``).
-            Default: all rates.
-        loss: ``"mse"``, ``"poisson"`` or ``"negbin"``.
+            A sequence of names, or one name as a string (``free="beta"`` is
+            ``free=("beta",)``). Default: all rates. A ``y0`` with every infected
+            compartment at zero needs one of them here (e.g. ``"I0"``).
+        loss: ``"mse"``, ``"poisson"`` or ``"negbin"`` (these two need non-negative integer
+            counts in ``data``).
         optimizer: ``"levenberg_marquardt"`` (the only one: it is what converges best here).
         steps: maximum optimiser steps.
         n_starts: number of starts; start 0 is ``init``, the others are jittered by
             ``start_scale`` standard deviations in :math:`\log` space (needs ``key``).
-        key: PRNG key for the jitter.
+        key: PRNG key for the jitter (one ``jax.random`` key; checked whenever given).
         t0: time of ``y0`` (default ``ts[0]``); e.g. 0 for the boarding school, observed on
             days 1..14.
         rtol, atol: ODE tolerances (default 1e-8/1e-10 in float64, 1e-6/1e-8 in float32).
@@ -721,11 +781,16 @@ def fit_parameters(
         warn: warn (:class:`ConvergenceWarning`) when the fit does not converge.
 
     Returns:
-        :class:`FitResult`.
+        :class:`FitResult`. ``converged`` is ``False`` (and, with ``warn``, a
+        :class:`ConvergenceWarning` says why) when the optimiser's criterion was not met,
+        the loss or an estimate is not finite, or the ODE solve fails at the estimate.
 
     Raises:
-        ValueError: unknown names, data with NaN or negative counts, lengths not matching
-            ``ts``, ``init`` outside the parameter domain, counts above the population.
+        ValueError: unknown names, data with NaN or negative counts (or non-integer counts
+            for ``"poisson"``/``"negbin"``), lengths not matching ``ts``, ``init`` outside
+            the parameter domain, counts above the population, a ``y0`` with nobody
+            infected whose infected initial states are not in ``free``, a missing ``key``.
+        TypeError: a ``key`` that is not one ``jax.random`` key; ``free`` not names.
 
     Examples:
         >>> import numpy as np
@@ -745,6 +810,8 @@ def fit_parameters(
         raise ValueError(f"`n_starts` must be a positive int; got {n_starts!r}.")
     if n_starts > 1 and key is None:
         raise ValueError("`key` is required when `n_starts` > 1 (the starts are random).")
+    if key is not None:
+        key = _check_key(key)
     ts, t0, obs, init, free = _check_inputs(model, ts, data, y0, init, free, loss, t0)
     x64 = jnp.asarray(1.0).dtype == jnp.float64
     rtol = (1e-8 if x64 else 1e-6) if rtol is None else rtol
@@ -772,7 +839,13 @@ def fit_parameters(
     best = int(best)
     p, y0_hat, r0, g, pred = jax.device_get((p, y0_hat, r0, g, pred))
     theta = thetas[best]
-    converged = bool(dones[best]) and bool(np.isfinite(losses_np[best]))
+    # Converged: the optimiser's criterion met, with finite parameters and a successful
+    # solve at the estimate (a failed solve scores a constant penalty, where the
+    # optimiser's criterion is met at once).
+    nonfinite = [k for k, v in zip(free, np.asarray(theta)) if not np.isfinite(v)]
+    solved = bool(traj.success) and all(np.all(np.isfinite(v)) for v in pred.values())
+    converged = (bool(dones[best]) and bool(np.isfinite(losses_np[best])) and not nonfinite
+                 and solved)
     hist = hists[best]
     hist = hist[np.isfinite(hist)]
     cov = covs[best]
@@ -796,12 +869,7 @@ def fit_parameters(
         stderr, intervals = None, None
 
     if not converged and warn:
-        warnings.warn(
-            f"fit_parameters did not converge in {steps} steps (best loss "
-            f"{losses_np[best]:.4g}); increase `steps`, `n_starts` or check `init`.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+        _warn_unconverged(steps, float(losses_np[best]), nonfinite, solved, max_steps)
     return FitResult(
         params=params,
         y0=y0_out,
@@ -818,6 +886,22 @@ def fit_parameters(
         method={"mse": "least_squares", "poisson": "poisson_mle", "negbin": "negbin_mle"}[loss],
         n_steps=int(ns[best]),
         extras={"start_losses": losses_np.tolist()},
+    )
+
+
+def _warn_unconverged(steps, loss, nonfinite, solved, max_steps):
+    if nonfinite:
+        why = (f"; the estimate of {nonfinite} is not finite (NaN or inf): check `data`, "
+               "`init` and `y0`")
+    elif not solved:
+        why = (f"; the ODE solve fails at the estimate (every start's solves may have "
+               f"failed): check `init` and `y0`, or increase `max_steps` ({max_steps})")
+    else:
+        why = "; increase `steps`, `n_starts` or check `init`"
+    warnings.warn(
+        f"fit_parameters did not converge in {steps} steps (best loss {loss:.4g}){why}.",
+        ConvergenceWarning,
+        stacklevel=4,  # the caller of fit_parameters (through _full_precision)
     )
 
 
@@ -967,7 +1051,7 @@ def fit_parameters_batch(
     *,
     y0: Mapping[str, float],
     init: Mapping[str, float],
-    free: Sequence[str] | None = None,
+    free: Sequence[str] | str | None = None,
     loss: str = "mse",
     steps: int = 200,
     t0: float | None = None,
@@ -1011,7 +1095,8 @@ def fit_parameters_batch(
 
     Returns:
         ``{name: (B,) array}`` for every parameter and initial state, plus ``"loss"``,
-        ``"converged"`` and ``"n_steps"``.
+        ``"converged"`` (``False`` also where an estimate is not finite) and
+        ``"n_steps"``.
 
     Raises:
         ValueError: as :func:`fit_parameters`, for any data set of the batch.
@@ -1067,6 +1152,9 @@ def fit_parameters_batch(
         )
     out = {k: np.asarray(v) for k, v in params.items() if k in free_ or k in init_}
     out.update({f"{c}0": np.asarray(v) for c, v in y0s.items() if f"{c}0" in free_})
-    out.update(loss=np.asarray(losses), converged=np.asarray(done) & np.isfinite(losses),
+    # A data set whose estimate is not finite is not converged, whatever the optimiser said.
+    finite = np.all([np.isfinite(v) for v in out.values()], axis=0)
+    out.update(loss=np.asarray(losses),
+               converged=np.asarray(done) & np.isfinite(losses) & finite,
                n_steps=np.asarray(n))
     return out

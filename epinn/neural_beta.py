@@ -81,6 +81,7 @@ from .compartmental import (
     solve,
 )
 from .compartmental import R0 as _R0
+from .data import _check_key as _check_one_key
 from .estimation import ConvergenceWarning, FitResult, _full_precision
 from .estimation import _check_inputs as _check_fit_inputs
 from .models import MLP
@@ -322,9 +323,11 @@ def _check_hidden(hidden: Any) -> tuple[int, ...]:
 
 
 def _check_key(key: Any) -> Array:
+    """A required key: ValueError for ``None``, then :func:`epinn.data._check_key`'s
+    TypeError for anything but one ``jax.random`` key."""
     if key is None:
         raise ValueError("`key` is required (it initialises the network); pass jax.random.key(0).")
-    return key
+    return _check_one_key(key, "key")
 
 
 def _check_common(model, ts, data, y0, N, rates, t0):
@@ -341,7 +344,8 @@ def _check_common(model, ts, data, y0, N, rates, t0):
     init = {name: 1.0 for name in model.rate_names}
     init.update(rates)
     init["N"] = N
-    ts, t0, obs, _, _ = _check_fit_inputs(model, ts, data, y0, init, None, "mse", t0)
+    ts, t0, obs, _, _ = _check_fit_inputs(model, ts, data, y0, init, None, "mse", t0,
+                                          can_free=False)
     return ts, t0, obs, N
 
 
@@ -586,10 +590,12 @@ def fit_neural_beta(
         step), ``"beta_init"``, ``"t0"``, ``"T"`` and ``"wall_time"``.
 
     Raises:
-        ValueError: bad data (NaN, negative, wrong length, unknown names), ``y0`` or ``N``,
-            a model without ``beta``/``gamma``, missing ``rates``, non-positive ``gamma``,
-            bad settings or a missing ``key``.
-        TypeError: wrong kinds of arguments.
+        ValueError: bad data (NaN, negative, wrong length, unknown names), ``y0`` (also one
+            with every infected compartment at zero: the epidemic would never start) or
+            ``N``, a model without ``beta``/``gamma``, missing ``rates``, non-positive
+            ``gamma``, bad settings or a missing ``key``.
+        TypeError: wrong kinds of arguments (e.g. a ``key`` that is not one
+            ``jax.random`` key).
         NonFiniteLossError: the objective became NaN (the message names the step).
 
     Examples:

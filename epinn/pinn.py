@@ -257,9 +257,10 @@ def fit_pinn(
         ``"network_params"``, ``"beta_init"``, ``"gamma_init"`` and ``"wall_time"``.
 
     Raises:
-        ValueError: bad data, names other than S/I/R, ``y0`` with ``S`` or ``I`` zero,
-            bad weights or settings, or a missing ``key``.
-        TypeError: wrong kinds of arguments.
+        ValueError: bad data, names other than S/I/R (checked first), ``y0`` with ``S``
+            or ``I`` zero, bad weights or settings, or a missing ``key``.
+        TypeError: wrong kinds of arguments (e.g. a ``key`` that is not one
+            ``jax.random`` key).
         NonFiniteLossError: the loss became NaN (the message names the step).
 
     Examples:
@@ -285,10 +286,11 @@ def fit_pinn(
     learning_rate = _check_positive(learning_rate, "learning_rate")
     gamma_init = _check_positive(gamma_init, "gamma_init")
     key = _check_key(key)
-    ts, t0, obs, N = _check_common(model, ts, data, y0, N, {}, t0)
-    bad = [k for k in obs if k not in _COMPARTMENTS]
+    # Names first: the shared checks would judge e.g. incidence by rules the PINN never uses.
+    bad = [k for k in data if k not in _COMPARTMENTS] if isinstance(data, Mapping) else []
     if bad:
         raise ValueError(f"`data` names {bad} are not fitted by the PINN; use 'S', 'I', 'R'.")
+    ts, t0, obs, N = _check_common(model, ts, data, y0, N, {}, t0)
     if float(y0["S"]) <= 0 or float(y0["I"]) <= 0:
         raise ValueError("`y0['S']` and `y0['I']` must be positive for the PINN (log-scale "
                          "initial condition).")

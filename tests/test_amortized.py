@@ -170,6 +170,22 @@ def test_simulate_bad_input(key):
         simulate_training_set(key, 3, TS, prior={"R0": (2, 3)})
 
 
+@pytest.mark.parametrize("bad", [0, jnp.zeros(3, jnp.uint32), jr.split(jr.PRNGKey(0), 2)])
+def test_keys_must_be_one_prng_key(bad):
+    # An int used to fail deep inside jax.random; every entry point names `key` now.
+    from epinn.amortized import train_boarding_school_estimator
+
+    match = "`key` must be one jax.random key"
+    with pytest.raises(TypeError, match=match):
+        simulate_training_set(bad, 3, TS, prior=PRIOR)
+    with pytest.raises(TypeError, match=match):
+        PRIOR.sample(bad, 3)
+    with pytest.raises(TypeError, match=match):
+        NeuralEstimator.train(bad, TS, prior=PRIOR, t0=0.0, **TRAIN)
+    with pytest.raises(TypeError, match=match):
+        train_boarding_school_estimator(bad, quick=True)
+
+
 # ---- normalisation -------------------------------------------------------------------
 
 
@@ -275,6 +291,8 @@ def test_save_load_round_trip(estimator, data, tmp_path):
 
 
 def test_bad_input(estimator, data):
+    with pytest.raises(TypeError, match="`key` must be one jax.random key"):
+        estimator.evaluate(0, 10)
     t, c, n = data.t, np.asarray(data.counts, float), data.population
     with pytest.raises(ValueError, match="counts"):
         estimator.estimate(t, c[:-1], n)

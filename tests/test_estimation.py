@@ -243,3 +243,79 @@ def test_fits_run_at_full_matmul_precision():
     for fit in (epinn.fit_parameters, epinn.fit_parameters_batch, epinn.fit_neural_beta,
                 epinn.fit_pinn):
         assert fit.__code__ is wrapper, fit.__name__
+
+
+# --------------------------------------------------------------------------------------
+# Inputs that used to give silent or unclear results (audit s5)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", ["poisson", "negbin"])
+def test_count_losses_need_integer_counts(loss):
+    # Non-integer counts under a count likelihood used to give beta = gamma = NaN.
+    from epinn.estimation import fit_parameters_batch
+
+    with pytest.raises(ValueError, match="data\\['I'\\].*integer"):
+        fit_parameters(SIR(), DAYS, {"I": BOARDING + 0.5}, y0=Y0, init=INIT, t0=0.0,
+                       loss=loss)
+    with pytest.raises(ValueError, match="data\\['I'\\].*integer"):
+        fit_parameters_batch(SIR(), DAYS, {"I": np.stack([BOARDING, BOARDING + 0.5])},
+                             y0=Y0, init=INIT, t0=0.0, loss=loss)
+
+
+@pytest.mark.parametrize(
+    "model, y0",
+    [
+        (SIR(), {"S": 763.0, "I": 0.0, "R": 0.0}),
+        (SEIR(), {"S": 763.0, "E": 0.0, "I": 0.0, "R": 0.0}),
+    ],
+)
+def test_nobody_infected_raises(model, y0):
+    # With no infected people the ODE never moves: the fit used to return its initial guess
+    # as converged.
+    init = {**INIT, "sigma": 0.5} if "E" in y0 else INIT
+    with pytest.raises(ValueError, match="`y0`.*infected.*free"):
+        fit_parameters(model, DAYS, {"I": BOARDING}, y0=y0, init=init, t0=0.0)
+
+
+def test_nobody_infected_with_free_initial_state(x64):
+    # Fitting I0 is allowed from I0 = 0 (it starts at 1e-3, log-parametrised): the fit
+    # finds the boarding-school optimum with I0 ~ 1 (noise-free data from I0 = 1.5).
+    truth = {"beta": 1.7, "gamma": 0.45, "N": 763.0}
+    traj = solve(SIR(), truth, {"S": 761.5, "I": 1.5, "R": 0.0}, np.arange(0.0, 15.0),
+                 rtol=1e-10, atol=1e-10)
+    res = fit_parameters(SIR(), DAYS, {"I": np.asarray(traj["I"])[1:]},
+                         y0={"S": 763.0, "I": 0.0, "R": 0.0}, init=INIT, t0=0.0,
+                         free="I0 beta gamma".split())
+    assert res.converged
+    assert res.y0["I"] == pytest.approx(1.5, rel=1e-4)
+    assert res.params["beta"] == pytest.approx(1.7, rel=1e-4)
+
+
+def test_free_accepts_one_name_as_a_string(x64):
+    # free="beta" is free=("beta",) (it used to be read as the names 'b', 'e', ...): with
+    # gamma fixed at the two-parameter optimum the one-parameter fit finds the same beta.
+    res = fit_parameters(SIR(), DAYS, {"I": BOARDING}, y0=Y0,
+                         init={**INIT, "gamma": 0.443455}, t0=0.0, free="beta")
+    assert res.free == ("beta",) and res.converged
+    assert res.params["gamma"] == 0.443455
+    assert res.params["beta"] == pytest.approx(1.6692, rel=1e-3)
+    with pytest.raises(TypeError, match="free"):
+        fit_parameters(SIR(), DAYS, {"I": BOARDING}, y0=Y0, init=INIT, t0=0.0, free=3)
+
+
+def test_key_must_be_a_prng_key():
+    with pytest.raises(TypeError, match="`key` must be one jax.random key"):
+        fit_parameters(SIR(), DAYS, {"I": BOARDING}, y0=Y0, init=INIT, t0=0.0, n_starts=2,
+                       key=0)
+
+
+@pytest.mark.parametrize("loss", ["mse", "poisson"])
+def test_failed_solves_are_not_converged(loss):
+    # max_steps=2: every solve fails and scores a constant penalty. mse used to report the
+    # initial guess as converged (the penalty is flat); poisson returned NaN estimates.
+    with pytest.warns(ConvergenceWarning, match="ODE solve fails"):
+        res = fit_parameters(SIR(), DAYS, {"I": BOARDING}, y0=Y0, init=INIT, t0=0.0,
+                             loss=loss, max_steps=2, steps=3)
+    assert not res.converged
+    assert all(np.isfinite(v) for v in res.params.values())

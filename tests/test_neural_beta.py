@@ -179,6 +179,8 @@ def test_minimise_lbfgs_on_quadratic():
         (dict(y0={"S": 762.0, "I": 1.0}), "y0"),
         (dict(model=SEIR(), y0={"S": 762.0, "E": 0.0, "I": 1.0, "R": 0.0}), "rates"),
         (dict(beta_init=0.0), "beta_init"),
+        # Nobody infected: the epidemic never starts (it used to return a plausible beta).
+        (dict(y0={"S": 763.0, "I": 0.0, "R": 0.0}), "`y0`.*infected"),
     ],
 )
 def test_bad_input(kwargs, match):
@@ -202,6 +204,23 @@ def test_bad_data(data, match):
     ts, _, y0 = _bs()
     with pytest.raises(ValueError, match=match):
         fit_neural_beta(ts, data, y0=y0, t0=0.0, key=jr.PRNGKey(0))
+
+
+def test_nobody_infected_message_has_no_free_hint():
+    # fit_neural_beta has no `free`: the message suggests a positive I only.
+    ts, counts, _ = _bs()
+    with pytest.raises(ValueError, match="`y0`.*infected") as err:
+        fit_neural_beta(ts, {"I": counts}, y0={"S": 763.0, "I": 0.0, "R": 0.0}, t0=0.0,
+                        key=jr.PRNGKey(0))
+    assert "y0['I'] a positive value" in str(err.value) and "free" not in str(err.value)
+
+
+@pytest.mark.parametrize("key", [0, jnp.zeros(3, jnp.uint32), jr.split(jr.PRNGKey(0), 2)])
+def test_key_must_be_one_prng_key(key):
+    # None is "required" (test_bad_input); anything but one key is a TypeError naming it.
+    ts, counts, y0 = _bs()
+    with pytest.raises(TypeError, match="`key` must be one jax.random key"):
+        fit_neural_beta(ts, {"I": counts}, y0=y0, t0=0.0, key=key)
 
 
 def test_data_must_be_a_mapping():

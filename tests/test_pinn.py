@@ -137,6 +137,19 @@ def test_only_compartments_as_data():
         fit_pinn(TS, {"I": np.full(14, np.nan)}, y0=Y0, t0=0.0, key=jr.PRNGKey(0))
 
 
+def test_unfitted_names_are_reported_first():
+    # Incidence is not a PINN output: say so, not that it "sums to more than the
+    # population" (the shared checks used to run first).
+    with pytest.raises(ValueError, match="not fitted by the PINN"):
+        fit_pinn(TS, {"incidence": COUNTS}, y0=Y0, t0=0.0, key=jr.PRNGKey(0))
+
+
+@pytest.mark.parametrize("key", [0, jr.split(jr.PRNGKey(0), 2)])
+def test_key_must_be_one_prng_key(key):
+    with pytest.raises(TypeError, match="`key` must be one jax.random key"):
+        fit_pinn(TS, {"I": COUNTS}, y0=Y0, t0=0.0, key=key)
+
+
 def test_jvp_derivative_is_rowwise():
     # One batched jvp with unit tangents gives each row's own derivative (no cross terms).
     obj, params = _objective()
