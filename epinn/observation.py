@@ -48,6 +48,13 @@ def _is_tracer(x: Any) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
 
 
+def _check_broadcast(a: tuple[int, ...], b: tuple[int, ...], message: str) -> None:
+    try:
+        jnp.broadcast_shapes(a, b)
+    except ValueError as err:
+        raise ValueError(message) from err
+
+
 def _check_reporting(reporting: ArrayLike) -> Array:
     if not _is_tracer(reporting) and not np.issubdtype(np.asarray(reporting).dtype, np.number):
         raise TypeError(f"`reporting` must be a number or array; got {reporting!r}.")
@@ -116,13 +123,11 @@ def observe(
     else:
         D = traj["D"]
         series = D - D[..., :1]
-    try:
-        jnp.broadcast_shapes(rho.shape, series.shape)
-    except ValueError as err:
-        raise ValueError(
-            f"`reporting` of shape {rho.shape} does not broadcast with the {what!r} series "
-            f"of shape {series.shape} (length T - 1 for incidence and deaths)."
-        ) from err
+    _check_broadcast(
+        rho.shape, series.shape,
+        f"`reporting` of shape {rho.shape} does not broadcast with the {what!r} series of "
+        f"shape {series.shape} (length T - 1 for incidence and deaths).",
+    )
     return rho * series
 
 
@@ -143,13 +148,10 @@ def _check_positive(value: Any, name: str) -> None:
 
 def _broadcast(mean: ArrayLike, data: ArrayLike) -> tuple[Array, Array]:
     mean, data = jnp.asarray(mean), jnp.asarray(data)
-    try:
-        jnp.broadcast_shapes(mean.shape, data.shape)
-    except ValueError as e:
-        raise ValueError(
-            f"`data` of shape {data.shape} does not broadcast with `mean` of shape "
-            f"{mean.shape}."
-        ) from e
+    _check_broadcast(
+        mean.shape, data.shape,
+        f"`data` of shape {data.shape} does not broadcast with `mean` of shape {mean.shape}.",
+    )
     return mean, data
 
 
