@@ -49,10 +49,13 @@ def _check_key(key: Any, name: str = "key") -> jax.Array:
     """Return ``key`` if it is one JAX PRNG key; otherwise raise a TypeError naming ``name``.
 
     Accepts typed keys (``jax.random.key(0)``, a scalar of a key dtype) and legacy raw keys
-    (``jax.random.PRNGKey(0)``, a 1-D ``uint32`` array), concrete or traced. Used at the
+    (``jax.random.PRNGKey(0)``, a 1-D ``uint32`` array of the default implementation's key
+    shape, also as NumPy data), concrete or traced. Used at the
     boundary of every epinn function that takes a key, so that an int, a float array or a
     batch of keys is named here rather than deep inside ``jax.random``.
     """
+    if isinstance(key, np.ndarray) and key.dtype == np.uint32:  # raw key data, as JAX takes
+        key = jnp.asarray(key)
     if isinstance(key, jax.Array):
         if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
             if key.ndim == 0:

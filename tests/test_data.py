@@ -260,6 +260,9 @@ def test_keys_and_scaler_shapes_are_checked():
         batch_indices(jnp.zeros(3, jnp.uint32), 10, 2)
     full, rest = batch_indices(jr.key(0), 10, 4)  # typed keys work as raw ones do
     assert sorted(np.concatenate([full.ravel(), rest]).tolist()) == list(range(10))
+    raw = np.asarray(jr.PRNGKey(3))  # NumPy key data, as JAX itself accepts
+    np.testing.assert_array_equal(batch_indices(raw, 10, 4)[0],
+                                  batch_indices(jr.PRNGKey(3), 10, 4)[0])
     s = epinn.Standardizer.fit(jnp.ones((5, 2)))
     with pytest.raises(ValueError, match=r"fitted per-feature shape \(2,\)"):
         s.transform(jnp.ones((4, 3)))
