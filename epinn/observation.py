@@ -191,7 +191,7 @@ class NoiseModel(eqx.Module):
             mean: expected observations :math:`\mu` (e.g. from :func:`observe`).
             data: observations :math:`y`, broadcastable with ``mean``.
             mask: optional boolean array; entries where it is False (missing data) are
-                left out (their data may be NaN).
+                left out (their data and mean may be NaN).
 
         Returns:
             a scalar; its negative is a fitting loss.
@@ -202,6 +202,8 @@ class NoiseModel(eqx.Module):
         self._check_mean(mean, data, where)
         if where is not None:
             data = jnp.where(where, data, jnp.zeros((), data.dtype))
+            # Left-out entries may have any mean (NaN included): numpyro validates them all.
+            mean = jnp.where(where, mean, jnp.ones((), mean.dtype))
         lp = self.distribution(mean).log_prob(data)
         if where is not None:
             lp = jnp.where(where, lp, 0.0)

@@ -200,5 +200,9 @@ def test_bad_reporting_noise_parameters_means_and_keys_are_named():
             Poisson(min_mean=bad)
     with pytest.raises(ValueError, match="`mean` must be finite"):
         Poisson().log_likelihood(jnp.array([1.0, jnp.nan]), jnp.array([1.0, 2.0]))
+    # A left-out entry may have a NaN mean: the log-likelihood is that of the others.
+    masked = Poisson().log_likelihood(jnp.array([1.0, jnp.nan]), jnp.array([1.0, 2.0]),
+                                      mask=jnp.array([True, False]))
+    np.testing.assert_allclose(masked, stats.poisson.logpmf(1, 1.0), rtol=1e-6)
     with pytest.raises(TypeError, match="key"):
         simulate_observations(0, tr)
