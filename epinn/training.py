@@ -615,7 +615,10 @@ def _output_shape(apply: Callable, params: Any, x: jax.Array) -> jax.ShapeDtypeS
 
 
 def _check_shapes(apply: _Apply, loss_fn, metric_fns, regularizer, params, x, y):
-    """Trace model, loss, metrics and regularizer on abstract values; no FLOPs run."""
+    """Trace model, loss, metrics and regularizer on abstract values; no FLOPs run.
+
+    Returns the model's abstract output for ``x``.
+    """
     pred = _output_shape(apply.eval, params, x)
     for what, fn in [("loss", loss_fn), *(("metric " + k, f) for k, f in metric_fns.items())]:
         try:
@@ -633,6 +636,7 @@ def _check_shapes(apply: _Apply, loss_fn, metric_fns, regularizer, params, x, y)
         out = jax.eval_shape(regularizer, params)
         if out.shape != ():
             raise ValueError(f"`regularizer` must return a scalar; got shape {out.shape}.")
+    return pred
 
 
 # --------------------------------------------------------------------------------------
@@ -883,7 +887,7 @@ def fit(
     loss_fn = _resolve_loss(loss)
     metric_fns = _resolve_metrics(metrics)
     tx = _fit_optimizer(optimizer, learning_rate)
-    _check_shapes(apply, loss_fn, metric_fns, regularizer, params, _first(x), _first(y))
+    pred = _check_shapes(apply, loss_fn, metric_fns, regularizer, params, _first(x), _first(y))
     has_val = validation_data is not None
     if has_val:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -897,7 +901,7 @@ def fit(
             )
     else:
         x_val = y_val = None
-    n_out = _output_shape(apply.eval, params, _first(x)).shape[-1:] or (1,)
+    n_out = pred.shape[-1:] or (1,)
     for targets in (y, y_val) if has_val else (y,):
         _check_target_values(loss_fn, targets, n_out[0])
     available = ["loss", *metric_fns]
