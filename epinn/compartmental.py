@@ -771,23 +771,109 @@ def _diffeqsolve(field, x_init, args, ts, cfg, norm, normalise_time=False):
     )
 
 
+def _stacked_loop(field, x_init, args, ts, cfg):
+    """Integrate a stacked ensemble state with diffrax's Tsit5 step and PID controller.
+
+    The same steps and dense output as ``diffrax.diffeqsolve(..., SaveAt(ts=ts))`` with
+    :func:`_max_rms_norm` (up to roundoff in the step-size control), in a plain
+    ``lax.while_loop`` owned here: no runtime checks with host callbacks, which
+    ``diffeqsolve`` adds (``saveat.ts`` ordering, ``dt0``, ``throw``). ``ts`` is checked
+    at the boundary, and failures are returned, not raised. A program with host callbacks
+    is run one device at a time by XLA's CPU client, so without them the devices of a mesh
+    solve their blocks in parallel. Not reverse-differentiable by itself: see
+    :func:`_stacked_solve`. Returns the saved states ``(T, *x_init.shape)`` (``inf``
+    where not reached), success and the number of steps (accepted and rejected).
+    """
+    term, solver = diffrax.ODETerm(field), cfg.solver
+    ctrl = diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol, norm=_max_rms_norm)
+    order = solver.order(term)
+    t0, t1, T = ts[0], ts[-1], ts.shape[0]
+    tn, c_state = ctrl.init(term, t0, t1, x_init, cfg.dt0, args, solver.func, order)
+    tn = jnp.minimum(tn, t1)
+    s_state = solver.init(term, t0, tn, x_init, args)
+    ys = jnp.full((T, *x_init.shape), jnp.inf, x_init.dtype).at[0].set(x_init)
+
+    def cond(c):
+        t, tn, _, _, _, _, _, n = c
+        return (t < t1) & (n < cfg.max_steps) & jnp.isfinite(tn)
+
+    def body(c):
+        t, tn, x, s_state, c_state, j, ys, n = c
+        y1, err, dense, s_new, _ = solver.step(term, t, tn, x, args, s_state, False)
+        keep, nt0, nt1, _, c_state, _ = ctrl.adapt_step_size(
+            t, tn, x, y1, args, err, order, c_state
+        )
+        interp = solver.interpolation_cls(t0=t, t1=tn, **dense)
+
+        def save_cond(sc):  # the saved times in (t, tn] of an accepted step
+            j, _ = sc
+            return keep & (j < T) & (ts[jnp.minimum(j, T - 1)] <= tn)
+
+        def save(sc):
+            j, ys = sc
+            return j + 1, jax.lax.dynamic_update_index_in_dim(ys, interp.evaluate(ts[j]), j, 0)
+
+        j, ys = jax.lax.while_loop(save_cond, save, (j, ys))
+        x = jnp.where(keep, y1, x)
+        s_state = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), s_new, s_state)
+        return nt0, jnp.minimum(nt1, t1), x, s_state, c_state, j, ys, n + 1
+
+    init = (t0, tn, x_init, s_state, c_state, jnp.int32(1), ys, jnp.int32(0))
+    t, _, _, _, _, j, ys, n = jax.lax.while_loop(cond, body, init)
+    return ys, (t >= t1) & (j == T), n
+
+
+def _stacked_solve(field, x_init, args, ts, cfg):
+    """:func:`_stacked_loop`, reverse-differentiable through diffrax.
+
+    The forward pass is the own loop; a cotangent is pulled back through
+    ``diffrax.diffeqsolve`` with ``cfg.adjoint`` (the same solution up to roundoff).
+    Forward mode is not available here; the callers use diffrax for it.
+    """
+    dyn, static = eqx.partition(args, eqx.is_array)
+
+    @jax.custom_vjp
+    def run(dyn, x_init, ts):
+        return _stacked_loop(field, x_init, eqx.combine(dyn, static), ts, cfg)
+
+    def fwd(dyn, x_init, ts):
+        return run(dyn, x_init, ts), (dyn, x_init, ts)
+
+    def bwd(res, ct):
+        def ys_of(dyn, x_init, ts):
+            a = eqx.combine(dyn, static)
+            return _diffeqsolve(field, x_init, a, ts, cfg, _max_rms_norm).ys
+
+        _, pull = jax.vjp(ys_of, *res)
+        return pull(ct[0])
+
+    run.defvjp(fwd, bwd)
+    return run(dyn, x_init, ts)
+
+
 def _integrate(
     model: CompartmentalModel,
     rates: Mapping[str, Any],
     x0: Array,
     ts: Array,
     cfg: _Config,
+    own_loop: bool = False,
 ) -> tuple[Array, Array, Array, Array]:
     """Integrate fractions ``x0`` of shape (C,) or (C, members) at N = 1.
 
+    With ``own_loop`` through :func:`_stacked_solve` instead of ``diffrax.diffeqsolve``.
     Returns fractions ``(T, C[, members])``, cumulative infections ``(T[, members])``
     (fractions), success and step count.
     """
     parts = _parts(model)
     args, x_init = parts.inputs(rates, x0)
-    sol = _diffeqsolve(parts.field, x_init, args, ts, cfg, _max_rms_norm)
-    xs, cum = parts.outputs(sol.ys, args)
-    return xs, cum, diffrax.is_successful(sol.result), sol.stats["num_steps"]
+    if own_loop:
+        ys, ok, steps = _stacked_solve(parts.field, x_init, args, ts, cfg)
+    else:
+        sol = _diffeqsolve(parts.field, x_init, args, ts, cfg, _max_rms_norm)
+        ys, ok, steps = sol.ys, diffrax.is_successful(sol.result), sol.stats["num_steps"]
+    xs, cum = parts.outputs(ys, args)
+    return xs, cum, ok, steps
 
 
 def _integrate_sensitivities(
@@ -1017,16 +1103,16 @@ def _grouping_order(key: Array) -> Array:
     return jax.lax.sort(packed) & jnp.int32((1 << b) - 1)
 
 
-def _chunk_solve(model, method, varying, cfg, ts):
-    def single(const, N, y0):
-        return _integrate(model, {**const, **varying}, y0 / N, ts, cfg)
+def _chunk_solve(model, method, varying, cfg, ts, own_loop=False):
+    def single(const, N, y0, own_loop=False):
+        return _integrate(model, {**const, **varying}, y0 / N, ts, cfg, own_loop)
 
     def run(chunk):
         const, N, y0 = chunk
         if method == "vmap":
             xs, cum, ok, steps = jax.vmap(single)(const, N, y0)
             return xs * N[:, None, None], cum * N[:, None], ok, steps
-        xs, cum, ok, steps = single(const, N, y0.T)  # state (C, members)
+        xs, cum, ok, steps = single(const, N, y0.T, own_loop)  # state (C, members)
         m = N.shape[0]
         T, C = xs.shape[:2]  # (T, C, m) -> (m, T, C) as a 2-D transpose: faster on CPU
         xs = (xs * N).reshape(T * C, m).T.reshape(m, T, C)
@@ -1051,6 +1137,7 @@ class _Ensemble(eqx.Module):
     method: str = eqx.field(static=True)
     sort: bool = eqx.field(static=True)
     summary: bool = eqx.field(static=True, default=False)
+    own_loop: bool = eqx.field(static=True, default=False)
 
     def order(self, const, varying, N, y0, ts):
         """Members sorted by early growth rate (similar members share a chunk)."""
@@ -1069,7 +1156,7 @@ class _Ensemble(eqx.Module):
         runs, so memory does not grow with the number of chunks.
         """
         varying, ts, cfg = shared
-        solve_chunk = _chunk_solve(self.model, self.method, varying, cfg, ts)
+        solve_chunk = _chunk_solve(self.model, self.method, varying, cfg, ts, self.own_loop)
 
         def run(chunk):
             *inputs, w = chunk
@@ -1082,48 +1169,61 @@ class _Ensemble(eqx.Module):
                 lambda a: a[0], chunks)))
         return jax.lax.map(run, chunks)
 
-    @eqx.filter_jit
-    def __call__(self, const, N, y0, shared, mesh):
+    def block(self, const, N, y0, valid, shared):
+        """Sort, chunk, solve and restore the order of one block of members.
+
+        ``valid`` marks the members that are not padding (zero weight in summaries).
+        """
         varying, ts, _ = shared
         M = N.shape[0]
         n_chunks = -(-M // self.chunk_size)
         chunk = -(-M // n_chunks)  # equal chunks, at most n_chunks - 1 padded members
-        d = 1 if mesh is None else mesh.size
-        n_dev_chunks = -(-n_chunks // d) * d  # whole padding chunks for the devices
         order = self.order(const, varying, N, y0, ts) if self.sort and n_chunks > 1 else None
         if order is not None:  # a scatter, not a second sort
             inverse = jnp.zeros_like(order).at[order].set(
                 jnp.arange(M, dtype=order.dtype), unique_indices=True
             )
-        pad = n_dev_chunks * chunk - M
-        k = n_dev_chunks // d
+        pad = n_chunks * chunk - M
 
         def to_chunks(a):
             a = a if order is None else a[order]
             if pad:  # repeat the last member; its copies are dropped afterwards
                 a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)], axis=0)
-            a = a.reshape(n_dev_chunks, chunk, *a.shape[1:])
-            # chunk j -> position (j mod d) * k + j // d: device j mod d's block
-            return a.reshape(k, d, *a.shape[1:]).swapaxes(0, 1).reshape(a.shape)
+            return a.reshape(n_chunks, chunk, *a.shape[1:])
 
         def from_chunks(a):
-            a = a.reshape(d, k, *a.shape[1:]).swapaxes(0, 1)
-            a = a.reshape(n_dev_chunks * chunk, *a.shape[3:])[:M]
+            a = a.reshape(n_chunks * chunk, *a.shape[2:])[:M]
             return a if order is None else a[inverse]
 
-        chunks = jax.tree_util.tree_map(to_chunks, (const, N, y0))
-        # Padding members (positions >= M after sorting) carry zero weight in summaries.
-        valid = jnp.arange(n_dev_chunks * chunk) < M
-        valid = valid.reshape(k, d, chunk).swapaxes(0, 1).reshape(n_dev_chunks, chunk)
+        const, N, y0 = jax.tree_util.tree_map(to_chunks, (const, N, y0))
+        valid = to_chunks(valid) & (jnp.arange(n_chunks * chunk) < M).reshape(n_chunks, chunk)
+        out = self.run_chunks(const, N, y0, valid, shared)
+        if self.summary:
+            per_member, per_chunk = out
+            return jax.tree_util.tree_map(from_chunks, per_member), per_chunk
+        return jax.tree_util.tree_map(from_chunks, out)
+
+    @eqx.filter_jit
+    def __call__(self, const, N, y0, shared, mesh):
+        M = N.shape[0]
+        d = 1 if mesh is None else mesh.size
+        pad = -M % d  # whole blocks for the devices: copies of the last member
+
+        def grow(a):
+            return jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)], axis=0) if pad else a
+
+        const, N, y0 = jax.tree_util.tree_map(grow, (const, N, y0))
+        valid = jnp.arange(M + pad) < M
         dyn, static = eqx.partition(shared, eqx.is_array)
         out = map_blocks(
-            lambda c, n, y, w, dyn_: self.run_chunks(c, n, y, w, eqx.combine(dyn_, static)),
-            *chunks, valid, dyn, mesh=mesh, n_shared=1,
+            lambda c, n, y, w, dyn_: self.block(c, n, y, w, eqx.combine(dyn_, static)),
+            const, N, y0, valid, dyn, mesh=mesh, n_shared=1,
         )
         if self.summary:
             per_member, per_chunk = out
-            return jax.tree_util.tree_map(from_chunks, per_member), _merge_chunks(per_chunk)
-        out = jax.tree_util.tree_map(from_chunks, out)
+            per_member = jax.tree_util.tree_map(lambda a: a[:M], per_member)
+            return per_member, _merge_chunks(per_chunk)
+        out = jax.tree_util.tree_map(lambda a: a[:M], out)
         if mesh is not None and M % d == 0:  # results stay spread over the devices
             out = jax.lax.with_sharding_constraint(out, batch_sharding(mesh))
         return out
@@ -1243,6 +1343,7 @@ def solve_ensemble(
         (solver, rtol, atol, dt0, max_steps, adjoint, throw), mesh, False,
     )
     xs, cum, ok, steps = ensemble(*args, mesh)
+    xs = _check_success(ensemble, args, ok, xs)
     return Trajectory(
         ts=args[-1][1],
         ys=xs,
@@ -1251,6 +1352,29 @@ def solve_ensemble(
         num_steps=steps,
         compartments=model.compartments,
     )
+
+
+def _check_success(ensemble: _Ensemble, args: tuple, ok: Array, x: Array) -> Array:
+    """``throw=True`` for the own loop, which returns failures instead of raising them.
+
+    Checked on the host after the call (no host callback inside the program, so the
+    devices run in parallel); under an outer trace ``ok`` is abstract and the check
+    becomes an ``eqx.error_if`` on ``x``.
+    """
+    cfg = args[-1][2]
+    if not (ensemble.own_loop and cfg.throw):
+        return x
+    msg = (
+        "solve_ensemble: the solver failed for some members: it reached the maximum number "
+        f"of solver steps (max_steps={cfg.max_steps}) or the solution stopped being finite. "
+        "Raise `max_steps`, or pass `throw=False` to get the failed members marked in "
+        "`success`."
+    )
+    if _is_tracer(ok):
+        return eqx.error_if(x, ~jnp.all(ok), msg)
+    if not bool(jnp.all(ok)):  # a replicated scalar: readable in every process
+        raise RuntimeError(msg)
+    return x
 
 
 def _default_chunk_size(mesh: Mesh | None) -> int:
@@ -1285,6 +1409,7 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, m
     const, varying = _split(rates)
     mesh = resolve_mesh(mesh)
     solver, rtol, atol, dt0, max_steps, adjoint, throw = config
+    own_loop = method == "stacked" and solver is None and adjoint is None
     if adjoint is None and mesh is not None:
         adjoint = diffrax.DirectAdjoint()
     cfg = _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw)
@@ -1292,7 +1417,7 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, m
         const, N, y0a = jax.device_put((const, N, y0a), replicated(mesh))
     if chunk_size is None:
         chunk_size = _default_chunk_size(mesh)
-    ensemble = _Ensemble(model, int(chunk_size), method, bool(sort), summary)
+    ensemble = _Ensemble(model, int(chunk_size), method, bool(sort), summary, own_loop)
     return ensemble, (const, N, y0a, (varying, tsa, cfg)), mesh
 
 
@@ -1395,6 +1520,7 @@ def ensemble_summary(
     )
     per_member, (n, mean, m2, lo, hi) = ensemble(*args, mesh)
     peak_time, peak_size, cum, ok, steps = per_member
+    mean = _check_success(ensemble, args, ok, mean)
     return EnsembleSummary(
         ts=args[-1][1],
         count=n.astype(jnp.int32),
