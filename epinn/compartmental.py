@@ -1109,11 +1109,11 @@ def _chunk_solve(model, method, varying, cfg, ts, own_loop=False):
 
     def run(chunk):
         const, N, y0 = chunk
+        m = N.shape[0]
         if method == "vmap":
             xs, cum, ok, steps = jax.vmap(single)(const, N, y0)
             return xs * N[:, None, None], cum * N[:, None], ok, steps
         xs, cum, ok, steps = single(const, N, y0.T, own_loop)  # state (C, members)
-        m = N.shape[0]
         T, C = xs.shape[:2]  # (T, C, m) -> (m, T, C) as a 2-D transpose: faster on CPU
         xs = (xs * N).reshape(T * C, m).T.reshape(m, T, C)
         cum = (cum * N).T
@@ -1123,13 +1123,14 @@ def _chunk_solve(model, method, varying, cfg, ts, own_loop=False):
 
 
 class _Ensemble(eqx.Module):
-    """Sort, chunk and solve an ensemble; the chunks are spread over the devices of a mesh.
+    """Sort, chunk and solve an ensemble: one contiguous block of members per device.
 
-    The chunks depend only on the members and ``chunk_size``, never on the mesh, so every
-    mesh gives the same numbers. Chunk ``j`` runs on device ``j mod d`` (``d`` devices):
-    with sorted members, neighbouring chunks have similar step counts, and interleaving
-    spreads the fast and the slow ones evenly. A module rather than a closure, so that
-    equal settings hash equal and share one compilation.
+    Each device orders its block by early growth rate, cuts it into chunks and solves
+    them one after the other, writing each chunk's members straight to their rows: no
+    data moves between devices, and the devices run in parallel. The chunks depend on
+    the number of devices, so results on different meshes agree within the solver
+    tolerance, not bit for bit. A module rather than a closure, so that equal settings
+    hash equal and share one compilation.
     """
 
     model: CompartmentalModel
@@ -1150,7 +1151,7 @@ class _Ensemble(eqx.Module):
         return _grouping_order(jax.lax.stop_gradient(growth))
 
     def run_chunks(self, const, N, y0, valid, shared):
-        """Solve a stack of chunks ``(k, chunk, ...)`` one after the other.
+        """Solve a stack of chunks ``(k, chunk, ...)`` one after the other (``lax.map``).
 
         With ``summary``, each chunk's trajectories are reduced before the next chunk
         runs, so memory does not grow with the number of chunks.
@@ -1169,8 +1170,28 @@ class _Ensemble(eqx.Module):
                 lambda a: a[0], chunks)))
         return jax.lax.map(run, chunks)
 
+    def scatter_chunks(self, const, N, y0, rows, M, shared):
+        """Solve a stack of chunks, writing each chunk's members straight to their rows.
+
+        ``rows`` ``(k, chunk)`` holds each member's row in the ``M``-member output (``M``
+        for padding, dropped). One output buffer, filled chunk by chunk: no stacked
+        ``(k, chunk, T, C)`` intermediate and no gather to undo the sort afterwards.
+        """
+        varying, ts, cfg = shared
+        solve_chunk = _chunk_solve(self.model, self.method, varying, cfg, ts, self.own_loop)
+        out = jax.eval_shape(solve_chunk, jax.tree_util.tree_map(lambda a: a[0], (const, N, y0)))
+
+        def body(i, acc):
+            res = solve_chunk(jax.tree_util.tree_map(lambda a: a[i], (const, N, y0)))
+            return jax.tree_util.tree_map(
+                lambda o, r: o.at[rows[i]].set(r, mode="drop", unique_indices=True), acc, res
+            )
+
+        acc = jax.tree_util.tree_map(lambda o: jnp.zeros((M, *o.shape[1:]), o.dtype), out)
+        return jax.lax.fori_loop(0, N.shape[0], body, acc)
+
     def block(self, const, N, y0, valid, shared):
-        """Sort, chunk, solve and restore the order of one block of members.
+        """Sort, chunk and solve one block of members; results in the block's order.
 
         ``valid`` marks the members that are not padding (zero weight in summaries).
         """
@@ -1179,10 +1200,6 @@ class _Ensemble(eqx.Module):
         n_chunks = -(-M // self.chunk_size)
         chunk = -(-M // n_chunks)  # equal chunks, at most n_chunks - 1 padded members
         order = self.order(const, varying, N, y0, ts) if self.sort and n_chunks > 1 else None
-        if order is not None:  # a scatter, not a second sort
-            inverse = jnp.zeros_like(order).at[order].set(
-                jnp.arange(M, dtype=order.dtype), unique_indices=True
-            )
         pad = n_chunks * chunk - M
 
         def to_chunks(a):
@@ -1191,17 +1208,23 @@ class _Ensemble(eqx.Module):
                 a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)], axis=0)
             return a.reshape(n_chunks, chunk, *a.shape[1:])
 
+        const, N, y0 = jax.tree_util.tree_map(to_chunks, (const, N, y0))
+        if not self.summary:
+            rows = jnp.arange(M, dtype=jnp.int32) if order is None else order.astype(jnp.int32)
+            rows = jnp.concatenate([rows, jnp.full((pad,), M, jnp.int32)])
+            return self.scatter_chunks(const, N, y0, rows.reshape(n_chunks, chunk), M, shared)
+        valid = to_chunks(valid) & (jnp.arange(n_chunks * chunk) < M).reshape(n_chunks, chunk)
+        per_member, per_chunk = self.run_chunks(const, N, y0, valid, shared)
+        if order is not None:  # the inverse permutation by a scatter, not a second sort
+            inverse = jnp.zeros_like(order).at[order].set(
+                jnp.arange(M, dtype=order.dtype), unique_indices=True
+            )
+
         def from_chunks(a):
             a = a.reshape(n_chunks * chunk, *a.shape[2:])[:M]
             return a if order is None else a[inverse]
 
-        const, N, y0 = jax.tree_util.tree_map(to_chunks, (const, N, y0))
-        valid = to_chunks(valid) & (jnp.arange(n_chunks * chunk) < M).reshape(n_chunks, chunk)
-        out = self.run_chunks(const, N, y0, valid, shared)
-        if self.summary:
-            per_member, per_chunk = out
-            return jax.tree_util.tree_map(from_chunks, per_member), per_chunk
-        return jax.tree_util.tree_map(from_chunks, out)
+        return jax.tree_util.tree_map(from_chunks, per_member), per_chunk
 
     @eqx.filter_jit
     def __call__(self, const, N, y0, shared, mesh):
