@@ -1245,11 +1245,11 @@ class _Ensemble(eqx.Module):
         if self.summary:
             per_member, per_chunk = out
             per_member = jax.tree_util.tree_map(lambda a: a[:M], per_member)
-            return per_member, _merge_chunks(per_chunk)
+            return (per_member, _merge_chunks(per_chunk)), jnp.all(per_member[3])
         out = jax.tree_util.tree_map(lambda a: a[:M], out)
         if mesh is not None and M % d == 0:  # results stay spread over the devices
             out = jax.lax.with_sharding_constraint(out, batch_sharding(mesh))
-        return out
+        return out, jnp.all(out[2])  # and whether every member succeeded
 
 
 def _summarise_chunk(model, ts, out, w):
@@ -1365,8 +1365,8 @@ def solve_ensemble(
         model, params, y0, ts, method, chunk_size, sort_members,
         (solver, rtol, atol, dt0, max_steps, adjoint, throw), mesh, False,
     )
-    xs, cum, ok, steps = ensemble(*args, mesh)
-    xs = _check_success(ensemble, args, ok, xs)
+    (xs, cum, ok, steps), all_ok = ensemble(*args, mesh)
+    xs = _check_success(ensemble, args, all_ok, xs)
     return Trajectory(
         ts=args[-1][1],
         ys=xs,
@@ -1377,12 +1377,13 @@ def solve_ensemble(
     )
 
 
-def _check_success(ensemble: _Ensemble, args: tuple, ok: Array, x: Array) -> Array:
+def _check_success(ensemble: _Ensemble, args: tuple, all_ok: Array, x: Array) -> Array:
     """``throw=True`` for the own loop, which returns failures instead of raising them.
 
-    Checked on the host after the call (no host callback inside the program, so the
-    devices run in parallel); under an outer trace ``ok`` is abstract and the check
-    becomes an ``eqx.error_if`` on ``x``.
+    ``all_ok`` (a replicated scalar, readable in every process) is checked on the host
+    after the call: no host callback inside the program, so the devices run in parallel.
+    Under an outer trace it is abstract, and the check becomes an ``eqx.error_if`` on
+    ``x``.
     """
     cfg = args[-1][2]
     if not (ensemble.own_loop and cfg.throw):
@@ -1393,9 +1394,9 @@ def _check_success(ensemble: _Ensemble, args: tuple, ok: Array, x: Array) -> Arr
         "Raise `max_steps`, or pass `throw=False` to get the failed members marked in "
         "`success`."
     )
-    if _is_tracer(ok):
-        return eqx.error_if(x, ~jnp.all(ok), msg)
-    if not bool(jnp.all(ok)):  # a replicated scalar: readable in every process
+    if _is_tracer(all_ok):
+        return eqx.error_if(x, ~all_ok, msg)
+    if not bool(all_ok):
         raise RuntimeError(msg)
     return x
 
@@ -1436,7 +1437,7 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, m
     if adjoint is None and mesh is not None:
         adjoint = diffrax.DirectAdjoint()
     cfg = _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw)
-    if mesh is not None:  # committed inputs: also what a multi-process job needs
+    if mesh is not None and jax.process_count() > 1:  # global arrays for a multi-process job
         const, N, y0a = jax.device_put((const, N, y0a), replicated(mesh))
     if chunk_size is None:
         chunk_size = _default_chunk_size(mesh)
@@ -1541,9 +1542,9 @@ def ensemble_summary(
         model, params, y0, ts, method, chunk_size, sort_members,
         (solver, rtol, atol, dt0, max_steps, None, throw), mesh, True,
     )
-    per_member, (n, mean, m2, lo, hi) = ensemble(*args, mesh)
+    (per_member, (n, mean, m2, lo, hi)), all_ok = ensemble(*args, mesh)
     peak_time, peak_size, cum, ok, steps = per_member
-    mean = _check_success(ensemble, args, ok, mean)
+    mean = _check_success(ensemble, args, all_ok, mean)
     return EnsembleSummary(
         ts=args[-1][1],
         count=n.astype(jnp.int32),
