@@ -701,7 +701,10 @@ def _parts(model: CompartmentalModel) -> _Parts:
     def full(x, total):  # insert the derived compartment (conservation law)
         if d is None:
             return x
-        return jnp.concatenate([x[:d], (total - jnp.sum(x, axis=0))[None], x[d:]], axis=0)
+        # summed slice by slice: elementwise, so XLA fuses it (a reduction over the few
+        # compartments became a separate library call on CPU)
+        rest = total - sum(x[k] for k in range(x.shape[0]))
+        return jnp.concatenate([x[:d], rest[None], x[d:]], axis=0)
 
     def inputs(rates, x0):
         args = {**rates, "N": jnp.ones((), x0.dtype), "_total": jnp.sum(x0, axis=0)}
@@ -1181,14 +1184,20 @@ class _Ensemble(eqx.Module):
         solve_chunk = _chunk_solve(self.model, self.method, varying, cfg, ts, self.own_loop)
         out = jax.eval_shape(solve_chunk, jax.tree_util.tree_map(lambda a: a[0], (const, N, y0)))
 
-        def body(i, acc):
+        def body(i, acc):  # rows of 2-D buffers: XLA's CPU scatter is slower at rank 3
             res = solve_chunk(jax.tree_util.tree_map(lambda a: a[i], (const, N, y0)))
             return jax.tree_util.tree_map(
-                lambda o, r: o.at[rows[i]].set(r, mode="drop", unique_indices=True), acc, res
+                lambda o, r: o.at[rows[i]].set(
+                    r.reshape(r.shape[0], -1), mode="drop", unique_indices=True
+                ),
+                acc, res,
             )
 
-        acc = jax.tree_util.tree_map(lambda o: jnp.zeros((M, *o.shape[1:]), o.dtype), out)
-        return jax.lax.fori_loop(0, N.shape[0], body, acc)
+        acc = jax.tree_util.tree_map(
+            lambda o: jnp.zeros((M, math.prod(o.shape[1:])), o.dtype), out
+        )
+        acc = jax.lax.fori_loop(0, N.shape[0], body, acc)
+        return jax.tree_util.tree_map(lambda a, o: a.reshape(M, *o.shape[1:]), acc, out)
 
     def block(self, const, N, y0, valid, shared):
         """Sort, chunk and solve one block of members; results in the block's order.
