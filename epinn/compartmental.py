@@ -794,6 +794,7 @@ def _stacked_loop(field, x_init, args, ts, cfg):
     tn, c_state = ctrl.init(term, t0, t1, x_init, cfg.dt0, args, solver.func, order)
     tn = jnp.minimum(tn, t1)
     s_state = solver.init(term, t0, tn, x_init, args)
+    t1_floor = t1 - 100 * jnp.finfo(jnp.result_type(t1)).eps * jnp.abs(t1)
     ys = jnp.full((T, *x_init.shape), jnp.inf, x_init.dtype).at[0].set(x_init)
 
     def cond(c):
@@ -819,7 +820,10 @@ def _stacked_loop(field, x_init, args, ts, cfg):
         j, ys = jax.lax.while_loop(save_cond, save, (j, ys))
         x = jnp.where(keep, y1, x)
         s_state = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), s_new, s_state)
-        return nt0, jnp.minimum(nt1, t1), x, s_state, c_state, j, ys, n + 1
+        # diffrax's end clipping: a step that would end within ~100 ulp of t1 or beyond it
+        # ends at t1 if this one was accepted, halfway there if it was rejected.
+        clip = jnp.where(keep, t1, t + 0.5 * (t1 - t))
+        return nt0, jnp.where(nt1 > t1_floor, clip, nt1), x, s_state, c_state, j, ys, n + 1
 
     init = (t0, tn, x_init, s_state, c_state, jnp.int32(1), ys, jnp.int32(0))
     t, _, _, _, _, j, ys, n = jax.lax.while_loop(cond, body, init)
