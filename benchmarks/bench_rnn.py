@@ -75,25 +75,10 @@ import os
 import sys
 import time
 
+from _host_devices import available_cores as _available_cores
+from _host_devices import request_host_devices
 
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _host_devices(argv: list[str]) -> int:
-    """``--devices``, read before JAX starts: XLA reads its flags once, at start-up."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--devices", type=int, default=_available_cores())
-    return max(1, pre.parse_known_args(argv)[0].devices)
-
-
-DEVICES = _host_devices(sys.argv[1:])
-if DEVICES > 1:  # XLA host devices, one per core, for fit's data parallelism
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + f" --xla_force_host_platform_device_count={DEVICES}")
+DEVICES = request_host_devices(sys.argv[1:])  # one per core, for fit's data parallelism
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

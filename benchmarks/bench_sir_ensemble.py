@@ -6,9 +6,11 @@ Set-up: normalised SIR (N = 1), s0 = 0.999, i0 = 0.001, r0 = 0, t in [0, 160] sa
 
 Compared in one run:
 
-* epinn :func:`~epinn.compartmental.solve_ensemble` (``method="stacked"``: one diffrax
-  Tsit5 solve per chunk over the stacked state with a max-over-members error norm), and
-  optionally ``method="vmap"``;
+* epinn :func:`~epinn.compartmental.solve_ensemble` (``method="stacked"``: diffrax's
+  Tsit5 step and PID controller on each chunk's stacked state, with a max-over-members
+  error norm), on ``--devices`` XLA host devices (default: one per available core; each
+  device solves a block of the members) and, when that is more than one, on one device
+  beside it; optionally ``method="vmap"``;
 * scipy ``solve_ivp`` (RK45) in a Python loop: a subset (``--loop-subset``, 300) is timed
   and the time **extrapolated** to all members;
 * one scipy ``solve_ivp`` (RK45) over all members stacked into a single 3M-dimensional
@@ -21,7 +23,8 @@ members. Reported: compile time (first call minus a warm call), warm wall time (
 ``--repeats``), solves/s, speed-ups and max |difference| to the reference. A JSON summary
 goes to ``--out`` if given.
 
-Run: ``python benchmarks/bench_sir_ensemble.py`` (add ``--x64`` for float64 epinn).
+Run: ``python benchmarks/bench_sir_ensemble.py`` (add ``--x64`` for float64 epinn,
+``--devices 1`` for one XLA device).
 """
 
 from __future__ import annotations
@@ -29,9 +32,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 
 import numpy as np
+from _host_devices import available_cores, request_host_devices
+
+# One XLA host device per core (before JAX starts): each device solves its own block of
+# members, so the blocks run on all cores. ``--devices 1`` for a single device.
+DEVICES = request_host_devices(sys.argv[1:])
 
 S0, I0, T1, NT = 0.999, 0.001, 160.0, 161
 RTOL, ATOL = 1e-6, 1e-9
@@ -115,9 +124,9 @@ def main(args: argparse.Namespace) -> dict:
     ts = np.linspace(0.0, T1, NT)
     beta, gamma = _draw(args.seed, M)
     device = jax.devices()[0]
-    print(f"jax {jax.__version__} on {device.platform} ({device.device_kind}; "
-          f"{platform.processor() or platform.machine()}), "
-          f"float{'64' if args.x64 else '32'}, {M} members")
+    print(f"jax {jax.__version__} on {jax.device_count()} x {device.platform} "
+          f"({device.device_kind}; {platform.processor() or platform.machine()}, "
+          f"{available_cores()} cores), float{'64' if args.x64 else '32'}, {M} members")
 
     # Reference: rtol 1e-10 on the stacked system, spot-checked per member at rtol 1e-12.
     w = time.perf_counter()
@@ -134,10 +143,10 @@ def main(args: argparse.Namespace) -> dict:
     y0 = jnp.array([S0, I0, 0.0])
     results: dict[str, dict] = {}
 
-    def run_epinn(method: str) -> dict:
+    def run_epinn(method: str, mesh=None) -> dict:
         def call():
             traj = solve_ensemble(SIR(), params, y0, jnp.asarray(ts), method=method,
-                                  chunk_size=args.chunk_size, rtol=RTOL, atol=ATOL)
+                                  chunk_size=args.chunk_size, rtol=RTOL, atol=ATOL, mesh=mesh)
             return jax.block_until_ready(traj)
 
         w = time.perf_counter()
@@ -156,7 +165,9 @@ def main(args: argparse.Namespace) -> dict:
             "max_steps_in_a_chunk": int(np.asarray(traj.num_steps).max()),
         }
 
-    results["epinn_stacked"] = run_epinn("stacked")
+    results["epinn_stacked"] = run_epinn("stacked")  # all devices (the default mesh)
+    if jax.device_count() > 1:
+        results["epinn_1device"] = run_epinn("stacked", mesh=False)
     if args.vmap:
         results["epinn_vmap"] = run_epinn("vmap")
 
@@ -197,11 +208,16 @@ def main(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "dtype": "float64" if args.x64 else "float32",
         "platform": jax.devices()[0].platform,
+        "devices": jax.device_count(),
         "chunk_size": args.chunk_size or _default_chunk_size(None),
         "reference_check": float(ref_check),
         "results": results,
         "speedup_vs_scipy_loop": speedup_loop,
         "speedup_vs_scipy_stacked": speedup_stacked,
+        "speedup_vs_scipy_stacked_1device": (
+            results["scipy_stacked"]["wall_s"] / results["epinn_1device"]["wall_s"]
+            if "epinn_1device" in results else speedup_stacked
+        ),
         "speedup_vs_scipy_stacked_thread_cpu": speedup_stacked_cpu,
         "targets_met": {
             "loop>=300x": speedup_loop >= 300,
@@ -220,6 +236,9 @@ def main(args: argparse.Namespace) -> dict:
     print(f"speed-up vs scipy loop: {speedup_loop:.0f}x (target 300x); vs scipy stacked: "
           f"{speedup_stacked:.1f}x (target 10x; {speedup_stacked_cpu:.1f}x against scipy's "
           f"thread CPU time); targets met: {summary['targets_met']}")
+    if "epinn_1device" in results:
+        print(f"on one XLA device: {summary['speedup_vs_scipy_stacked_1device']:.1f}x the "
+              "scipy stacked system")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(summary, f, indent=2)
@@ -239,7 +258,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vmap", action="store_true", help="also time method='vmap'")
     p.add_argument("--x64", action="store_true", help="run epinn in float64")
     p.add_argument("--out", type=str, default=None, help="JSON summary path")
-    return p.parse_args(argv)
+    p.add_argument("--devices", type=int, default=DEVICES,
+                   help="XLA host devices, each solving a block of members (default: the "
+                   "available cores); with more than one, one device is timed beside it")
+    args = p.parse_args(argv)
+    if args.devices != DEVICES:  # e.g. parse_args(["--devices", "1"]) after JAX started
+        p.error(f"--devices {args.devices} must be given on the command line: XLA reads "
+                f"its flags at start-up, with {DEVICES} host devices here.")
+    return args
 
 
 if __name__ == "__main__":
