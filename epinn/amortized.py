@@ -620,8 +620,9 @@ class NeuralEstimator:
             ts, prior, model, fixed, t0, observe, noise: as :func:`simulate_training_set`.
             n_train: training curves; ``n_val``: validation curves (early stopping).
             hidden: hidden layer sizes; ``activation``: their activation (a name).
-            epochs: maximum epochs; ``batch_size``, ``learning_rate``, ``patience``: as
-                :func:`epinn.fit` / :class:`epinn.EarlyStopping`.
+            epochs: maximum epochs; ``batch_size`` (at most ``n_train``),
+                ``learning_rate``, ``patience``: as :func:`epinn.fit` /
+                :class:`epinn.EarlyStopping`.
             verbose: ``1`` shows a progress bar.
 
         Returns:
@@ -636,6 +637,12 @@ class NeuralEstimator:
         model = SIR() if model is None else model
         n_train = _check_positive_int(n_train, "n_train")
         n_val = _check_positive_int(n_val, "n_val")
+        batch_size = _check_positive_int(batch_size, "batch_size")
+        if batch_size > n_train:
+            raise ValueError(
+                f"`batch_size` ({batch_size}) must not exceed `n_train` ({n_train}): a "
+                "minibatch is drawn from the training curves."
+            )
         if not isinstance(activation, str):
             raise TypeError(f"`activation` must be a name (saved as JSON); got {activation!r}.")
         hidden = tuple(int(h) for h in hidden)
@@ -655,7 +662,6 @@ class NeuralEstimator:
         xs, ys = x_scaler.transform(x), y_scaler.transform(y)
         net = MLP((*hidden, 2 * len(targets)), activation=activation)
         params = jax.jit(net.init)(k_init, xs[:1])
-        batch_size = min(batch_size, n_train)
         steps = epochs * -(-n_train // batch_size)
         schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.02)
         params, history = fit(

@@ -186,6 +186,14 @@ def test_keys_must_be_one_prng_key(bad):
         train_boarding_school_estimator(bad, quick=True)
 
 
+@pytest.mark.parametrize("batch_size, match", [(0, "`batch_size` must"),
+                                               (5000, "must not exceed `n_train`")])
+def test_train_checks_the_batch_size(batch_size, match, key):
+    # A batch larger than the training set used to be cut down silently.
+    with pytest.raises(ValueError, match=match):
+        NeuralEstimator.train(key, TS, prior=PRIOR, t0=0.0, **{**TRAIN, "batch_size": batch_size})
+
+
 # ---- normalisation -------------------------------------------------------------------
 
 
