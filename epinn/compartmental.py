@@ -1414,7 +1414,7 @@ def _check_success(ensemble: _Ensemble, args: tuple, all_ok: Array, x: Array) ->
     if not (ensemble.own_loop and cfg.throw):
         return x
     msg = (
-        "solve_ensemble: the solver failed for some members: it reached the maximum number "
+        "The ensemble solve failed for some members: it reached the maximum number "
         f"of solver steps (max_steps={cfg.max_steps}) or the solution stopped being finite. "
         "Raise `max_steps`, or pass `throw=False` to get the failed members marked in "
         "`success`."
