@@ -1430,8 +1430,9 @@ def _default_chunk_size(mesh: Mesh | None) -> int:
     """Members per chunk when none is given: 1024 on CPUs, 16384 on accelerators.
 
     On a CPU a step's cost grows with the chunk, and fast and slow members sharing a step
-    size cost extra steps (10 000 SIR members: 24 ms in chunks of 1024, 30-35 ms in one
-    chunk, on 2 cores); on a GPU a step costs kernel launches whatever its size.
+    size cost extra steps (10 000 SIR members on one device of the 2-core development
+    machine: 17-21 ms in chunks of 1024, 25-29 ms in one chunk); on a GPU a step costs
+    kernel launches whatever its size.
     """
     device = mesh.devices.flat[0] if mesh is not None else jax.devices()[0]
     return 1024 if device.platform == "cpu" else 16384
