@@ -13,8 +13,8 @@ path).
 
 :func:`solve` integrates one trajectory, :func:`solve_ensemble` many at once (one Tsit5
 solve, diffrax's step and step-size controller, over the stacked state of a chunk of
-members, with the error of *every* member controlled by a max norm). Derived quantities: :func:`R0`,
-:func:`effective_reproduction_number`, :func:`incidence`, :func:`cumulative_cases`,
+members, with the error of *every* member controlled by a max norm). Derived quantities:
+:func:`R0`, :func:`effective_reproduction_number`, :func:`incidence`, :func:`cumulative_cases`,
 :func:`peak`, :func:`growth_rate`, :func:`doubling_time`, :func:`final_size`.
 
 Internally the ODE is integrated in population fractions :math:`x = y / N` (so ``atol`` means
@@ -777,9 +777,10 @@ def _diffeqsolve(field, x_init, args, ts, cfg, norm, normalise_time=False):
 def _stacked_loop(field, x_init, args, ts, cfg):
     """Integrate a stacked ensemble state with diffrax's Tsit5 step and PID controller.
 
-    The same steps and dense output as ``diffrax.diffeqsolve(..., SaveAt(ts=ts))`` with
-    :func:`_max_rms_norm` (up to roundoff in the step-size control), in a plain
-    ``lax.while_loop`` owned here: no runtime checks with host callbacks, which
+    The same method, controller, end clipping and dense output as
+    ``diffrax.diffeqsolve(..., SaveAt(ts=ts))`` with :func:`_max_rms_norm` (the step
+    sequences can still differ by a rejected step, so solutions agree to the tolerance),
+    in a plain ``lax.while_loop`` owned here: no runtime checks with host callbacks, which
     ``diffeqsolve`` adds (``saveat.ts`` ordering, ``dt0``, ``throw``). ``ts`` is checked
     at the boundary, and failures are returned, not raised. A program with host callbacks
     is run one device at a time by XLA's CPU client, so without them the devices of a mesh

@@ -68,7 +68,8 @@ def check_ensemble() -> None:
             ref_k = epinn.solve_ensemble(epinn.SIR(), part, y0, ts, mesh=False, **kw)
             n_k = min(block, m - k)
             np.testing.assert_allclose(many.ys[k:k + n_k], ref_k.ys[:n_k], rtol=1e-5, atol=2e-3)
-            steps = np.abs(np.asarray(many.num_steps[k:k + n_k]) - np.asarray(ref_k.num_steps[:n_k]))
+            steps = np.abs(np.asarray(many.num_steps[k:k + n_k])
+                           - np.asarray(ref_k.num_steps[:n_k]))
             assert steps.max() <= 2, steps
         if m % d == 0:
             _spread(many.ys, d)
