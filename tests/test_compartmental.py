@@ -508,6 +508,37 @@ def test_ensemble_summary_matches_full_trajectories(x64):
         ensemble_summary(model, p, y0, TS, chunk_size=0)
 
 
+def test_chunk_widths_avoid_multiples_of_16():
+    from epinn.compartmental import _chunk_layout
+
+    for members, chunk_size in [(10_000, 1024), (8192, 1024), (960, 1024), (7, 3), (1, 1024),
+                                (4096, 16384), (100, 64)]:
+        n, width = _chunk_layout(members, chunk_size)
+        assert n * width >= members and (n - 1) * width < members
+        assert width <= chunk_size + 8
+        assert width < 256 or width % 16
+    assert _chunk_layout(8192, 1024) == (8, 1032)  # widened by 8
+    assert _chunk_layout(10_000, 1024) == (10, 1000)  # kept
+
+
+def test_ensemble_with_a_widened_chunk():
+    """256 members in one chunk of 264: 8 padding copies that are dropped and not counted."""
+    M = 256
+    betas = jnp.linspace(0.3, 1.0, M)
+    p = {"beta": betas, "gamma": 0.2, "N": 1.0}
+    y0 = jnp.array([0.999, 0.001, 0.0])
+    ts = jnp.linspace(0.0, 60.0, 31)
+    traj = solve_ensemble(SIR(), p, y0, ts, chunk_size=256)
+    assert traj.ys.shape == (M, 31, 3) and bool(traj.success.all())
+    out = ensemble_summary(SIR(), p, y0, ts, chunk_size=256)
+    assert int(out.count) == M
+    # The summary's mean is over the 256 members only (float32 sums).
+    np.testing.assert_allclose(out.mean, traj.ys.mean(0), rtol=1e-5, atol=1e-6)
+    for m in (0, 77, M - 1):  # each member as a lone solve: 3e-7 apart (float32, rtol 1e-6)
+        one = solve(SIR(), {**p, "beta": betas[m]}, y0, ts)
+        np.testing.assert_allclose(traj.ys[m], one.ys, rtol=0, atol=2e-6)
+
+
 def test_ensemble_broadcasting():
     # Only y0 carries the ensemble axis (as a mapping of arrays).
     i0 = jnp.array([1.0, 5.0, 20.0])
