@@ -555,6 +555,32 @@ def _check_values(a: Array, what: str, *, positive: bool) -> None:
         raise ValueError(f"`{what}` must be non-negative; got {x}.")
 
 
+def _check_rate_functions(rates: Mapping[str, Any], ts: Array) -> None:
+    """Rates given as functions of time must be finite and non-negative at ``ts``.
+
+    Each function is evaluated on the host at the saved times, before any compilation;
+    under a trace (rates or ``ts`` abstract, as inside ``jit``) nothing is checked, so the
+    compiled program gets no checks. A rate that dips below zero between saved times is
+    not caught.
+    """
+    if _is_tracer(ts):
+        return
+    for k, v in rates.items():
+        if not _is_time_varying(v) or _is_tracer(v):
+            continue
+        values = _rates_at_times({k: v}, ts, "the check")[k]
+        if _is_tracer(values):  # a closure over traced values
+            continue
+        x, t = np.asarray(values), np.asarray(ts)
+        bad = ~np.isfinite(x) | (x < 0)
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"`params['{k}']` (a function of t) must be finite and non-negative at the "
+                f"saved times; at t={t[i]:g} it is {x[i]}."
+            )
+
+
 def _normalize_y0(model: CompartmentalModel, y0: Any, *, max_ndim: int) -> Array:
     """Return y0 as an array (..., C) in model order; check names, shape and values."""
     C = model.compartments
@@ -980,7 +1006,8 @@ def solve(
         model: e.g. ``SIR()``.
         params: mapping (or ``model.Params``) with every rate in ``model.rate_names`` and the
             population ``N``. A rate may be a function of ``t`` (callable, diffrax
-            interpolation or :class:`NetworkRate`); it must stay non-negative.
+            interpolation or :class:`NetworkRate`); it must stay non-negative, which is
+            checked at the saved times ``ts`` before solving (not under ``jit``).
         y0: initial state, a mapping by compartment name (all compartments) or an array in
             ``model.compartments`` order.
         ts: strictly increasing 1-D save times; integration runs from ``ts[0]`` to
@@ -1013,6 +1040,7 @@ def solve(
     y0a = _normalize_y0(model, y0, max_ndim=1)
     _check_sum(y0a, N)
     tsa = _normalize_ts(ts)
+    _check_rate_functions(rates, tsa)
     cfg = _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw)
     return _solve_core(model, rates, N, y0a, tsa, cfg)
 
@@ -1475,6 +1503,7 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, m
         rates = {k: v if _is_time_varying(v) else v[None] for k, v in rates.items()}
         N, y0a = N[None], y0a[None]
     tsa = _normalize_ts(ts)
+    _check_rate_functions(rates, tsa)
     const, varying = _split(rates)
     mesh = resolve_mesh(mesh)
     solver, rtol, atol, dt0, max_steps, adjoint, throw = config

@@ -681,6 +681,25 @@ def test_bad_input_raises_before_solving(params, y0, ts, match):
         solve(SIR(), params, y0, ts)
 
 
+def test_time_varying_rate_checked_at_the_saved_times():
+    """A function of t that is negative or not finite at a saved time is refused on the
+    host, for solve and solve_ensemble alike; under jit nothing is checked (no callbacks
+    in the compiled program)."""
+    falling = lambda t: 0.5 - 0.01 * t  # noqa: E731  negative after t = 50
+    with pytest.raises(ValueError, match=r"params\['beta'\].*function of t.*t=52"):
+        solve(SIR(), {**SIR_P, "beta": falling}, SIR_Y0, TS)
+    knots = jnp.linspace(0.0, 100.0, 11)
+    holes = diffrax.LinearInterpolation(ts=knots, ys=jnp.full(11, 0.3).at[4].set(jnp.nan))
+    with pytest.raises(ValueError, match=r"params\['beta'\].*finite"):
+        solve_ensemble(SIR(), {**SIR_P, "beta": holes, "gamma": jnp.array([0.1, 0.2])},
+                       SIR_Y0, TS)
+    # Zero is allowed, and a positive function passes.
+    solve(SIR(), {**SIR_P, "beta": lambda t: 0.0 * t}, SIR_Y0, TS)
+    traced = jax.jit(lambda b: solve(SIR(), {**SIR_P, "beta": lambda t: b + 0.0 * t},
+                                     SIR_Y0, TS).ys)
+    assert np.all(np.isfinite(traced(0.5)))
+
+
 def test_bad_options_and_names():
     with pytest.raises(TypeError, match="model"):
         solve("SIR", SIR_P, SIR_Y0, TS)
