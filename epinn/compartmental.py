@@ -1404,10 +1404,11 @@ def solve_ensemble(
         method: ``"stacked"`` or ``"vmap"``.
         chunk_size: members per chunk (chunks are equal-sized; the last member is repeated
             to pad; a width of 256 or more that is a multiple of 16 gets 8 more padded
-            members, which XLA's CPU transposes handle ~3x faster). ``None`` picks by the devices' platform: 1024 on CPUs, 16384
-            elsewhere. On a GPU every solver step costs kernel launches whatever its size,
-            so larger chunks are cheaper there: on an H100, 10 000 SIR members took 88 ms
-            in chunks of 1024 and 17 ms in one chunk (``bench_sir_ensemble.py``).
+            members, which XLA's CPU transposes handle ~3x faster). ``None`` picks by the
+            devices' platform: 1024 on CPUs, 16384 elsewhere. On a GPU every solver step
+            costs kernel launches whatever its size, so larger chunks are cheaper there: on
+            an H100, 10 000 SIR members took 88 ms in chunks of 1024 and 17 ms in one chunk
+            (``bench_sir_ensemble.py``).
         sort_members: order members by growth rate before chunking (speed only).
         solver, rtol, atol, dt0, max_steps, adjoint, throw: as :func:`solve`. With
             ``method="stacked"`` a failure marks the whole chunk unsuccessful. On several
