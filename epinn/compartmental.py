@@ -1140,8 +1140,8 @@ def _grouping_order(key: Array) -> Array:
 
 
 def _chunk_solve(model, method, varying, cfg, ts, own_loop=False):
-    def single(const, N, y0, own_loop=False):
-        return _integrate(model, {**const, **varying}, y0 / N, ts, cfg, own_loop)
+    def single(const, N, y0, stacked=False):  # the own loop only for a stacked state
+        return _integrate(model, {**const, **varying}, y0 / N, ts, cfg, stacked and own_loop)
 
     def run(chunk):
         const, N, y0 = chunk
@@ -1149,7 +1149,7 @@ def _chunk_solve(model, method, varying, cfg, ts, own_loop=False):
         if method == "vmap":
             xs, cum, ok, steps = jax.vmap(single)(const, N, y0)
             return xs * N[:, None, None], cum * N[:, None], ok, steps
-        xs, cum, ok, steps = single(const, N, y0.T, own_loop)  # state (C, members)
+        xs, cum, ok, steps = single(const, N, y0.T, stacked=True)  # state (C, members)
         T, C = xs.shape[:2]  # (T, C, m) -> (m, T, C) as a 2-D transpose: faster on CPU
         xs = (xs * N).reshape(T * C, m).T.reshape(m, T, C)
         cum = (cum * N).T
