@@ -438,7 +438,11 @@ class Trajectory(eqx.Module):
         ts: saved times, shape ``(T,)``.
         ys: compartments in counts, ``(T, C)`` or ``(members, T, C)``.
         cumulative_infections: infections since ``ts[0]``, ``(T,)`` or ``(members, T)``
-            (zero at ``ts[0]``); :func:`incidence` is its difference.
+            (zero at ``ts[0]``); :func:`incidence` is its difference. Constructed with
+            ``None``, it is derived from ``ys`` when read, as :math:`S(t_0) - S(t)`:
+            :func:`solve_ensemble` does that for the models in which S falls by infection
+            only (SIR, SIRD, SEIR, SEIRD), so that an ensemble's output holds the
+            compartments alone (a quarter less memory and layout work for SIR).
         success: whether the solve succeeded, ``()`` or ``(members,)``. With
             ``throw=False`` a failed member has ``success=False`` and its values from the
             failure on are ``inf`` (or NaN); mask with ``success`` when fitting.
@@ -451,10 +455,37 @@ class Trajectory(eqx.Module):
 
     ts: Float[Array, " T"]
     ys: Float[Array, "*members T C"]
-    cumulative_infections: Float[Array, "*members T"]
+    _cumulative: Float[Array, "*members T"] | None
     success: Bool[Array, "*members"]
     num_steps: Int[Array, "*members"]
     compartments: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        ts: ArrayLike,
+        ys: ArrayLike,
+        cumulative_infections: ArrayLike | None,
+        success: ArrayLike,
+        num_steps: ArrayLike,
+        compartments: tuple[str, ...],
+    ):
+        compartments = tuple(compartments)
+        if cumulative_infections is None and "S" not in compartments:
+            raise ValueError(
+                "`cumulative_infections=None` derives them as S(t0) - S(t), which needs an "
+                f"'S' compartment; got compartments {compartments}."
+            )
+        self.ts, self.ys, self.success, self.num_steps = ts, ys, success, num_steps
+        self._cumulative = cumulative_infections
+        self.compartments = compartments
+
+    @property
+    def cumulative_infections(self) -> Float[Array, "*members T"]:
+        """Infections since ``ts[0]``: stored, or :math:`S(t_0) - S(t)` from ``ys``."""
+        if self._cumulative is not None:
+            return self._cumulative
+        s = self["S"]
+        return s[..., :1] - s
 
     def __getitem__(self, name: str) -> Float[Array, "*members T"]:
         if name not in self.compartments:
@@ -1139,7 +1170,12 @@ def _grouping_order(key: Array) -> Array:
     return jax.lax.sort(packed) & jnp.int32((1 << b) - 1)
 
 
-def _chunk_solve(model, method, varying, cfg, ts, own_loop=False):
+def _chunk_solve(model, method, varying, cfg, ts, own_loop=False, keep_cum=True):
+    """A function solving one chunk: ``(xs, cum, ok, steps)`` in member rows.
+
+    Without ``keep_cum`` the cumulative infections are left out (``None``): the caller
+    derives them from S when they are read (see :class:`Trajectory`).
+    """
     def single(const, N, y0, stacked=False):  # the own loop only for a stacked state
         return _integrate(model, {**const, **varying}, y0 / N, ts, cfg, stacked and own_loop)
 
@@ -1148,11 +1184,11 @@ def _chunk_solve(model, method, varying, cfg, ts, own_loop=False):
         m = N.shape[0]
         if method == "vmap":
             xs, cum, ok, steps = jax.vmap(single)(const, N, y0)
-            return xs * N[:, None, None], cum * N[:, None], ok, steps
+            return xs * N[:, None, None], cum * N[:, None] if keep_cum else None, ok, steps
         xs, cum, ok, steps = single(const, N, y0.T, stacked=True)  # state (C, members)
         T, C = xs.shape[:2]  # (T, C, m) -> (m, T, C) as a 2-D transpose: faster on CPU
         xs = (xs * N).reshape(T * C, m).T.reshape(m, T, C)
-        cum = (cum * N).T
+        cum = (cum * N).T if keep_cum else None
         return xs, cum, jnp.broadcast_to(ok, (m,)), jnp.broadcast_to(steps, (m,))
 
     return run
@@ -1232,7 +1268,8 @@ class _Ensemble(eqx.Module):
         ``(k, chunk, T, C)`` intermediate and no gather to undo the sort afterwards.
         """
         varying, ts, cfg = shared
-        solve_chunk = _chunk_solve(self.model, self.method, varying, cfg, ts, self.own_loop)
+        solve_chunk = _chunk_solve(self.model, self.method, varying, cfg, ts, self.own_loop,
+                                   keep_cum=not self.model._infections_from_S)
         out = jax.eval_shape(solve_chunk, jax.tree_util.tree_map(lambda a: a[0], (const, N, y0)))
 
         def body(i, acc):  # rows of 2-D buffers: XLA's CPU scatter is slower at rank 3

@@ -479,6 +479,36 @@ def test_ensemble_equals_looped_solve(method, x64):
         np.testing.assert_allclose([t_peak[m], size[m]], peak(member), rtol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["SIR", "SEIRD", "SIRS"])
+@pytest.mark.parametrize("method", ["stacked", "vmap"])
+def test_ensemble_cumulative_infections_derived_or_stored(name, method, x64):
+    """Where S falls by infection only, an ensemble stores no cumulative infections: they
+    are S(t0) - S(t) from ``ys`` and equal a lone solve's integrated or derived ones."""
+    model, rates, y0 = CASES[name]
+    betas = np.array([0.9, 0.4, 0.6])
+    p = {**rates, "beta": betas, "N": N}
+    traj = solve_ensemble(model, p, y0, TS, method=method, chunk_size=2, **TOL)
+    assert (traj._cumulative is None) == model._infections_from_S
+    assert traj.cumulative_infections.shape == (3, TS.size)
+    for m in range(3):
+        one = solve(model, {**p, "beta": betas[m]}, y0, TS, **TOL)
+        np.testing.assert_allclose(
+            traj.cumulative_infections[m], one.cumulative_infections, rtol=1e-7, atol=1e-7
+        )
+    summary = ensemble_summary(model, p, y0, TS, method=method, chunk_size=2, **TOL)
+    np.testing.assert_allclose(summary.cumulative_infections,
+                               traj.cumulative_infections[:, -1], rtol=1e-12)
+    # Under jit and vmap the derived values are the same.
+    got = jax.jit(lambda t: t.cumulative_infections)(traj)
+    np.testing.assert_array_equal(got, traj.cumulative_infections)
+
+
+def test_trajectory_without_cumulative_infections_needs_S():
+    ts = jnp.arange(3.0)
+    with pytest.raises(ValueError, match="needs an 'S' compartment"):
+        Trajectory(ts, jnp.ones((3, 2)), None, jnp.bool_(True), jnp.int32(1), ("I", "R"))
+
+
 def test_ensemble_summary_matches_full_trajectories(x64):
     """Chunk-wise statistics equal numpy's over the full ensemble (exact merge formula)."""
     model, rates, y0 = CASES["SIRS"]
