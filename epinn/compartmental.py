@@ -1456,7 +1456,9 @@ def solve_ensemble(
 
     Returns:
         :class:`Trajectory` with ``ys`` of shape ``(M, len(ts), C)``
-        (``M = 1`` when nothing is batched).
+        (``M = 1`` when nothing is batched). For the models in which S falls by infection
+        only (SIR, SIRD, SEIR, SEIRD) its cumulative infections are not stored but derived
+        from ``ys`` when read (:class:`Trajectory`).
 
     Raises:
         ValueError: as :func:`solve`, plus mismatched ensemble axes, bad ``method`` or
