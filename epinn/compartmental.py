@@ -586,29 +586,36 @@ def _check_values(a: Array, what: str, *, positive: bool) -> None:
         raise ValueError(f"`{what}` must be non-negative; got {x}.")
 
 
-def _check_rate_functions(rates: Mapping[str, Any], ts: Array) -> None:
-    """Rates given as functions of time must be finite and non-negative at ``ts``.
+_RATE_CHECK_POINTS = 1024
 
-    Each function is evaluated on the host at the saved times, before any compilation;
-    under a trace (rates or ``ts`` abstract, as inside ``jit``) nothing is checked, so the
-    compiled program gets no checks. A rate that dips below zero between saved times is
-    not caught.
+
+def _check_rate_functions(rates: Mapping[str, Any], ts: Array) -> None:
+    """Rates given as functions of time must be finite and non-negative over ``ts``.
+
+    Each function is evaluated on the host before any compilation, at the saved times and
+    at :data:`_RATE_CHECK_POINTS` evenly spaced times from ``ts[0]`` to ``ts[-1]`` (one
+    eager ``vmap``), so a dip below zero between saved times is caught unless it is
+    narrower than that spacing. Under a trace (rates or ``ts`` abstract, as inside
+    ``jit``) nothing is checked, so the compiled program gets no checks.
     """
     if _is_tracer(ts):
         return
+    t_saved = np.asarray(ts)
+    grid = np.union1d(t_saved, np.linspace(t_saved[0], t_saved[-1], _RATE_CHECK_POINTS))
     for k, v in rates.items():
         if not _is_time_varying(v) or _is_tracer(v):
             continue
-        values = _rates_at_times({k: v}, ts, "the check")[k]
+        values = _rates_at_times({k: v}, grid.astype(t_saved.dtype), "the check")[k]
         if _is_tracer(values):  # a closure over traced values
             continue
-        x, t = np.asarray(values), np.asarray(ts)
+        x = np.asarray(values)
         bad = ~np.isfinite(x) | (x < 0)
         if np.any(bad):
             i = int(np.argmax(bad))
             raise ValueError(
-                f"`params['{k}']` (a function of t) must be finite and non-negative at the "
-                f"saved times; at t={t[i]:g} it is {x[i]}."
+                f"`params['{k}']` (a function of t) must be finite and non-negative from "
+                f"ts[0] to ts[-1] (checked at the saved times and {_RATE_CHECK_POINTS} "
+                f"evenly spaced times); at t={grid[i]:g} it is {x[i]}."
             )
 
 
@@ -1038,7 +1045,8 @@ def solve(
         params: mapping (or ``model.Params``) with every rate in ``model.rate_names`` and the
             population ``N``. A rate may be a function of ``t`` (callable, diffrax
             interpolation or :class:`NetworkRate`); it must stay non-negative, which is
-            checked at the saved times ``ts`` before solving (not under ``jit``).
+            checked before solving at the saved times ``ts`` and at 1024 evenly spaced
+            times between ``ts[0]`` and ``ts[-1]`` (not under ``jit``).
         y0: initial state, a mapping by compartment name (all compartments) or an array in
             ``model.compartments`` order.
         ts: strictly increasing 1-D save times; integration runs from ``ts[0]`` to

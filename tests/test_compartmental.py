@@ -712,12 +712,18 @@ def test_bad_input_raises_before_solving(params, y0, ts, match):
 
 
 def test_time_varying_rate_checked_at_the_saved_times():
-    """A function of t that is negative or not finite at a saved time is refused on the
-    host, for solve and solve_ensemble alike; under jit nothing is checked (no callbacks
-    in the compiled program)."""
+    """A function of t that is negative or not finite at a saved time, or between two of
+    them, is refused on the host, for solve and solve_ensemble alike; under jit nothing
+    is checked (no callbacks in the compiled program)."""
     falling = lambda t: 0.5 - 0.01 * t  # noqa: E731  negative after t = 50
-    with pytest.raises(ValueError, match=r"params\['beta'\].*function of t.*t=52"):
+    with pytest.raises(ValueError, match=r"params\['beta'\].*function of t.*t=50\.0"):
         solve(SIR(), {**SIR_P, "beta": falling}, SIR_Y0, TS)
+    # A dip below zero around t = 51, between the saved times 50 and 52 (TS every 2 days).
+    dip = lambda t: 0.3 - 0.6 * jnp.exp(-(((t - 51.0) / 0.3) ** 2))  # noqa: E731
+    assert np.all(np.asarray(jax.vmap(dip)(jnp.asarray(TS))) > 0)
+    with pytest.raises(ValueError, match=r"params\['beta'\].*t=5[01]\."):
+        solve_ensemble(SIR(), {**SIR_P, "beta": dip, "gamma": jnp.array([0.1, 0.2])},
+                       SIR_Y0, TS)
     knots = jnp.linspace(0.0, 100.0, 11)
     holes = diffrax.LinearInterpolation(ts=knots, ys=jnp.full(11, 0.3).at[4].set(jnp.nan))
     with pytest.raises(ValueError, match=r"params\['beta'\].*finite"):
