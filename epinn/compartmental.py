@@ -598,13 +598,12 @@ def _check_rate_functions(rates: Mapping[str, Any], ts: Array) -> None:
     narrower than that spacing. Under a trace (rates or ``ts`` abstract, as inside
     ``jit``) nothing is checked, so the compiled program gets no checks.
     """
-    if _is_tracer(ts):
+    functions = {k: v for k, v in rates.items() if _is_time_varying(v) and not _is_tracer(v)}
+    if not functions or _is_tracer(ts):  # constant rates (the common case) cost nothing
         return
     t_saved = np.asarray(ts)
     grid = np.union1d(t_saved, np.linspace(t_saved[0], t_saved[-1], _RATE_CHECK_POINTS))
-    for k, v in rates.items():
-        if not _is_time_varying(v) or _is_tracer(v):
-            continue
+    for k, v in functions.items():
         values = _rates_at_times({k: v}, grid.astype(t_saved.dtype), "the check")[k]
         if _is_tracer(values):  # a closure over traced values
             continue
