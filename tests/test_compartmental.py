@@ -498,7 +498,7 @@ def test_ensemble_cumulative_infections_derived_or_stored(name, method, x64):
     summary = ensemble_summary(model, p, y0, TS, method=method, chunk_size=2, **TOL)
     np.testing.assert_allclose(summary.cumulative_infections,
                                traj.cumulative_infections[:, -1], rtol=1e-12)
-    # Under jit and vmap the derived values are the same.
+    # Under jit the derived values are the same.
     got = jax.jit(lambda t: t.cumulative_infections)(traj)
     np.testing.assert_array_equal(got, traj.cumulative_infections)
 
@@ -711,7 +711,7 @@ def test_bad_input_raises_before_solving(params, y0, ts, match):
         solve(SIR(), params, y0, ts)
 
 
-def test_time_varying_rate_checked_at_the_saved_times():
+def test_time_varying_rate_checked_over_the_time_span():
     """A function of t that is negative or not finite at a saved time, or between two of
     them, is refused on the host, for solve and solve_ensemble alike; under jit nothing
     is checked (no callbacks in the compiled program)."""
