@@ -10,7 +10,10 @@ Compared in one run:
   Tsit5 step and PID controller on each chunk's stacked state, with a max-over-members
   error norm), on ``--devices`` XLA host devices (default: one per available core; each
   device solves a block of the members) and, when that is more than one, on one device
-  beside it; optionally ``method="vmap"``;
+  beside it; optionally ``method="vmap"``. XLA compiles loops whose state is at most
+  ``--loop-kernel-bytes`` (32 MiB) into single kernels (:func:`epinn.configure_cpu`; XLA's
+  CPU runtime otherwise runs each operation of the solver's step loop as a task of its
+  own, jax-ml/jax#26021); ``--loop-kernel-bytes 0`` times XLA's default;
 * scipy ``solve_ivp`` (RK45) in a Python loop: a subset (``--loop-subset``, 300) is timed
   and the time **extrapolated** to all members;
 * one scipy ``solve_ivp`` (RK45) over all members stacked into a single 3M-dimensional
@@ -25,13 +28,15 @@ best of few calls varies by tens of percent), solves/s, speed-ups and max |diffe
 the reference. A JSON summary goes to ``--out`` if given.
 
 Run: ``python benchmarks/bench_sir_ensemble.py`` (add ``--x64`` for float64 epinn,
-``--devices 1`` for one XLA device).
+``--devices 1`` for one XLA device, ``--loop-kernel-bytes 0`` for XLA's default loops). The
+flags in effect are printed in the first line and stored in the JSON summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -40,8 +45,10 @@ import numpy as np
 from _host_devices import available_cores, request_host_devices
 
 # One XLA host device per core (before JAX starts): each device solves its own block of
-# members, so the blocks run on all cores. ``--devices 1`` for a single device.
-DEVICES = request_host_devices(sys.argv[1:])
+# members, so the blocks run on all cores. ``--devices 1`` for a single device. And XLA
+# compiles the solver's step loop into one kernel (``--loop-kernel-bytes 0``: XLA's
+# default, a task per operation and step).
+DEVICES = request_host_devices(sys.argv[1:], loop_kernels=True)
 
 S0, I0, T1, NT = 0.999, 0.001, 160.0, 161
 RTOL, ATOL = 1e-6, 1e-9
@@ -119,7 +126,7 @@ def main(args: argparse.Namespace) -> dict:
         jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
-    from epinn.compartmental import SIR, _default_chunk_size, solve_ensemble
+    from epinn.compartmental import SIR, _auto_chunk_size, solve_ensemble
 
     M = args.members
     ts = np.linspace(0.0, T1, NT)
@@ -127,7 +134,8 @@ def main(args: argparse.Namespace) -> dict:
     device = jax.devices()[0]
     print(f"jax {jax.__version__} on {jax.device_count()} x {device.platform} "
           f"({device.device_kind}; {platform.processor() or platform.machine()}, "
-          f"{available_cores()} cores), float{'64' if args.x64 else '32'}, {M} members")
+          f"{available_cores()} cores), float{'64' if args.x64 else '32'}, {M} members; "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
 
     # Reference: rtol 1e-10 on the stacked system, spot-checked per member at rtol 1e-12.
     w = time.perf_counter()
@@ -211,7 +219,8 @@ def main(args: argparse.Namespace) -> dict:
         "dtype": "float64" if args.x64 else "float32",
         "platform": jax.devices()[0].platform,
         "devices": jax.device_count(),
-        "chunk_size": args.chunk_size or _default_chunk_size(None),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "chunk_size": args.chunk_size or _auto_chunk_size(SIR(), jnp.asarray(ts), None),
         "reference_check": float(ref_check),
         "results": results,
         "speedup_vs_scipy_loop": speedup_loop,
@@ -266,6 +275,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--devices", type=int, default=DEVICES,
                    help="XLA host devices, each solving a block of members (default: the "
                    "available cores); with more than one, one device is timed beside it")
+    p.add_argument("--loop-kernel-bytes", type=int, default=None,
+                   help="XLA compiles loops whose state is at most this many bytes into one "
+                   "kernel (epinn.configure_cpu; default 32 MiB; 0: XLA's default)")
     args = p.parse_args(argv)
     if args.devices != DEVICES:  # e.g. parse_args(["--devices", "1"]) after JAX started
         p.error(f"--devices {args.devices} must be given on the command line: XLA reads "

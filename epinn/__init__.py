@@ -70,7 +70,9 @@ from .plotting import plot_learning_curves as plot_learning_curves
 from .plotting import plot_predictions as plot_predictions
 # --- sharding ------------------------------------------------------------------------
 from .sharding import batch_sharding as batch_sharding
+from .sharding import configure_cpu as configure_cpu
 from .sharding import device_mesh as device_mesh
+from .sharding import loop_kernel_bytes as loop_kernel_bytes
 from .sharding import map_blocks as map_blocks
 from .sharding import pad_batch as pad_batch
 from .sharding import replicated as replicated

@@ -47,7 +47,7 @@ import optimistix as optx
 from jax.sharding import Mesh
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
-from .sharding import batch_sharding, map_blocks, replicated, resolve_mesh
+from .sharding import batch_sharding, loop_kernel_bytes, map_blocks, replicated, resolve_mesh
 
 __all__ = [
     "CompartmentalModel",
@@ -1449,7 +1449,8 @@ def solve_ensemble(
         chunk_size: members per chunk (chunks are equal-sized; the last member is repeated
             to pad; a width of 256 or more that is a multiple of 16 gets 8 more padded
             members, which XLA's CPU transposes handle ~3x faster). ``None`` picks by the
-            devices' platform: 1024 on CPUs, 16384 elsewhere. On a GPU every solver step
+            devices' platform: 16384 on accelerators; on CPUs 256 when XLA compiles the
+            step loop into one kernel (:func:`epinn.configure_cpu`), else 1024. On a GPU every solver step
             costs kernel launches whatever its size, so larger chunks are cheaper there: on
             an H100, 10 000 SIR members took 88 ms in chunks of 1024 and 17 ms in one chunk
             (``bench_sir_ensemble.py``).
@@ -1520,16 +1521,36 @@ def _check_success(ensemble: _Ensemble, args: tuple, all_ok: Array, x: Array) ->
     return x
 
 
-def _default_chunk_size(mesh: Mesh | None) -> int:
-    """Members per chunk when none is given: 1024 on CPUs, 16384 on accelerators.
+def _default_chunk_size(mesh: Mesh | None, loop_bytes_per_member: int = 0) -> int:
+    """Members per chunk when none is given: 256 or 1024 on CPUs, 16384 on accelerators.
 
     On a CPU a step's cost grows with the chunk, and fast and slow members sharing a step
     size cost extra steps (10 000 SIR members on one device of the 2-core development
     machine: 17-21 ms in chunks of 1024, 25-29 ms in one chunk); on a GPU a step costs
-    kernel launches whatever its size.
+    kernel launches whatever its size. When XLA compiles the step loop of a 256-member
+    chunk into one kernel (:func:`epinn.configure_cpu`: the loop's state, about
+    ``loop_bytes_per_member`` per member, fits ``loop_kernel_bytes``), there is no
+    per-operation cost left to spread over a large chunk, and smaller chunks, whose
+    members are more alike and whose state stays in cache, were ~10% faster on the
+    development machine (256-384 members against 1024); without it, 256 were ~12% slower.
     """
     device = mesh.devices.flat[0] if mesh is not None else jax.devices()[0]
-    return 1024 if device.platform == "cpu" else 16384
+    if device.platform != "cpu":
+        return 16384
+    threshold = loop_kernel_bytes()
+    if threshold and threshold >= 256 * loop_bytes_per_member:
+        return 256
+    return 1024
+
+
+def _auto_chunk_size(model: CompartmentalModel, ts: Array, mesh: Mesh | None) -> int:
+    """:func:`_default_chunk_size` for an ensemble of ``model`` saved at ``ts``.
+
+    The step loop's state per member: the saved times and ~16 copies of the state (the
+    solver's stages and dense output), at most ``C + 1`` numbers each.
+    """
+    per_member = (ts.shape[0] + 16) * (len(model.compartments) + 1) * ts.dtype.itemsize
+    return _default_chunk_size(mesh, per_member)
 
 
 def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, mesh, summary):
@@ -1561,7 +1582,7 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, m
     if mesh is not None and jax.process_count() > 1:  # global arrays for a multi-process job
         const, N, y0a = jax.device_put((const, N, y0a), replicated(mesh))
     if chunk_size is None:
-        chunk_size = _default_chunk_size(mesh)
+        chunk_size = _auto_chunk_size(model, tsa, mesh)
     ensemble = _Ensemble(model, int(chunk_size), method, bool(sort), summary, own_loop)
     return ensemble, (const, N, y0a, (varying, tsa, cfg)), mesh
 

@@ -42,13 +42,74 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run_worker(*checks: str, timeout: float = 600) -> str:
-    res = subprocess.run([sys.executable, str(WORKER), *checks], env=_env(),
+def _run_worker(*checks: str, timeout: float = 600, options: tuple[str, ...] = ()) -> str:
+    res = subprocess.run([sys.executable, str(WORKER), *options, *checks], env=_env(),
                          capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, res.stdout + res.stderr
     for c in checks:
         assert f"ok {c}" in res.stdout, res.stdout + res.stderr
     return res.stdout
+
+
+# ---- XLA's CPU flags ---------------------------------------------------------------------
+
+
+def test_cpu_flags_set_devices_and_loop_threshold_keeping_other_flags():
+    from epinn.sharding import _cpu_flags
+
+    key = "xla_cpu_small_while_loop_byte_threshold"
+    old = (f"--xla_foo=1 --xla_force_host_platform_device_count=3 "
+           f"--xla_backend_extra_options=a=1,{key}=5")
+    assert _cpu_flags(old, 2, 64).split() == [
+        "--xla_foo=1", "--xla_force_host_platform_device_count=2",
+        f"--xla_backend_extra_options=a=1,{key}=64",
+    ]
+    # None leaves a threshold that is already there (and adds none).
+    assert f"{key}=5" in _cpu_flags(old, 2, None)
+    assert _cpu_flags("", 4, None) == "--xla_force_host_platform_device_count=4"
+
+
+def test_loop_kernel_bytes_reads_xla_flags(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_extra_options="
+                       "xla_cpu_small_while_loop_byte_threshold=1234")
+    assert epinn.loop_kernel_bytes() == 1234
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    assert epinn.loop_kernel_bytes() is None
+
+
+def test_configure_cpu_refuses_once_jax_has_started():
+    jax.devices()  # the backend is up in this process
+    before = os.environ.get("XLA_FLAGS")
+    with pytest.raises(RuntimeError, match="before JAX starts"):
+        epinn.configure_cpu(2)
+    assert os.environ.get("XLA_FLAGS") == before
+
+
+@pytest.mark.parametrize("kw", [dict(devices=0), dict(devices=True), dict(devices=1.5),
+                                dict(loop_kernel_bytes=-1), dict(loop_kernel_bytes=2.0)])
+def test_configure_cpu_bad_arguments(kw):
+    with pytest.raises(ValueError, match="devices|loop_kernel_bytes"):
+        epinn.configure_cpu(**kw)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU's chunk sizes")
+def test_default_chunk_size_follows_the_loop_kernels(monkeypatch):
+    from epinn.compartmental import _auto_chunk_size
+
+    ts = jnp.linspace(0.0, 160.0, 161)
+    key = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold="
+    for flags, expected in [("", 1024), (key + str(32 * 2**20), 256),
+                            (key + "1000", 1024), (key + "0", 1024)]:
+        monkeypatch.setenv("XLA_FLAGS", flags)
+        assert _auto_chunk_size(epinn.SIR(), ts, None) == expected, flags
+    # a loop state too large for the threshold (many saved times) keeps 1024
+    monkeypatch.setenv("XLA_FLAGS", key + str(2**20))
+    assert _auto_chunk_size(epinn.SIR(), jnp.linspace(0.0, 160.0, 1601), None) == 1024
+
+
+def test_configure_cpu_in_a_fresh_process():
+    """Two devices and loops as single kernels; an ensemble still meets issue #3's 1e-5."""
+    _run_worker("loop_kernels", options=("--configure-cpu",))
 
 
 # ---- one device ------------------------------------------------------------------------
