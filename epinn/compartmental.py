@@ -34,6 +34,7 @@ monotone ``ts``) are only checked on concrete inputs: under ``jax.jit``, ``jax.v
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
@@ -676,6 +677,22 @@ class _Config(eqx.Module):
 
 
 def _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw) -> _Config:
+    """Check the solver settings and bundle them (cached when they are plain values)."""
+    plain = (float, int, bool, type(None))
+    if (solver is None and type(adjoint) in (type(None), diffrax.DirectAdjoint)
+            and all(type(v) in plain for v in (rtol, atol, dt0, max_steps, throw))):
+        return _plain_config(rtol, atol, dt0, max_steps, adjoint is not None, throw)
+    return _build_config(solver, rtol, atol, dt0, max_steps, adjoint, throw)
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_config(rtol, atol, dt0, max_steps, direct, throw) -> _Config:
+    """:func:`_build_config` with the default solver: built once per setting (~0.1 ms)."""
+    adjoint = diffrax.DirectAdjoint() if direct else None
+    return _build_config(None, rtol, atol, dt0, max_steps, adjoint, throw)
+
+
+def _build_config(solver, rtol, atol, dt0, max_steps, adjoint, throw) -> _Config:
     solver = _Tsit5() if solver is None else solver
     if not isinstance(solver, diffrax.AbstractSolver):
         raise TypeError(f"`solver` must be a diffrax solver such as Tsit5(); got {solver!r}.")
@@ -1089,11 +1106,13 @@ def solve(
 
 
 def _ensemble_inputs(
-    model: CompartmentalModel, params: Any, y0: Any
+    model: CompartmentalModel, params: Any, y0: Any, *, broadcast: bool = True
 ) -> tuple[dict[str, Any], Array, Array, int | None]:
     """Validate and broadcast an ensemble: constant rates and N to (M,), y0 to (M, C).
 
     Returns M = None when nothing carries an ensemble axis (then shapes are unbatched).
+    Without ``broadcast`` the inputs keep their own shapes (``()`` or ``(M,)``, ``(C,)``
+    or ``(M, C)``), for the compiled program to broadcast (:func:`_broadcast_members`).
     """
     rates, N = _normalize_params(model, params, max_ndim=1)
     y0a = _normalize_y0(model, y0, max_ndim=2)
@@ -1107,18 +1126,19 @@ def _ensemble_inputs(
         sizes["y0"] = y0a.shape[0]
     if len(set(sizes.values())) > 1:
         raise ValueError(f"Ensemble axes of `params`/`y0` disagree: {sizes}.")
+    _check_sum(y0a, N)  # before broadcasting: numpy broadcasts the totals against N
     if not sizes:
-        _check_sum(y0a, N)
         return rates, N, y0a, None
     M = next(iter(sizes.values()))
     if M == 0:
         raise ValueError(f"The ensemble axis of {next(iter(sizes))} is empty.")
+    if not broadcast:
+        return rates, N, y0a, M
     out = {
         k: v if _is_time_varying(v) else jnp.broadcast_to(v, (M,)) for k, v in rates.items()
     }
     N = jnp.broadcast_to(N, (M,))
     y0a = jnp.broadcast_to(y0a, (M, len(model.compartments)))
-    _check_sum(y0a, N)
     return out, N, y0a, M
 
 
@@ -1331,6 +1351,7 @@ class _Ensemble(eqx.Module):
 
     @eqx.filter_jit
     def __call__(self, const, N, y0, shared, mesh):
+        const, N, y0 = _broadcast_members(const, N, y0)
         M = N.shape[0]
         d = 1 if mesh is None else mesh.size
         pad = -M % d  # whole blocks for the devices: copies of the last member
@@ -1566,10 +1587,7 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, m
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer))
                                    or isinstance(chunk_size, bool) or chunk_size <= 0):
         raise ValueError(f"`chunk_size` must be a positive int or None; got {chunk_size!r}.")
-    rates, N, y0a, M = _ensemble_inputs(model, params, y0)
-    if M is None:
-        rates = {k: v if _is_time_varying(v) else v[None] for k, v in rates.items()}
-        N, y0a = N[None], y0a[None]
+    rates, N, y0a, _ = _ensemble_inputs(model, params, y0, broadcast=False)
     tsa = _normalize_ts(ts)
     _check_rate_functions(rates, tsa)
     const, varying = _split(rates)
@@ -1581,10 +1599,37 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, m
     cfg = _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw)
     if mesh is not None and jax.process_count() > 1:  # global arrays for a multi-process job
         const, N, y0a = jax.device_put((const, N, y0a), replicated(mesh))
+    else:  # host copies (the checks made them) go to each device's block directly
+        const, N, y0a = jax.tree_util.tree_map(_on_host, (const, N, y0a))
     if chunk_size is None:
         chunk_size = _auto_chunk_size(model, tsa, mesh)
     ensemble = _Ensemble(model, int(chunk_size), method, bool(sort), summary, own_loop)
     return ensemble, (const, N, y0a, (varying, tsa, cfg)), mesh
+
+
+def _on_host(a: Array) -> Array | np.ndarray:
+    """A concrete array as a numpy array (a tracer as it is).
+
+    Split over several devices when the compiled program is called, a numpy array is
+    copied from the host to each device's block; an array on the default device is first
+    sliced there by small compiled programs (about twice the dispatch time on the 2-core
+    development machine).
+    """
+    return a if _is_tracer(a) else np.asarray(a)
+
+
+def _broadcast_members(const, N, y0):
+    """An ensemble's inputs broadcast to ``M`` members: rates and N ``(M,)``, y0 ``(M, C)``.
+
+    ``M`` is the length of the batched inputs (checked to agree before), or 1. Done in the
+    compiled program, so that unbatched inputs are neither expanded member by member on
+    the host nor copied to the devices.
+    """
+    sizes = [a.shape[0] for a in (*const.values(), N) if a.ndim == 1]
+    sizes += [y0.shape[0]] if y0.ndim == 2 else []
+    M = sizes[0] if sizes else 1
+    const = {k: jnp.broadcast_to(v, (M,)) for k, v in const.items()}
+    return const, jnp.broadcast_to(N, (M,)), jnp.broadcast_to(y0, (M, y0.shape[-1]))
 
 
 class EnsembleSummary(eqx.Module):
