@@ -1472,10 +1472,10 @@ def solve_ensemble(
             to pad; a width of 256 or more that is a multiple of 16 gets 8 more padded
             members, which XLA's CPU transposes handle ~3x faster). ``None`` picks by the
             devices' platform: 16384 on accelerators; on CPUs 256 when XLA compiles the
-            step loop into one kernel (:func:`epinn.configure_cpu`), else 1024. On a GPU every solver step
-            costs kernel launches whatever its size, so larger chunks are cheaper there: on
-            an H100, 10 000 SIR members took 88 ms in chunks of 1024 and 17 ms in one chunk
-            (``bench_sir_ensemble.py``).
+            step loop into one kernel (:func:`epinn.configure_cpu`), else 1024. On a GPU
+            every solver step costs kernel launches whatever its size, so larger chunks
+            are cheaper there: on an H100, 10 000 SIR members took 88 ms in chunks of 1024
+            and 17 ms in one chunk (``bench_sir_ensemble.py``).
         sort_members: order members by growth rate before chunking (speed only).
         solver, rtol, atol, dt0, max_steps, adjoint, throw: as :func:`solve`. With
             ``method="stacked"`` a failure marks the whole chunk unsuccessful. On several
@@ -1600,7 +1600,7 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, m
     cfg = _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw)
     if mesh is not None and jax.process_count() > 1:  # global arrays for a multi-process job
         const, N, y0a = jax.device_put((const, N, y0a), replicated(mesh))
-    else:  # host copies (the checks made them) go to each device's block directly
+    elif mesh is not None:  # host copies (the checks made them) go to each device's block
         const, N, y0a = jax.tree_util.tree_map(_on_host, (const, N, y0a))
     if chunk_size is None:
         chunk_size = _auto_chunk_size(model, tsa, mesh)
