@@ -1461,9 +1461,9 @@ def solve_ensemble(
     the devices (gathered when the number of members is not a multiple of the number of
     devices: the padding members are dropped). The chunks depend on the number of
     devices, so results on different meshes agree within the solver tolerance, not bit
-    for bit. On 2 CPU cores, 10 000 SIR members took 7.4-10.3 ms on two host devices
-    with :func:`epinn.configure_cpu` (XLA compiling the step loop into one kernel; ~13 ms
-    without it) against 12.6-15.8 ms on one (``bench_sir_ensemble.py``).
+    for bit. On 2 CPU cores, 10 000 SIR members took 7.4-12.4 ms (median 8.6 ms) on two
+    host devices with :func:`epinn.configure_cpu` (XLA compiling the step loop into one
+    kernel; ~13 ms without it) against 12.6-15.8 ms on one (``bench_sir_ensemble.py``).
 
     Args:
         model, params, y0, ts: as :func:`solve`, with optional leading ensemble axes.
