@@ -17,7 +17,8 @@ says how that axis is laid out over devices; the computations themselves do not 
 
 Nothing here is specific to one kind of device: on one CPU the mesh has one device and
 everything runs as before; ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` splits
-one CPU into 4 devices (one thread each), and GPUs/TPUs are used as they are found.
+one CPU into 4 devices (one thread each; :func:`configure_cpu` sets it, one device per
+core, before JAX starts), and GPUs/TPUs are used as they are found.
 
 Examples:
     >>> import jax.numpy as jnp
@@ -160,8 +161,12 @@ def _cpu_flags(flags: str, devices: int, loop_kernel_bytes: int | None) -> str:
 
 
 def loop_kernel_bytes() -> int | None:
-    """The loop-state size up to which XLA compiles a loop into one kernel, from
-    ``XLA_FLAGS`` (:func:`configure_cpu`); ``None`` when not set (XLA's default)."""
+    """XLA's small-loop threshold in ``XLA_FLAGS`` (bytes), or ``None`` when not set.
+
+    Loops whose state is at most this size are compiled into one kernel
+    (:func:`configure_cpu`); ``None`` means XLA's default. Read from the environment, so
+    it reflects what XLA read at start-up unless ``XLA_FLAGS`` was changed since.
+    """
     found = re.findall(_LOOP_KEY + r"=(\d+)", os.environ.get("XLA_FLAGS", ""))
     return int(found[-1]) if found else None
 
