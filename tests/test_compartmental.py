@@ -579,6 +579,23 @@ def test_ensemble_broadcasting():
     assert np.all(np.diff(np.asarray(traj["I"][:, 3])) > 0)  # more seeds, more infected early
 
 
+def test_ensemble_broadcasts_unbatched_inputs_inside_the_program():
+    # Nothing batched: one member, the lone solve. Only N batched: two members with the
+    # same y0 in counts (so different fractions of N) and shared rates.
+    y0 = jnp.array([N - 1.0, 1.0, 0.0])
+    one = solve_ensemble(SIR(), SIR_P, y0, TS)
+    ref = solve(SIR(), SIR_P, y0, TS)
+    assert one.ys.shape == (1, TS.size, 3)
+    np.testing.assert_allclose(one.ys[0], ref.ys, rtol=1e-4, atol=1e-3 * N)
+    Ns = jnp.array([N, 2 * N])
+    many = solve_ensemble(SIR(), {**SIR_P, "N": Ns}, y0, TS)
+    assert many.ys.shape == (2, TS.size, 3)
+    np.testing.assert_allclose(many.ys[:, 0], jnp.broadcast_to(y0, (2, 3)))
+    np.testing.assert_allclose(many.ys.sum(-1), float(y0.sum()), rtol=1e-5)  # conserved
+    lone = solve(SIR(), {**SIR_P, "N": 2 * N}, y0, TS)
+    np.testing.assert_allclose(many.ys[1], lone.ys, rtol=1e-4, atol=1e-3 * N)
+
+
 @pytest.mark.slow
 def test_ensemble_gradient(x64):
     def loss(beta):
