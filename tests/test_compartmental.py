@@ -448,17 +448,19 @@ def test_vmap_equals_loop_and_jit_equals_eager():
     np.testing.assert_allclose(vm.sum(-1), 1.0, rtol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["stacked", "vmap"])
-def test_ensemble_equals_looped_solve(method, x64):
+@pytest.mark.parametrize(("method", "sort"), [("stacked", True), ("stacked", False),
+                                              ("vmap", True)])
+def test_ensemble_equals_looped_solve(method, sort, x64):
     model, rates, y0 = CASES["SIRS"]
     M = 7
     betas = np.linspace(0.2, 1.2, M)[::-1]
     ns = np.linspace(500.0, 2000.0, M)
     y0s = np.stack([ns - 10.0, np.full(M, 10.0), np.zeros(M)], axis=1)
     p = {**rates, "beta": betas, "N": ns}
-    # chunk_size 3 -> 3 chunks of 3 with 2 padded members; members sorted by growth rate.
+    # chunk_size 3 -> 3 chunks of 3 with 2 padded members; members sorted by growth rate
+    # (then put back in order by a gather) or left in order (then the padding is cut off).
     traj = solve_ensemble(
-        model, p, y0s, TS, method=method, chunk_size=3, **TOL
+        model, p, y0s, TS, method=method, chunk_size=3, sort_members=sort, **TOL
     )
     assert traj.ys.shape == (M, TS.size, 3) and traj.success.shape == (M,)
     assert bool(traj.success.all())
