@@ -1410,6 +1410,10 @@ class _Ensemble(eqx.Module):
 
     @eqx.filter_jit
     def __call__(self, const, N, y0, shared, mesh):
+        return self.program(const, N, y0, shared, mesh)
+
+    def program(self, const, N, y0, shared, mesh):
+        """The whole ensemble solve (traced by :meth:`__call__` or :func:`_compiled`)."""
         const, N, y0 = _broadcast_members(const, N, y0)
         M = N.shape[0]
         d = 1 if mesh is None else mesh.size
@@ -1433,6 +1437,55 @@ class _Ensemble(eqx.Module):
         if mesh is not None and M % d == 0:  # results stay spread over the devices
             out = jax.lax.with_sharding_constraint(out, batch_sharding(mesh))
         return out, jnp.all(out[2])  # and whether every member succeeded
+
+
+_ARRAY = object()  # marks the array leaves among the static ones in _compiled's key
+
+
+def _call_ensemble(ensemble: _Ensemble, args: tuple, mesh: Mesh | None):
+    """Run an ensemble solve, by a cached ``jax.jit`` when that is safe and faster.
+
+    ``equinox.filter_jit`` (``ensemble(*args, mesh)``) sorts the arguments into arrays
+    and static values on every call. For concrete inputs of the own loop (no runtime
+    checks inside the program, so none of equinox's error handling is needed) the split
+    is done here once per call and the compiled function is looked up by the static part;
+    on several devices the host arrays go over as one buffer instead of one transfer per
+    input. Both cost ~0.3 ms of a 10 000-member SIR solve on 2 CPU devices.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    is_array = [isinstance(v, (np.ndarray, jax.Array)) for v in leaves]
+    if not ensemble.own_loop or any(map(_is_tracer, leaves)):
+        return ensemble(*args, mesh)
+    arrays = [v for v, a in zip(leaves, is_array) if a]
+    static = tuple(_ARRAY if a else v for v, a in zip(leaves, is_array))
+    dtype = _float_dtype()
+    packed = mesh is not None and all(v.dtype == dtype for v in arrays)
+    layout = tuple((v.shape, v.dtype) for v in arrays)
+    try:
+        fn = _compiled(ensemble, treedef, static, layout, mesh, packed)
+    except TypeError:  # an unhashable static value
+        return ensemble(*args, mesh)
+    if packed:
+        return fn(np.concatenate([np.ravel(np.asarray(v)) for v in arrays]))
+    return fn(*arrays)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(ensemble, treedef, static, layout, mesh, packed):
+    """``jax.jit`` of :meth:`_Ensemble.program` for one static setting of the arguments.
+
+    ``packed``: the arrays come as one flat buffer, cut up inside the program.
+    """
+    def program(*arrays):
+        if packed:
+            sizes = np.cumsum([0] + [math.prod(shape) for shape, _ in layout])
+            arrays = [arrays[0][a:b].reshape(shape)
+                      for (a, b), (shape, _) in zip(zip(sizes[:-1], sizes[1:]), layout)]
+        it = iter(arrays)
+        leaves = [next(it) if v is _ARRAY else v for v in static]
+        return ensemble.program(*jax.tree_util.tree_unflatten(treedef, leaves), mesh)
+
+    return jax.jit(program)
 
 
 def _summarise_chunk(model, ts, out, w):
@@ -1566,7 +1619,7 @@ def solve_ensemble(
         model, params, y0, ts, method, chunk_size, sort_members,
         (solver, rtol, atol, dt0, max_steps, adjoint, throw), mesh, False,
     )
-    (xs, cum, ok, steps), all_ok = ensemble(*args, mesh)
+    (xs, cum, ok, steps), all_ok = _call_ensemble(ensemble, args, mesh)
     xs = _check_success(ensemble, args, all_ok, xs)
     return Trajectory(
         ts=args[-1][1],
@@ -1789,7 +1842,7 @@ def ensemble_summary(
         model, params, y0, ts, method, chunk_size, sort_members,
         (solver, rtol, atol, dt0, max_steps, None, throw), mesh, True,
     )
-    (per_member, (n, mean, m2, lo, hi)), all_ok = ensemble(*args, mesh)
+    (per_member, (n, mean, m2, lo, hi)), all_ok = _call_ensemble(ensemble, args, mesh)
     peak_time, peak_size, cum, ok, steps = per_member
     mean = _check_success(ensemble, args, all_ok, mean)
     return EnsembleSummary(
