@@ -261,7 +261,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--members", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-size", type=int, default=None,
-                   help="members per chunk (default: the library's, 1024 on CPU, 16384 on GPU)")
+                   help="members per chunk (default: the library's: on CPU 256 with the loop "
+                        "flag, else 1024; 16384 on GPU)")
     p.add_argument("--loop-subset", type=int, default=300)
     p.add_argument("--repeats", type=int, default=15,
                    help="timed calls of epinn; the best is reported (default 15)")

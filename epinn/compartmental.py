@@ -1559,11 +1559,12 @@ def solve_ensemble(
     ``adjoint=diffrax.ForwardMode()``, which, like any explicit ``solver`` or
     ``adjoint``, runs ``diffeqsolve`` itself. ``method="vmap"`` runs
     ``jax.vmap(diffeqsolve)`` per chunk (independent step sizes, slower on CPU). Chunks run
-    sequentially, bounding memory to one chunk's solver state, and each chunk's members
-    are written straight to their rows of the output. With ``sort_members`` the members
-    are ordered by early growth rate before chunking so fast and slow members do not
-    share a step size; the results do not depend on it beyond the solver tolerance, only
-    the speed.
+    sequentially, bounding memory to one chunk's solver state; each chunk's members fill
+    consecutive rows of a buffer the size of the output, and one gather puts them back in
+    input order (so the peak memory is about twice the output's). With ``sort_members``
+    the members are ordered by early growth rate before chunking so fast and slow members
+    do not share a step size; the results do not depend on it beyond the solver
+    tolerance, only the speed.
 
     With several devices (GPUs, TPU cores, or CPU devices from
     ``XLA_FLAGS=--xla_force_host_platform_device_count=k``, one per core) the members are
@@ -1573,9 +1574,11 @@ def solve_ensemble(
     the devices (gathered when the number of members is not a multiple of the number of
     devices: the padding members are dropped). The chunks depend on the number of
     devices, so results on different meshes agree within the solver tolerance, not bit
-    for bit. On 2 CPU cores, 10 000 SIR members took 7.4-12.4 ms (median 8.6 ms) on two
+    for bit. On 2 CPU cores, 10 000 SIR members took 10.1-11.9 ms (median 10.5 ms) on two
     host devices with :func:`epinn.configure_cpu` (XLA compiling the step loop into one
-    kernel; ~13 ms without it) against 12.6-15.8 ms on one (``bench_sir_ensemble.py``).
+    kernel; 12.9-15.8 ms without it) against 15.1-16.7 ms on one, and scipy's
+    ``solve_ivp`` on all members as one stacked system 144-159 ms
+    (``bench_sir_ensemble.py``).
 
     Args:
         model, params, y0, ts: as :func:`solve`, with optional leading ensemble axes.
