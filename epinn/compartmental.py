@@ -1574,10 +1574,10 @@ def solve_ensemble(
     the devices (gathered when the number of members is not a multiple of the number of
     devices: the padding members are dropped). The chunks depend on the number of
     devices, so results on different meshes agree within the solver tolerance, not bit
-    for bit. On 2 CPU cores, 10 000 SIR members took 10.1-11.9 ms (median 10.5 ms) on two
+    for bit. On 2 CPU cores, 10 000 SIR members took 9.3-11.9 ms (median 10.4 ms) on two
     host devices with :func:`epinn.configure_cpu` (XLA compiling the step loop into one
-    kernel; 12.9-15.8 ms without it) against 15.1-16.7 ms on one, and scipy's
-    ``solve_ivp`` on all members as one stacked system 144-159 ms
+    kernel; 12.9-15.8 ms without it) against 14.6-17.3 ms on one, and scipy's
+    ``solve_ivp`` on all members as one stacked system 143-159 ms
     (``bench_sir_ensemble.py``).
 
     Args:
