@@ -55,3 +55,44 @@ def _all_eqns(jaxpr):
                 sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
                 if hasattr(sub, "eqns"):
                     yield from _all_eqns(sub)
+
+
+class _CompileCounter:
+    """Counts XLA backend compilations (JAX's monitoring events) while active."""
+
+    _EVENT = "/jax/core/compile/backend_compile_duration"
+    _active: list = []
+    _registered = False
+
+    def __init__(self):
+        self.count = 0
+
+    @classmethod
+    def _listener(cls, name, secs, **kwargs):
+        if name == cls._EVENT:
+            for counter in cls._active:
+                counter.count += 1
+
+    def __enter__(self):
+        if not _CompileCounter._registered:
+            jax.monitoring.register_event_duration_secs_listener(_CompileCounter._listener)
+            _CompileCounter._registered = True
+        _CompileCounter._active.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _CompileCounter._active.remove(self)
+        return False
+
+
+def count_compilations() -> _CompileCounter:
+    """Context manager counting XLA compilations inside it (``.count`` afterwards).
+
+    Used by the bad-input tests: a check at the boundary must raise before anything is
+    compiled, e.g.::
+
+        with count_compilations() as c, pytest.raises(ValueError, match="steps"):
+            fit_parameters_batch(..., steps=0)
+        assert c.count == 0
+    """
+    return _CompileCounter()
