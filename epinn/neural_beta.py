@@ -56,10 +56,11 @@ bar update per chunk).
 
 from __future__ import annotations
 
+import difflib
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -72,6 +73,7 @@ from jax.scipy.special import xlogy
 from jaxtyping import Array
 from tqdm.auto import tqdm
 
+from .activations import ACTIVATIONS
 from .compartmental import (
     SIR,
     CompartmentalModel,
@@ -233,7 +235,8 @@ def _minimise(
 
     Raises:
         NonFiniteLossError: the objective became NaN or infinite (the message names the
-            step, counted from ``first_step``).
+            step, counted from ``first_step``), or the best parameters hold a NaN or
+            infinite value.
     """
     n_chunks = -(-steps // chunk_size)
     dtype = jax.eval_shape(objective, params)[0].dtype
@@ -277,6 +280,7 @@ def _minimise(
     best = int(np.nanargmin(np.where(np.isfinite(history.train_loss), history.train_loss,
                                      np.inf)))
     history.best_epoch = history.params_epoch = best + 1
+    _check_finite_params(carry[2], history, desc)
     return carry[2], history
 
 
@@ -295,31 +299,127 @@ def _plateaued(losses: Sequence[float], rtol: float = _PLATEAU_RTOL) -> bool:
 # --------------------------------------------------------------------------------------
 
 
-def _check_positive(value: Any, name: str) -> float:
+# Counts (steps, sizes, grid points) go into jax as int32: larger ones would overflow there.
+_MAX_INT = 2**31 - 1
+# The ODE solver's step limit: diffrax counts steps in int32 and sizes its checkpoints by it.
+_MAX_SOLVER_STEPS = 2**24
+
+
+def _show(value: Any) -> str:
+    """A short description of a bad value for an error message."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{type(value).__name__} {text[:60]}..."
+
+
+def _as_float(value: Any, name: str) -> float:
+    """``float(value)`` for a real number (not a bool or a string); a TypeError names ``name``."""
+    bad = isinstance(value, (bool, np.bool_, str, bytes))
+    if not bad:
+        try:
+            bad = np.ndim(value) != 0 or np.iscomplexobj(value)
+        except (TypeError, ValueError):
+            bad = True
+    if not bad:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(f"`{name}` must be a real number; got {_show(value)}.")
+
+
+def _as_float_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float64 NumPy array; a TypeError names ``name`` (strings, complex
+    numbers, ragged nests and other objects that are not real numbers)."""
     try:
-        x = float(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}` must be a positive number; got {value!r}.") from err
+        a = np.asarray(value)
+        if a.dtype.kind in "USVcmM":
+            raise TypeError
+        return a.astype(float)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be an array of real numbers; got {_show(value)}.") from None
+
+
+def _check_positive(value: Any, name: str) -> float:
+    x = _as_float(value, name)
     if not (math.isfinite(x) and x > 0):
         raise ValueError(f"`{name}` must be positive and finite; got {value!r}.")
     return x
 
 
-def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"`{name}` must be an int >= {low}; got {value!r}.")
+def _check_nonnegative(value: Any, name: str) -> float:
+    x = _as_float(value, name)
+    if not (math.isfinite(x) and x >= 0):
+        raise ValueError(f"`{name}` must be >= 0 and finite; got {value!r}.")
+    return x
+
+
+def _check_int(value: Any, name: str, low: int, high: int = _MAX_INT) -> int:
+    """An int (Python or NumPy, not a bool) in ``[low, high]``."""
+    bounds = f">= {low}" if high >= _MAX_INT else f"in [{low}, {high}]"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int {bounds}; got {_show(value)}.")
+    if not low <= value <= high:
+        at_most = f" (at most {high})" if value > high and high >= _MAX_INT else ""
+        raise ValueError(f"`{name}` must be an int {bounds}{at_most}; got {value!r}.")
     return int(value)
 
 
+def _check_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False; got {_show(value)}.")
+    return bool(value)
+
+
+def _check_verbose(value: Any) -> int:
+    return int(value) if isinstance(value, (bool, np.bool_)) else _check_int(value, "verbose", 0)
+
+
+def _suggest(value: str, choices: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing."""
+    close = difflib.get_close_matches(value.lower(), [c.lower() for c in choices], n=1)
+    if not close:
+        return ""
+    best = next(c for c in choices if c.lower() == close[0])
+    return f" (did you mean {best!r}?)"
+
+
+def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """One of ``choices`` (exactly); otherwise an error naming ``name`` and the closest."""
+    if not isinstance(value, str):
+        raise TypeError(f"`{name}` must be one of {tuple(choices)}; got {_show(value)}.")
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {tuple(choices)}; got {value!r}{_suggest(value, choices)}."
+        )
+    return value
+
+
+def _check_activation(value: Any, *, allow_callable: bool = True) -> Any:
+    """An activation name of :data:`epinn.activations.ACTIVATIONS` (any case) or, when
+    allowed, a callable; unknown names get the closest valid one suggested."""
+    if isinstance(value, str):
+        if value.lower() not in ACTIVATIONS:
+            raise ValueError(
+                f"Unknown `activation` {value!r}{_suggest(value, sorted(ACTIVATIONS))}; valid "
+                f"names are {sorted(ACTIVATIONS)}."
+            )
+        return value
+    if allow_callable and callable(value):
+        return value
+    kind = "a name or a callable" if allow_callable else "a name (it is saved as JSON)"
+    raise TypeError(f"`activation` must be {kind}; got {_show(value)}.")
+
+
 def _check_hidden(hidden: Any) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(h) for h in hidden)
-        ok = len(sizes) > 0 and all(s > 0 and s == h for s, h in zip(sizes, hidden))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or isinstance(hidden, str):
-        raise ValueError(f"`hidden` must be a non-empty sequence of positive ints; got {hidden!r}.")
-    return sizes
+    msg = f"`hidden` must be a non-empty sequence of positive ints; got {_show(hidden)}."
+    if isinstance(hidden, (str, bytes, Mapping)) or not isinstance(hidden, Iterable):
+        raise TypeError(msg)
+    sizes = tuple(hidden)
+    if not sizes:
+        raise ValueError(msg)
+    for i, h in enumerate(sizes):
+        _check_int(h, f"hidden[{i}]", 1)
+    return tuple(int(h) for h in sizes)
 
 
 def _check_key(key: Any) -> Array:
@@ -330,23 +430,53 @@ def _check_key(key: Any) -> Array:
     return _check_one_key(key, "key")
 
 
+def _check_finite_params(params: Any, history: History, what: str) -> None:
+    """Raise :class:`epinn.NonFiniteLossError` if a trained parameter is NaN or infinite."""
+    bad = [jax.tree_util.keystr(p) for p, v in jax.tree_util.tree_leaves_with_path(params)
+           if not np.all(np.isfinite(np.asarray(v)))]
+    if bad:
+        history.stop_reason = "non-finite parameters"
+        raise NonFiniteLossError(
+            f"The {what} ended with non-finite parameters ({', '.join(bad[:3])}); try a "
+            "smaller `learning_rate` or check the data.",
+            epoch=len(history.train_loss),
+            history=history,
+        )
+
+
 def _check_common(model, ts, data, y0, N, rates, t0):
-    """Validate through :func:`epinn.estimation` 's checks; returns ts, t0, obs, N."""
+    """Validate through :func:`epinn.estimation` 's checks; returns ts, t0, obs, N and
+    ``y0`` as floats.
+
+    Every conversion of user input happens here first, with an error naming the argument
+    (``ts``, ``t0``, ``data['I']``, ``y0['S']``, ``N``).
+    """
     if not isinstance(model, CompartmentalModel):
         raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {model!r}.")
-    if isinstance(data, (np.ndarray, jax.Array, list, tuple)):
+    if not isinstance(data, Mapping):
         raise TypeError("`data` must be a mapping {observation name: counts}, e.g. {'I': counts}.")
     if not isinstance(y0, Mapping):
         raise TypeError("`y0` must be a mapping by compartment name, e.g. {'S': 762, ...}.")
+    ts = _as_float_array(ts, "ts")
+    t0 = None if t0 is None else _as_float(t0, "t0")
+    if t0 is not None and not math.isfinite(t0):
+        raise ValueError(f"`t0` must be finite; got {t0}.")
+    data = {k: _as_float_array(v, f"data[{k!r}]") for k, v in data.items()}
+    values = {}
+    for k, v in y0.items():
+        x = _as_float(v, f"y0[{k!r}]")
+        if not (math.isfinite(x) and x >= 0):
+            raise ValueError(f"`y0[{k!r}]` must be >= 0 and finite; got {v!r}.")
+        values[k] = x
     if N is None:
-        N = float(sum(float(v) for v in y0.values()))
+        N = float(sum(values.values()))
     N = _check_positive(N, "N")
     init = {name: 1.0 for name in model.rate_names}
     init.update(rates)
     init["N"] = N
-    ts, t0, obs, _, _ = _check_fit_inputs(model, ts, data, y0, init, None, "mse", t0,
+    ts, t0, obs, _, _ = _check_fit_inputs(model, ts, data, values, init, None, "mse", t0,
                                           can_free=False)
-    return ts, t0, obs, N
+    return ts, t0, obs, N, values
 
 
 def _guess_beta(model, ts, obs, y0, t0, N, gamma):
@@ -596,7 +726,8 @@ def fit_neural_beta(
             ``gamma``, bad settings or a missing ``key``.
         TypeError: wrong kinds of arguments (e.g. a ``key`` that is not one
             ``jax.random`` key).
-        NonFiniteLossError: the objective became NaN (the message names the step).
+        NonFiniteLossError: the objective became NaN (the message names the step), or the
+            fit ended with non-finite parameters or :math:`\beta(t)`.
 
     Examples:
         A transmission rate that drops from 0.5 to 0.2 around day 30, read off prevalence:
@@ -613,39 +744,44 @@ def fit_neural_beta(
     """
     wall = time.perf_counter()
     model = SIR() if model is None else model
-    if isinstance(model, CompartmentalModel) and not {"beta", "gamma"} <= set(model.rate_names):
+    if not isinstance(model, CompartmentalModel):
+        raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {_show(model)}.")
+    if not {"beta", "gamma"} <= set(model.rate_names):
         raise ValueError(f"`model` must have rates 'beta' and 'gamma'; got {model.rate_names}.")
+    if rates is not None and not isinstance(rates, Mapping):
+        raise TypeError(f"`rates` must be a mapping like {{'sigma': 0.2}}; got {_show(rates)}.")
     rates = {} if rates is None else dict(rates)
-    if isinstance(model, CompartmentalModel):
-        need = [k for k in model.rate_names if k not in ("beta", "gamma")]
-        missing = [k for k in need if k not in rates]
-        unknown = [k for k in rates if k not in need]
-        if missing or unknown:
-            raise ValueError(
-                f"`rates` must give the model's other rates {need}; missing {missing}, "
-                f"unknown {unknown}."
-            )
-        rates = {k: _check_positive(v, f"rates[{k!r}]") for k, v in rates.items()}
-    if loss not in _LOSSES:
-        raise ValueError(f"`loss` must be one of {_LOSSES}; got {loss!r}.")
+    need = [k for k in model.rate_names if k not in ("beta", "gamma")]
+    missing = [k for k in need if k not in rates]
+    unknown = [k for k in rates if k not in need]
+    if missing or unknown:
+        raise ValueError(
+            f"`rates` must give the model's other rates {need}; missing {missing}, "
+            f"unknown {unknown}."
+        )
+    rates = {k: _check_positive(v, f"rates[{k!r}]") for k, v in rates.items()}
+    loss = _check_choice(loss, "loss", _LOSSES)
     if gamma is not None:
         gamma = _check_positive(gamma, "gamma")
     gamma_init = _check_positive(gamma_init, "gamma_init")
+    if beta_init is not None:
+        beta_init = _check_positive(beta_init, "beta_init")
     hidden = _check_hidden(hidden)
-    smoothness = float(smoothness)
-    if not (math.isfinite(smoothness) and smoothness >= 0):
-        raise ValueError(f"`smoothness` must be >= 0 and finite; got {smoothness!r}.")
-    if smoothness_order not in (1, 2):
-        raise ValueError(f"`smoothness_order` must be 1 or 2; got {smoothness_order!r}.")
+    activation = _check_activation(activation)
+    smoothness = _check_nonnegative(smoothness, "smoothness")
+    smoothness_order = _check_int(smoothness_order, "smoothness_order", 1, 2)
     steps = _check_int(steps, "steps", 1)
     chunk_size = _check_int(chunk_size, "chunk_size", 1)
     n_grid = _check_int(n_grid, "n_grid", 2)
     n_penalty = _check_int(n_penalty, "n_penalty", 2)
     learning_rate = _check_positive(learning_rate, "learning_rate")
+    rtol = _check_positive(rtol, "rtol")
+    atol = _check_positive(atol, "atol")
+    max_steps = _check_int(max_steps, "max_steps", 1, _MAX_SOLVER_STEPS)
+    verbose = _check_verbose(verbose)
+    warn = _check_flag(warn, "warn")
     key = _check_key(key)
-    ts, t0, obs, N = _check_common(model, ts, data, y0, N, rates, t0)
-    if beta_init is not None:
-        beta_init = _check_positive(beta_init, "beta_init")
+    ts, t0, obs, N, y0 = _check_common(model, ts, data, y0, N, rates, t0)
     g0 = gamma if gamma is not None else gamma_init
     beta0 = _guess_beta(model, ts, obs, y0, t0, N, g0) if beta_init is None else beta_init
 
@@ -671,12 +807,12 @@ def fit_neural_beta(
         pen_tau=f(np.linspace(0.0, 1.0, n_penalty)),
         smoothness=f(smoothness),
         T=T,
-        order=int(smoothness_order),
+        order=smoothness_order,
         loss=loss,
         offset=offset,
-        rtol=float(rtol),
-        atol=float(atol),
-        max_steps=int(max_steps),
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
     )
     params, history = _minimise(objective, params, method="adam", steps=steps,
                                 learning_rate=learning_rate, chunk_size=chunk_size,
@@ -689,6 +825,14 @@ def fit_neural_beta(
     )
     traj = eqx.tree_at(lambda tr: tr.ts, traj, traj.ts + t0)
     total = float(d_loss) + smoothness * float(pen)
+    if not (math.isfinite(total) and np.all(np.isfinite(np.asarray(beta_t)))):
+        history.stop_reason = "non-finite result"
+        raise NonFiniteLossError(
+            f"fit_neural_beta ended with a non-finite objective ({total}) or beta(t); try a "
+            "smaller `learning_rate` or a larger `smoothness`.",
+            epoch=steps,
+            history=history,
+        )
     g_hat = float(jnp.exp(params["log_gamma"])) if gamma is None else gamma
     out_params = {"beta": float(beta_t[0]), "gamma": g_hat, **rates, "N": N}
     r0 = float(_R0(model, out_params))

@@ -62,19 +62,25 @@ from jaxtyping import Array
 from .compartmental import SIR, solve
 from .estimation import ConvergenceWarning, FitResult, _full_precision
 from .neural_beta import (
+    _as_float,
+    _check_activation,
     _check_common,
+    _check_flag,
     _check_hidden,
     _check_int,
     _check_key,
     _check_positive,
+    _check_verbose,
     _guess_beta,
     _init_time_mlp,
     _merge_grids,
     _minimise,
     _r2,
     _shifted_grid,
+    _suggest,
     _TimeMLP,
 )
+from .training import NonFiniteLossError
 
 __all__ = ["fit_pinn", "DEFAULT_WEIGHTS"]
 
@@ -164,10 +170,14 @@ def _check_weights(weights: Any) -> dict[str, float]:
         raise TypeError(f"`weights` must be a mapping like {DEFAULT_WEIGHTS}; got {weights!r}.")
     unknown = [k for k in weights if k not in DEFAULT_WEIGHTS]
     if unknown:
-        raise ValueError(f"`weights` has unknown names {unknown}; valid: {tuple(DEFAULT_WEIGHTS)}.")
+        first = unknown[0]
+        hint = _suggest(first, tuple(DEFAULT_WEIGHTS)) if isinstance(first, str) else ""
+        raise ValueError(
+            f"`weights` has unknown names {unknown}{hint}; valid: {tuple(DEFAULT_WEIGHTS)}."
+        )
     out = dict(DEFAULT_WEIGHTS)
     for k, v in weights.items():
-        x = float(v)
+        x = _as_float(v, f"weights[{k!r}]")
         if not (math.isfinite(x) and x >= 0):
             raise ValueError(f"`weights[{k!r}]` must be >= 0 and finite; got {v!r}.")
         out[k] = x
@@ -261,7 +271,8 @@ def fit_pinn(
             or ``I`` zero, bad weights or settings, or a missing ``key``.
         TypeError: wrong kinds of arguments (e.g. a ``key`` that is not one
             ``jax.random`` key).
-        NonFiniteLossError: the loss became NaN (the message names the step).
+        NonFiniteLossError: the loss became NaN (the message names the step), or the fit
+            ended with non-finite parameters or loss.
 
     Examples:
         The 1978 boarding-school influenza outbreak (the least-squares fit through the
@@ -278,6 +289,7 @@ def fit_pinn(
     model = SIR()
     weights = _check_weights(weights)
     hidden = _check_hidden(hidden)
+    activation = _check_activation(activation)
     steps = _check_int(steps, "steps", 1)
     lbfgs_steps = _check_int(lbfgs_steps, "lbfgs_steps", 0)
     n_collocation = _check_int(n_collocation, "n_collocation", 2)
@@ -285,17 +297,19 @@ def fit_pinn(
     chunk_size = _check_int(chunk_size, "chunk_size", 1)
     learning_rate = _check_positive(learning_rate, "learning_rate")
     gamma_init = _check_positive(gamma_init, "gamma_init")
+    if beta_init is not None:
+        beta_init = _check_positive(beta_init, "beta_init")
+    verbose = _check_verbose(verbose)
+    warn = _check_flag(warn, "warn")
     key = _check_key(key)
     # Names first: the shared checks would judge e.g. incidence by rules the PINN never uses.
     bad = [k for k in data if k not in _COMPARTMENTS] if isinstance(data, Mapping) else []
     if bad:
         raise ValueError(f"`data` names {bad} are not fitted by the PINN; use 'S', 'I', 'R'.")
-    ts, t0, obs, N = _check_common(model, ts, data, y0, N, {}, t0)
-    if float(y0["S"]) <= 0 or float(y0["I"]) <= 0:
+    ts, t0, obs, N, y0 = _check_common(model, ts, data, y0, N, {}, t0)
+    if y0["S"] <= 0 or y0["I"] <= 0:
         raise ValueError("`y0['S']` and `y0['I']` must be positive for the PINN (log-scale "
                          "initial condition).")
-    if beta_init is not None:
-        beta_init = _check_positive(beta_init, "beta_init")
     beta0 = _guess_beta(model, ts, obs, y0, t0, N, gamma_init) if beta_init is None else beta_init
 
     T = float(ts[-1] - t0)
@@ -340,6 +354,14 @@ def fit_pinn(
     fine = np.linspace(0.0, T, n_grid)
     total, parts, states, pred, rms = _evaluate(objective, params, f(fine / T))
     beta, gamma = (float(v) for v in objective.rates(params))
+    if not all(math.isfinite(v) for v in (float(total), beta, gamma)):
+        history.stop_reason = "non-finite result"
+        raise NonFiniteLossError(
+            f"fit_pinn ended with a non-finite loss ({float(total)}) or rates (beta {beta}, "
+            f"gamma {gamma}); try a smaller `learning_rate` or other `weights`.",
+            epoch=len(history.train_loss),
+            history=history,
+        )
     out_params = {"beta": beta, "gamma": gamma, "N": N}
     # One solve on the fine grid and the observation times together (one compilation).
     grid, offset = _shifted_grid(ts, t0)

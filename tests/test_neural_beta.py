@@ -11,7 +11,7 @@ from scipy.integrate import solve_ivp
 from epinn import NonFiniteLossError, fit_neural_beta
 from epinn.compartmental import SEIR, SIR, solve
 from epinn.neural_beta import _init_time_mlp, _minimise, _TimeMLP, _UDEObjective
-from tests.helpers import dot_precisions
+from tests.helpers import count_compilations, dot_precisions
 
 GAMMA = 0.2
 Y0 = {"S": 1 - 1e-5, "I": 1e-5, "R": 0.0}  # population fractions (N = 1)
@@ -240,3 +240,93 @@ def test_time_network_runs_at_full_matmul_precision():
     highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
     assert dot_precisions(lambda p, t: net.apply(p, t), params, tau) == {highest}
     assert dot_precisions(jax.grad(lambda p: net.apply(p, tau).sum()), params) == {highest}
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(activation="tahn"), ValueError, "`activation`.*did you mean 'tanh'"),
+        (dict(activation=3), TypeError, "`activation`"),
+        (dict(smoothness="abc"), TypeError, "`smoothness`"),
+        (dict(smoothness=float("inf")), ValueError, "`smoothness`"),
+        (dict(smoothness_order=True), TypeError, "`smoothness_order`"),
+        (dict(smoothness_order=np.int64(3)), ValueError, "`smoothness_order`"),
+        (dict(loss="poison"), ValueError, "`loss`.*did you mean 'poisson'"),
+        (dict(loss=None), TypeError, "`loss`"),
+        (dict(rtol=-1.0), ValueError, "`rtol`"),
+        (dict(atol="1e-8"), TypeError, "`atol`"),
+        (dict(max_steps=2**40), ValueError, "`max_steps`"),
+        (dict(max_steps=0), ValueError, "`max_steps`"),
+        (dict(steps=100.0), TypeError, "`steps`"),
+        (dict(steps=np.int64(0)), ValueError, "`steps`"),
+        (dict(chunk_size=2**31), ValueError, "`chunk_size`"),
+        (dict(n_grid=1), ValueError, "`n_grid`"),
+        (dict(n_penalty="101"), TypeError, "`n_penalty`"),
+        (dict(learning_rate="0.05"), TypeError, "`learning_rate`"),
+        (dict(learning_rate=np.array([0.05])), TypeError, "`learning_rate`"),
+        (dict(gamma_init=True), TypeError, "`gamma_init`"),
+        (dict(beta_init="1.5"), TypeError, "`beta_init`"),
+        (dict(hidden=(16, 2.5)), TypeError, r"`hidden\[1\]`"),
+        (dict(hidden=16), TypeError, "`hidden`"),
+        (dict(verbose=-1), ValueError, "`verbose`"),
+        (dict(warn="yes"), TypeError, "`warn`"),
+        (dict(rates=[0.2]), TypeError, "`rates`"),
+        (dict(model=SEIR(), y0={"S": 762.0, "E": 0.0, "I": 1.0, "R": 0.0},
+              rates={"sigma": "fast"}), TypeError, r"`rates\['sigma'\]`"),
+        (dict(model="SIR"), TypeError, "`model`"),
+        (dict(y0={"S": "762", "I": 1.0, "R": 0.0}), TypeError, r"`y0\['S'\]`"),
+        (dict(y0={"S": 762.0, "I": -1.0, "R": 0.0}), ValueError, r"`y0\['I'\]`"),
+        (dict(y0=[762.0, 1.0, 0.0]), TypeError, "`y0`"),
+        (dict(N="763"), TypeError, "`N`"),
+        (dict(t0="day 0"), TypeError, "`t0`"),
+        (dict(t0=float("nan")), ValueError, "`t0`"),
+    ],
+)
+def test_bad_arguments_are_named_before_compiling(kwargs, exc, match):
+    ts, counts, y0 = _bs()
+    call = dict(y0=y0, t0=0.0, key=jr.PRNGKey(0))
+    call.update(kwargs)
+    with count_compilations() as c, pytest.raises(exc, match=match):
+        fit_neural_beta(ts, {"I": counts}, **call)
+    assert c.count == 0
+
+
+def test_bad_ts_and_data_are_named_before_compiling():
+    ts, counts, y0 = _bs()
+    k = jr.PRNGKey(0)
+    with count_compilations() as c:
+        with pytest.raises(TypeError, match="`ts`"):
+            fit_neural_beta("days", {"I": counts}, y0=y0, key=k)
+        with pytest.raises(TypeError, match=r"`data\['I'\]`"):
+            fit_neural_beta(ts, {"I": ["many"] * 14}, y0=y0, t0=0.0, key=k)
+        with pytest.raises(TypeError, match=r"`data\['I'\]`"):
+            fit_neural_beta(ts, {"I": counts + 0j}, y0=y0, t0=0.0, key=k)
+    assert c.count == 0
+
+
+def test_numpy_scalars_pass_the_checks():
+    # Every NumPy count and rate below is valid: the first error is the missing key,
+    # checked after them.
+    ts, counts, y0 = _bs()
+    with count_compilations() as c, pytest.raises(ValueError, match="`key`"):
+        fit_neural_beta(ts, {"I": counts}, y0={k: np.float32(v) for k, v in y0.items()},
+                        t0=np.float64(0.0), steps=np.int64(50), chunk_size=np.int32(25),
+                        n_grid=np.int64(11), n_penalty=np.int64(11),
+                        smoothness_order=np.int64(1), max_steps=np.int64(4096),
+                        smoothness=np.float32(1e-6), learning_rate=np.float64(0.01),
+                        gamma=np.float32(0.4), hidden=(np.int64(4),), key=None)
+    assert c.count == 0
+
+
+def test_non_finite_parameters_raise():
+    # The loss ignores "y": a NaN there leaves every loss finite, but the parameters the
+    # loop would return are not; they must not come back silently.
+    class IgnoresY(eqx.Module):
+        def __call__(self, p):
+            v = jnp.sum((p["x"] - 1.0) ** 2)
+            return v, {"value": v}
+
+    with pytest.raises(NonFiniteLossError, match=r"non-finite parameters.*\['y'\]") as err:
+        _minimise(IgnoresY(), {"x": jnp.asarray(0.0), "y": jnp.asarray(jnp.nan)},
+                  method="adam", steps=5, chunk_size=5)
+    assert err.value.history.stop_reason == "non-finite parameters"

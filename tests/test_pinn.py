@@ -158,3 +158,59 @@ def test_jvp_derivative_is_rowwise():
     one = jax.jacfwd(lambda t: obj.log_fractions(params, t[None])[0][0])
     rowwise = jax.jit(jax.vmap(one))(tau)
     np.testing.assert_allclose(d, rowwise, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(weights={"data": "abc"}), TypeError, r"`weights\['data'\]`"),
+        (dict(weights={"ode": [1.0, 2.0]}), TypeError, r"`weights\['ode'\]`"),
+        (dict(weights={"ic": float("nan")}), ValueError, r"`weights\['ic'\]`"),
+        (dict(weights={"dat": 1.0}), ValueError, "`weights`.*did you mean 'data'"),
+        (dict(weights=[1.0, 1.0, 1.0]), TypeError, "`weights`"),
+        (dict(activation="tahn"), ValueError, "`activation`.*did you mean 'tanh'"),
+        (dict(activation=None), TypeError, "`activation`"),
+        (dict(learning_rate="0.01"), TypeError, "`learning_rate`"),
+        (dict(steps=10.0), TypeError, "`steps`"),
+        (dict(lbfgs_steps=np.int64(-1)), ValueError, "`lbfgs_steps`"),
+        (dict(n_collocation=2**40), ValueError, "`n_collocation`"),
+        (dict(n_grid="201"), TypeError, "`n_grid`"),
+        (dict(chunk_size=0), ValueError, "`chunk_size`"),
+        (dict(beta_init="1.7"), TypeError, "`beta_init`"),
+        (dict(gamma_init=float("inf")), ValueError, "`gamma_init`"),
+        (dict(hidden=(32, 2.5)), TypeError, r"`hidden\[1\]`"),
+        (dict(hidden=(32, -1)), ValueError, r"`hidden\[1\]`"),
+        (dict(verbose="loud"), TypeError, "`verbose`"),
+        (dict(warn=None), TypeError, "`warn`"),
+        (dict(y0={"S": 762.0, "I": "one", "R": 0.0}), TypeError, r"`y0\['I'\]`"),
+        (dict(N="763"), TypeError, "`N`"),
+        (dict(t0="start"), TypeError, "`t0`"),
+    ],
+)
+def test_bad_arguments_are_named_before_compiling(kwargs, exc, match):
+    from tests.helpers import count_compilations
+
+    call = dict(y0=Y0, t0=0.0, key=jr.PRNGKey(0))
+    call.update(kwargs)
+    with count_compilations() as c, pytest.raises(exc, match=match):
+        fit_pinn(TS, {"I": COUNTS}, **call)
+    assert c.count == 0
+
+
+def test_bad_ts_and_data_are_named_and_numpy_scalars_pass():
+    from tests.helpers import count_compilations
+
+    k = jr.PRNGKey(0)
+    with count_compilations() as c:
+        with pytest.raises(TypeError, match="`ts`"):
+            fit_pinn(["a"] * 14, {"I": COUNTS}, y0=Y0, key=k)
+        with pytest.raises(TypeError, match=r"`data\['I'\]`"):
+            fit_pinn(TS, {"I": "many"}, y0=Y0, t0=0.0, key=k)
+        # NumPy counts and rates are valid: the first error is the missing key.
+        with pytest.raises(ValueError, match="`key`"):
+            fit_pinn(TS, {"I": COUNTS}, y0=Y0, t0=np.float32(0.0), steps=np.int64(10),
+                     lbfgs_steps=np.int32(0), n_collocation=np.int64(16),
+                     n_grid=np.int64(11), chunk_size=np.int64(5), hidden=(np.int64(4),),
+                     learning_rate=np.float32(1e-2), weights={"ic": np.float64(2.0)},
+                     key=None)
+    assert c.count == 0
