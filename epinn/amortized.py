@@ -81,7 +81,9 @@ to more curves but less precisely; a narrow one is precise but warns more often.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
 import math
 import statistics
 import warnings
@@ -105,9 +107,31 @@ from .data import Standardizer, _check_key
 from .estimation import FitResult
 from .losses import gaussian_nll
 from .models import MLP
+from .neural_beta import (
+    _MAX_INT,
+    _as_float,
+    _as_float_array,
+    _check_activation,
+    _check_choice,
+    _check_finite_params,
+    _check_flag,
+    _check_hidden,
+    _check_int,
+    _check_positive,
+    _check_verbose,
+    _show,
+)
 from .observation import NegativeBinomial, Poisson
 from .sharding import resolve_mesh, shard_map_batch
-from .training import EarlyStopping, History, fit, load_checkpoint, predict, save_checkpoint
+from .training import (
+    EarlyStopping,
+    History,
+    NonFiniteLossError,
+    fit,
+    load_checkpoint,
+    predict,
+    save_checkpoint,
+)
 
 __all__ = [
     "Prior",
@@ -181,10 +205,14 @@ class Prior:
             value = getattr(self, name)
             try:
                 pair = (value, value) if np.ndim(value) == 0 else tuple(value)
-                lo, hi = (float(v) for v in pair)
+                if len(pair) != 2 or any(isinstance(v, (bool, np.bool_, str, bytes))
+                                         for v in pair):
+                    raise ValueError
+                lo, hi = (_as_float(v, name) for v in pair)
             except (TypeError, ValueError):
                 raise ValueError(
-                    f"Prior `{name}` must be a number or a pair (lo, hi); got {value!r}."
+                    f"Prior `{name}` must be a number or a pair (lo, hi) of numbers; got "
+                    f"{_show(value)}."
                 ) from None
             if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
                 raise ValueError(
@@ -211,11 +239,20 @@ class Prior:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Sequence[float]]) -> Prior:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            TypeError: ``d`` is not a mapping.
+            ValueError: unknown names, no ``N``, or a bad range (as the constructor).
+        """
+        if not isinstance(d, Mapping):
+            raise TypeError(f"`d` must be a mapping {{name: [lo, hi]}}; got {_show(d)}.")
         unknown = [k for k in d if k not in _PRIOR_NAMES]
         if unknown:
             raise ValueError(f"Unknown prior names {unknown}; valid names are {_PRIOR_NAMES}.")
-        return cls(**{k: tuple(v) for k, v in d.items()})
+        if "N" not in d:
+            raise ValueError("The prior needs `N`, the population size.")
+        return cls(**dict(d))
 
     def sample(self, key: jax.Array, n: int) -> dict[str, Array]:
         """``n`` independent log-uniform draws of every quantity, ``{name: (n,)}``."""
@@ -260,23 +297,17 @@ class SimulatedSet(NamedTuple):
 
 
 def _check_ts(ts: Any, t0: float | None, observe: str) -> tuple[np.ndarray, float]:
-    a = np.asarray(ts, dtype=float)
+    a = _as_float_array(ts, "ts")
     if a.ndim != 1 or a.size < 2:
         raise ValueError(f"`ts` must be 1-D with at least 2 times; got shape {a.shape}.")
     if not np.all(np.isfinite(a)) or not np.all(np.diff(a) > 0):
         raise ValueError("`ts` must be finite and strictly increasing.")
-    t0 = float(a[0] - (a[1] - a[0])) if t0 is None else float(t0)
+    t0 = float(a[0] - (a[1] - a[0])) if t0 is None else _as_float(t0, "t0")
     if not math.isfinite(t0) or t0 > a[0]:
         raise ValueError(f"`t0` ({t0}) must be finite and not after `ts[0]` ({a[0]}).")
     if observe == "incidence" and t0 == a[0]:
         raise ValueError("`t0` must be before `ts[0]` for incidence (the first interval).")
     return a, t0
-
-
-def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {choices}; got {value!r}.")
-    return value
 
 
 def _check_model(model: Any, fixed: Mapping[str, float] | None) -> dict[str, float]:
@@ -289,6 +320,8 @@ def _check_model(model: Any, fixed: Mapping[str, float] | None) -> dict[str, flo
             f"`model` must have rates beta, gamma and compartments S, I; got "
             f"{type(model).__name__} with {model.rate_names}, {model.compartments}."
         )
+    if fixed is not None and not isinstance(fixed, Mapping):
+        raise TypeError(f"`fixed` must be a mapping like {{'sigma': 0.5}}; got {_show(fixed)}.")
     fixed = dict(fixed or {})
     others = [k for k in model.rate_names if k not in ("beta", "gamma")]
     missing = [k for k in others if k not in fixed]
@@ -300,17 +333,16 @@ def _check_model(model: Any, fixed: Mapping[str, float] | None) -> dict[str, flo
         )
     out = {}
     for k, v in fixed.items():
-        v = float(v)
-        if not (math.isfinite(v) and v >= 0):
-            raise ValueError(f"`fixed[{k!r}]` must be a non-negative number; got {v}.")
-        out[k] = v
+        x = _as_float(v, f"fixed[{k!r}]")
+        if not (math.isfinite(x) and x >= 0):
+            raise ValueError(f"`fixed[{k!r}]` must be a non-negative number; got {v!r}.")
+        out[k] = x
     return out
 
 
 def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
-    return int(value)
+    """An int >= 1 (Python or NumPy); TypeError for other kinds, ValueError out of range."""
+    return _check_int(value, name, 1)
 
 
 def _draw(key, prior_arrays, n):
@@ -408,20 +440,14 @@ def simulate_training_set(
         ((3, 14), ['I0', 'N', 'R0', 'beta', 'gamma', 'noise', 'reporting'])
     """
     key = _check_key(key)
-    model = SIR() if model is None else model
-    fixed = _check_model(model, fixed)
     n = _check_positive_int(n, "n")
     block_size = _check_positive_int(block_size, "block_size")
-    _check_choice(observe, "observe", _OBSERVE)
-    _check_choice(noise, "noise", _NOISE)
-    if not isinstance(prior, Prior):
-        raise TypeError(f"`prior` must be a Prior; got {type(prior).__name__}.")
-    ts_np, t0 = _check_ts(ts, t0, observe)
+    model, fixed, ts_np, t0 = _check_simulation(ts, prior, model, fixed, t0, observe, noise)
+    mesh = resolve_mesh(mesh)
     grid = jnp.asarray(np.concatenate([[t0], ts_np]) if t0 < ts_np[0] else ts_np)
     ranges = {k: jnp.asarray(getattr(prior, k)) for k in _PRIOR_NAMES}
     sim = _SimulateBlocks(model, tuple(sorted(fixed.items())), observe, noise, block_size,
                           ts_np.size)
-    mesh = resolve_mesh(mesh)
     d = 1 if mesh is None else mesh.size
     n_blocks = -(-n // block_size)
     # One round = one block per device: the same compiled call whatever n is.
@@ -434,6 +460,31 @@ def simulate_training_set(
         lambda *a: jnp.concatenate(a, axis=0).reshape(-1, *a[0].shape[2:])[:n], *rounds
     )
     return SimulatedSet(curves=curves, params=params, mean=mean)
+
+
+def _check_simulation(ts, prior, model, fixed, t0, observe, noise):
+    """The checks of :func:`simulate_training_set`'s settings, in plain Python; returns
+    ``model`` (default ``SIR()``), ``fixed`` as floats, ``ts`` as a NumPy array and ``t0``."""
+    if not isinstance(prior, Prior):
+        raise TypeError(f"`prior` must be a Prior; got {type(prior).__name__}.")
+    model = SIR() if model is None else model
+    fixed = _check_model(model, fixed)
+    _check_choice(observe, "observe", _OBSERVE)
+    _check_choice(noise, "noise", _NOISE)
+    ts_np, t0 = _check_ts(ts, t0, observe)
+    return model, fixed, ts_np, t0
+
+
+def _check_finite_simulation(sim: SimulatedSet, prior: Prior) -> None:
+    """A training set with NaN or infinite curves (a failed solve) is refused by name."""
+    bad = np.flatnonzero(~np.all(np.isfinite(np.asarray(sim.curves)), axis=-1))
+    if bad.size:
+        i = int(bad[0])
+        p = {k: float(v[i]) for k, v in sim.params.items()}
+        raise ValueError(
+            f"{bad.size} simulated training curve(s) are not finite (e.g. member {i} with "
+            f"{p}); the ODE solver failed inside `prior` {prior.to_dict()}: narrow it."
+        )
 
 
 class _SimulateBlocks(eqx.Module):
@@ -519,9 +570,11 @@ def normalize_curve(curves: ArrayLike, population: ArrayLike) -> Array:
 
 
 def _z(level: float) -> float:
-    if not (isinstance(level, (int, float)) and 0.0 < level < 1.0):
+    """The normal quantile of a two-sided ``level`` interval; checks ``level``."""
+    x = _as_float(level, "level")
+    if not 0.0 < x < 1.0:
         raise ValueError(f"`level` must be in (0, 1); got {level!r}.")
-    return statistics.NormalDist().inv_cdf(0.5 + level / 2.0)
+    return statistics.NormalDist().inv_cdf(0.5 + x / 2.0)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -629,29 +682,42 @@ class NeuralEstimator:
             The trained :class:`NeuralEstimator`.
 
         Raises:
-            ValueError: bad arguments (as :func:`simulate_training_set` and
-                :func:`epinn.fit`).
-            TypeError: a ``key`` that is not one ``jax.random`` key.
+            ValueError: a bad value of any argument (as :func:`simulate_training_set` and
+                :func:`epinn.fit`), checked before anything is simulated or compiled; a
+                prior whose simulations are not finite.
+            TypeError: an argument of the wrong kind, e.g. a ``key`` that is not one
+                ``jax.random`` key or a ``learning_rate`` given as a string.
+            NonFiniteLossError: the training loss or the trained parameters became NaN or
+                infinite.
         """
+        # Every argument is checked here, in plain Python, before the simulation compiles.
         key = _check_key(key)
-        model = SIR() if model is None else model
+        model, fixed, ts_np, t0 = _check_simulation(ts, prior, model, fixed, t0, observe, noise)
         n_train = _check_positive_int(n_train, "n_train")
         n_val = _check_positive_int(n_val, "n_val")
+        if n_train + n_val > _MAX_INT:
+            raise ValueError(
+                f"`n_train` + `n_val` must not exceed {_MAX_INT}; got {n_train + n_val}."
+            )
         batch_size = _check_positive_int(batch_size, "batch_size")
         if batch_size > n_train:
             raise ValueError(
                 f"`batch_size` ({batch_size}) must not exceed `n_train` ({n_train}): a "
                 "minibatch is drawn from the training curves."
             )
-        if not isinstance(activation, str):
-            raise TypeError(f"`activation` must be a name (saved as JSON); got {activation!r}.")
-        hidden = tuple(int(h) for h in hidden)
+        hidden = _check_hidden(hidden)
+        activation = _check_activation(activation, allow_callable=False)
+        epochs = _check_positive_int(epochs, "epochs")
+        learning_rate = _check_positive(learning_rate, "learning_rate")
+        patience = _check_int(patience, "patience", 0)
+        verbose = _check_verbose(verbose)
+        early_stopping = EarlyStopping(monitor="val_loss", patience=patience)
         k_sim, k_init, k_fit = jr.split(key, 3)
         sim = simulate_training_set(
-            k_sim, n_train + n_val, ts, prior=prior, model=model, fixed=fixed, t0=t0,
+            k_sim, n_train + n_val, ts_np, prior=prior, model=model, fixed=fixed, t0=t0,
             observe=observe, noise=noise,
         )
-        ts_np, t0 = _check_ts(ts, t0, observe)
+        _check_finite_simulation(sim, prior)
         targets = ("beta", "gamma", "R0") + tuple(
             k for k in ("I0", "reporting") if not prior.is_fixed(k)
         )
@@ -668,9 +734,20 @@ class NeuralEstimator:
             net, params, xs[:n_train], ys[:n_train],
             loss=gaussian_nll, optimizer="adam", learning_rate=schedule, epochs=epochs,
             batch_size=batch_size, validation_data=(xs[n_train:], ys[n_train:]),
-            early_stopping=EarlyStopping(monitor="val_loss", patience=patience),
-            key=k_fit, verbose=verbose,
+            early_stopping=early_stopping, key=k_fit, verbose=verbose,
         )
+        _check_finite_params(params, history, "training of the neural estimator")
+        # The validation loss of the returned parameters (fit's own checks cover the rest).
+        at = (history.params_epoch or len(history.val_loss)) - 1
+        if history.val_loss and not math.isfinite(history.val_loss[at]):
+            history.stop_reason = "non-finite loss"
+            raise NonFiniteLossError(
+                f"The training of the neural estimator ended with a non-finite validation "
+                f"loss ({history.val_loss[at]}) at epoch {at + 1}; try a smaller "
+                "`learning_rate`.",
+                epoch=at + 1,
+                history=history,
+            )
         logs = sim.log_params(_BOX)[:n_train]
         peaks = np.asarray(jnp.argmax(sim.curves[:n_train], axis=-1))
         return cls(
@@ -678,7 +755,7 @@ class NeuralEstimator:
             t0=t0,
             prior=prior,
             model=model,
-            fixed=_check_model(model, fixed),
+            fixed=fixed,
             observe=observe,
             noise=noise,
             hidden=hidden,
@@ -742,6 +819,7 @@ class NeuralEstimator:
                 ``level`` outside ``(0, 1)``.
         """
         _z(level)
+        check = _check_flag(check, "check")
         curves, population = self._check_curves(curves, population, "curves")
         mu, sd = self._log_posterior(curves, population)
         if check:
@@ -749,7 +827,7 @@ class NeuralEstimator:
         return self._summarise(mu, sd, level)
 
     def _check_curves(self, curves, population, name) -> tuple[Array, Array]:
-        c = np.asarray(curves, dtype=float)
+        c = _as_float_array(curves, name)
         T = len(self.ts)
         if c.ndim == 1:
             c = c[None]
@@ -766,7 +844,7 @@ class NeuralEstimator:
             if not self.prior.is_fixed("N"):
                 raise ValueError("`population` is required (the prior's N is not fixed).")
             population = self.prior.N[0]
-        pop = np.asarray(population, dtype=float)
+        pop = _as_float_array(population, "population")
         if pop.ndim > 1 or (pop.ndim == 1 and pop.shape[0] != c.shape[0]):
             raise ValueError(
                 f"`population` must be a number or have shape ({c.shape[0]},); got {pop.shape}."
@@ -878,7 +956,7 @@ class NeuralEstimator:
             ValueError: ``ts`` not the estimator's grid, ``counts`` of the wrong length or
                 with NaN/negative values, a bad ``population``.
         """
-        a = np.asarray(ts, dtype=float)
+        a = _as_float_array(ts, "ts")
         if a.shape != (len(self.ts),) or not np.allclose(a, self.ts, rtol=1e-6, atol=1e-9):
             raise ValueError(
                 f"`ts` must be the estimator's training grid {self.ts} (an amortised "
@@ -976,11 +1054,13 @@ class NeuralEstimator:
             :meth:`predict`.
 
         Raises:
-            ValueError: bad ``n``.
-            TypeError: a ``key`` that is not one ``jax.random`` key.
+            ValueError: bad ``n`` or ``level`` (checked before anything is simulated).
+            TypeError: a ``key`` that is not one ``jax.random`` key, or ``n`` or ``level``
+                of the wrong kind.
         """
         key = _check_key(key)
         n = _check_positive_int(n, "n")
+        _z(level)
         sim = simulate_training_set(
             key, n, self.ts, prior=self.prior, model=self.model, fixed=self.fixed,
             t0=self.t0, observe=self.observe, noise=self.noise,
@@ -1031,70 +1111,141 @@ class NeuralEstimator:
 
     def save(self, path: str | Path) -> Path:
         """Save with :func:`epinn.save_checkpoint`: arrays as msgpack at ``path``, the
-        :meth:`config` and training history in the JSON sidecar ``path + ".json"`` (no
-        pickle).
+        :meth:`config`, a SHA-256 digest of the arrays and the training history in the JSON
+        sidecar ``path + ".json"`` (no pickle).
 
         Returns:
             The checkpoint path.
+
+        Raises:
+            TypeError: ``path`` is not a ``str`` or path-like.
+            ValueError: ``path`` is a directory or its folder does not exist.
         """
-        return save_checkpoint(path, self._arrays(), history=self.history,
-                               config=self.config())
+        path = _check_path(path)
+        if path.is_dir():
+            raise ValueError(f"`path` {str(path)!r} is a directory; give a file name in it.")
+        arrays = self._arrays()
+        config = {**self.config(), "arrays_sha256": _digest(arrays)}
+        return save_checkpoint(path, arrays, history=self.history, config=config)
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralEstimator:
         """Load an estimator written by :meth:`save`.
 
+        The arrays are checked against the SHA-256 digest in the sidecar (written by
+        :meth:`save`), so a damaged file is refused rather than loaded with altered weights.
+
         Raises:
+            TypeError: ``path`` is not a ``str`` or path-like.
             FileNotFoundError: no checkpoint or sidecar at ``path``.
-            ValueError: the files are not a saved :class:`NeuralEstimator`.
+            ValueError: ``path`` is a directory, the files are not a saved
+                :class:`NeuralEstimator`, or they are damaged (unreadable JSON or msgpack,
+                missing or malformed settings, arrays that do not match their digest).
         """
-        path = Path(path)
+        path = _check_path(path)
         sidecar = path.with_name(path.name + ".json")
+        if path.is_dir():
+            raise ValueError(f"`path` {str(path)!r} is a directory, not a saved estimator.")
         if not path.is_file() or not sidecar.is_file():
             raise FileNotFoundError(
                 f"`path`: no estimator at {str(path)!r} (needs the file and its .json sidecar)."
             )
-        cfg = json.loads(sidecar.read_text()).get("config") or {}
-        if cfg.get("kind") != "epinn.NeuralEstimator":
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise ValueError(f"The sidecar {str(sidecar)!r} of `path` is not readable JSON: "
+                             f"{err}") from err
+        cfg = (meta.get("config") if isinstance(meta, dict) else None) or {}
+        if not isinstance(cfg, dict) or cfg.get("kind") != "epinn.NeuralEstimator":
             raise ValueError(f"`path` {str(path)!r} is not a saved NeuralEstimator.")
-        model_cls = getattr(_compartmental, cfg["model"], None)
-        if not (isinstance(model_cls, type) and issubclass(model_cls, CompartmentalModel)):
-            raise ValueError(f"Unknown model {cfg['model']!r} in {str(sidecar)!r}.")
-        targets = tuple(cfg["targets"])
-        T, d = len(cfg["ts"]), len(targets)
-        net = MLP((*cfg["hidden"], 2 * d), activation=cfg["activation"])
-        dtype = jnp.dtype(cfg.get("dtype", "float32"))
-        vec = lambda k: jnp.zeros((k,), dtype)  # noqa: E731
-        template = {
-            "net": jax.eval_shape(net.init, jr.PRNGKey(0), jnp.zeros((1, T + 1), dtype)),
-            "x_mean": vec(T + 1), "x_scale": vec(T + 1), "y_mean": vec(d), "y_scale": vec(d),
-            "feature_lo": vec(T + 1), "feature_hi": vec(T + 1),
-            "log_lo": vec(len(_BOX)), "log_hi": vec(len(_BOX)),
-        }
-        template["net"] = jax.tree_util.tree_map(
-            lambda s: jnp.zeros(s.shape, s.dtype), template["net"]
-        )
-        ck = load_checkpoint(path, template)
+        try:
+            settings, template = _settings_from_config(cfg)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"The sidecar {str(sidecar)!r} of `path` holds a damaged estimator "
+                f"configuration: {type(err).__name__}: {err}"
+            ) from err
+        try:
+            ck = load_checkpoint(path, template)
+        except ValueError as err:
+            if str(path) in str(err):
+                raise
+            raise ValueError(f"`path` {str(path)!r} does not hold the arrays its sidecar "
+                             f"describes: {err}") from err
         a = ck.params
+        digest = cfg.get("arrays_sha256")
+        if digest is not None and digest != _digest(a):
+            raise ValueError(
+                f"`path` {str(path)!r} is damaged: its arrays do not match the SHA-256 digest "
+                f"saved in {str(sidecar)!r}."
+            )
         return cls(
-            ts=tuple(float(t) for t in cfg["ts"]),
-            t0=float(cfg["t0"]),
-            prior=Prior.from_dict(cfg["prior"]),
-            model=model_cls(),
-            fixed={k: float(v) for k, v in cfg["fixed"].items()},
-            observe=cfg["observe"],
-            noise=cfg["noise"],
-            hidden=tuple(int(h) for h in cfg["hidden"]),
-            activation=cfg["activation"],
-            targets=targets,
+            **settings,
             net_params=a["net"],
             x_scaler=Standardizer(a["x_mean"], a["x_scale"]),
             y_scaler=Standardizer(a["y_mean"], a["y_scale"]),
             feature_range=(a["feature_lo"], a["feature_hi"]),
             log_range=(a["log_lo"], a["log_hi"]),
-            peak_range=tuple(int(i) for i in cfg["peak_range"]),
             history=ck.history,
         )
+
+
+def _check_path(path: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a str or path-like; got {_show(path)}.")
+    return Path(path)
+
+
+def _digest(arrays: Any) -> str:
+    """SHA-256 over every leaf's path, dtype, shape and bytes (in tree order)."""
+    h = hashlib.sha256()
+    for p, leaf in jax.tree_util.tree_leaves_with_path(arrays):
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(p)}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _settings_from_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The non-array fields of a saved estimator and the template of its arrays."""
+    model_cls = getattr(_compartmental, cfg["model"], None)
+    if not (isinstance(model_cls, type) and issubclass(model_cls, CompartmentalModel)):
+        raise ValueError(f"unknown model {cfg['model']!r}")
+    targets = tuple(str(t) for t in cfg["targets"])
+    observe = _check_choice(cfg["observe"], "observe", _OBSERVE)
+    ts_np, t0 = _check_ts(cfg["ts"], cfg["t0"], observe)
+    hidden = _check_hidden(cfg["hidden"])
+    activation = _check_activation(cfg["activation"], allow_callable=False)
+    T, d = ts_np.size, len(targets)
+    net = MLP((*hidden, 2 * d), activation=activation)
+    dtype = jnp.dtype(cfg.get("dtype", "float32"))
+    vec = lambda k: jnp.zeros((k,), dtype)  # noqa: E731
+    template = {
+        "net": jax.eval_shape(net.init, jr.PRNGKey(0), jnp.zeros((1, T + 1), dtype)),
+        "x_mean": vec(T + 1), "x_scale": vec(T + 1), "y_mean": vec(d), "y_scale": vec(d),
+        "feature_lo": vec(T + 1), "feature_hi": vec(T + 1),
+        "log_lo": vec(len(_BOX)), "log_hi": vec(len(_BOX)),
+    }
+    template["net"] = jax.tree_util.tree_map(
+        lambda s: jnp.zeros(s.shape, s.dtype), template["net"]
+    )
+    model = model_cls()
+    settings = dict(
+        ts=tuple(float(t) for t in ts_np),
+        t0=t0,
+        prior=Prior.from_dict(cfg["prior"]),
+        model=model,
+        fixed=_check_model(model, cfg["fixed"]),
+        observe=observe,
+        noise=_check_choice(cfg["noise"], "noise", _NOISE),
+        hidden=hidden,
+        activation=activation,
+        targets=targets,
+        peak_range=tuple(_check_int(i, "peak_range", 0, T - 1) for i in cfg["peak_range"]),
+    )
+    if len(settings["peak_range"]) != 2:
+        raise ValueError(f"`peak_range` must be a pair; got {cfg['peak_range']!r}")
+    return settings, template
 
 
 # --------------------------------------------------------------------------------------
@@ -1123,6 +1274,7 @@ def train_boarding_school_estimator(
         ``est.estimate(data.t, data.counts, data.population)``.
     """
     key = _check_key(key)
+    quick = _check_flag(quick, "quick")
     size = dict(n_train=2000, n_val=200, hidden=(32, 32), epochs=20) if quick else {}
     return NeuralEstimator.train(
         key, np.arange(1.0, 15.0), prior=BOARDING_SCHOOL_PRIOR, t0=0.0,

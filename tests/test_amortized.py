@@ -25,7 +25,7 @@ from epinn.amortized import (
 )
 from epinn.datasets import load_boarding_school
 from epinn.estimation import FitResult
-from tests.helpers import tree_allclose
+from tests.helpers import count_compilations, tree_allclose
 
 TS = np.arange(1.0, 15.0)
 PRIOR = BOARDING_SCHOOL_PRIOR
@@ -366,3 +366,232 @@ def test_poisson_noise_moments(key):
     np.testing.assert_allclose(c.var(0, ddof=1)[big], mu[big], rtol=0.12)
     assert np.all(np.abs(c.mean(0) - mu)[big] < 5 * np.sqrt(mu[big] / 4096))
 
+
+
+# ---- bad input: named, and refused before anything compiles ---------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(epochs=0), ValueError, "`epochs`"),
+        (dict(epochs=2.5), TypeError, "`epochs`"),
+        (dict(learning_rate="0.01"), TypeError, "`learning_rate`"),
+        (dict(learning_rate=-1e-3), ValueError, "`learning_rate`"),
+        (dict(learning_rate=float("nan")), ValueError, "`learning_rate`"),
+        (dict(hidden=(64, 0)), ValueError, r"`hidden\[1\]`"),
+        (dict(hidden=()), ValueError, "`hidden`"),
+        (dict(hidden="64"), TypeError, "`hidden`"),
+        (dict(hidden=(64.0,)), TypeError, r"`hidden\[0\]`"),
+        (dict(activation="rellu"), ValueError, "`activation`.*did you mean 'relu'"),
+        (dict(activation=np.tanh), TypeError, "`activation`"),
+        (dict(patience=-1), ValueError, "`patience`"),
+        (dict(patience=1.5), TypeError, "`patience`"),
+        (dict(n_val=0), ValueError, "`n_val`"),
+        (dict(n_train=2**31), ValueError, "`n_train`"),
+        (dict(n_train=True), TypeError, "`n_train`"),
+        (dict(batch_size="32"), TypeError, "`batch_size`"),
+        (dict(verbose=-1), ValueError, "`verbose`"),
+        (dict(observe="prevalance"), ValueError, "`observe`.*did you mean 'prevalence'"),
+        (dict(noise="negbinom"), ValueError, "`noise`.*did you mean 'negbin'"),
+        (dict(noise=None), TypeError, "`noise`"),
+        (dict(t0="zero"), TypeError, "`t0`"),
+        (dict(t0=float("inf")), ValueError, "`t0`"),
+        (dict(ts="abc"), TypeError, "`ts`"),
+        (dict(ts=[[1.0, 2.0]]), ValueError, "`ts`"),
+        (dict(prior={"N": 763}), TypeError, "`prior`"),
+        (dict(fixed=[0.5]), TypeError, "`fixed`"),
+        (dict(model="SIR"), TypeError, "`model`"),
+    ],
+)
+def test_train_refuses_bad_arguments_before_compiling(kwargs, exc, match, key):
+    # They used to surface only after 7-13 s of simulation, some through optax's or
+    # numpy's errors ("cosine_decay_schedule requires positive decay_steps").
+    call = dict(ts=TS, prior=PRIOR, t0=0.0, **TRAIN)
+    call.update(kwargs)
+    with count_compilations() as c, pytest.raises(exc, match=match):
+        NeuralEstimator.train(key, **call)
+    assert c.count == 0
+
+
+def test_train_takes_numpy_ints_and_floats(key):
+    # NumPy scalars are valid counts and rates: every one passes its check, and the first
+    # error is the (deliberately) bad activation after them.
+    call = dict(n_train=np.int64(100), n_val=np.int32(10), batch_size=np.int64(10),
+                epochs=np.int64(1), patience=np.int64(0), learning_rate=np.float32(1e-3),
+                hidden=(np.int64(8),), verbose=np.int64(0))
+    with count_compilations() as c, pytest.raises(ValueError, match="`activation`"):
+        NeuralEstimator.train(key, TS, prior=PRIOR, t0=0.0, activation="nope", **call)
+    assert c.count == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(n=2.0), TypeError, "`n`"),
+        (dict(n=np.int64(0)), ValueError, "`n`"),
+        (dict(block_size=0), ValueError, "`block_size`"),
+        (dict(observe="incidance"), ValueError, "did you mean 'incidence'"),
+        (dict(mesh="cpu"), TypeError, "`mesh`"),
+        (dict(ts=["a", "b"]), TypeError, "`ts`"),
+        (dict(ts=[1.0 + 1j, 2.0]), TypeError, "`ts`"),
+        (dict(t0=[0.0]), TypeError, "`t0`"),
+        (dict(prior=None), TypeError, "`prior`"),
+    ],
+)
+def test_simulate_refuses_bad_arguments_before_compiling(kwargs, exc, match, key):
+    call = dict(n=3, ts=TS, prior=PRIOR, t0=0.0)
+    call.update(kwargs)
+    with count_compilations() as c, pytest.raises(exc, match=match):
+        simulate_training_set(key, **call)
+    assert c.count == 0
+
+
+def test_simulate_names_bad_fixed_rates(key):
+    from epinn.compartmental import SEIR
+
+    with count_compilations() as c:
+        with pytest.raises(TypeError, match=r"`fixed\['sigma'\]`"):
+            simulate_training_set(key, 3, TS, prior=PRIOR, model=SEIR(), fixed={"sigma": "x"})
+        with pytest.raises(ValueError, match=r"`fixed\['sigma'\]`"):
+            simulate_training_set(key, 3, TS, prior=PRIOR, model=SEIR(), fixed={"sigma": -1})
+    assert c.count == 0
+
+
+def test_numpy_counts_are_valid(key):
+    sim = simulate_training_set(key, np.int64(3), TS, prior=PRIOR, t0=0.0,
+                                block_size=np.int64(2048))
+    assert sim.curves.shape == (3, 14)
+    assert PRIOR.sample(key, np.int32(4))["R0"].shape == (4,)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(R0="3"), "`R0`"),
+        (dict(N=True), "`N`"),
+        (dict(R0=(2.0, 3.0, 4.0)), "`R0`"),
+        (dict(gamma=[[0.1, 0.2], [0.3]]), "`gamma`"),
+        (dict(I0=None), "`I0`"),
+        (dict(noise=(0.1, float("nan"))), "`noise`"),
+    ],
+)
+def test_prior_names_the_bad_range(kwargs, match):
+    with count_compilations() as c, pytest.raises(ValueError, match=match):
+        Prior(**{"N": 763, **kwargs})
+    assert c.count == 0
+
+
+def test_prior_from_dict_and_sample_checks(key):
+    with pytest.raises(TypeError, match="`d`"):
+        Prior.from_dict([("N", 763)])
+    with pytest.raises(ValueError, match="`N`"):
+        Prior.from_dict({"R0": [2, 3]})
+    with pytest.raises(ValueError, match="Unknown prior names.*'beta'"):
+        Prior.from_dict({"N": 763, "beta": [1, 2]})
+    with count_compilations() as c:
+        with pytest.raises(ValueError, match="`n`"):
+            PRIOR.sample(key, 0)
+        with pytest.raises(TypeError, match="`n`"):
+            PRIOR.sample(key, 5.0)
+    assert c.count == 0
+
+
+def test_a_failed_simulation_is_refused_by_name():
+    from epinn.amortized import SimulatedSet, _check_finite_simulation
+
+    curves = jnp.array([[1.0, 2.0], [jnp.nan, 1.0]])
+    params = {"beta": jnp.array([1.0, 5e4]), "gamma": jnp.array([0.5, 0.5])}
+    with pytest.raises(ValueError, match="member 1.*`prior`"):
+        _check_finite_simulation(SimulatedSet(curves, params, curves), PRIOR)
+
+
+def test_training_that_diverges_raises(key):
+    # A learning rate of 1e30 sends the weights to inf/NaN: an error, never an estimator.
+    from epinn import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match="(?i)nan|non-finite|inf"):
+        NeuralEstimator.train(key, TS, prior=PRIOR, t0=0.0, n_train=64, n_val=16,
+                              hidden=(8,), epochs=3, batch_size=32, learning_rate=1e30)
+
+
+def test_predict_estimate_evaluate_name_bad_arguments(estimator, data):
+    t, c, n = data.t, np.asarray(data.counts, float), data.population
+    with count_compilations() as cc:
+        with pytest.raises(TypeError, match="`curves`"):
+            estimator.predict(["a"] * 14)
+        with pytest.raises(TypeError, match="`population`"):
+            estimator.predict(c, "763")
+        with pytest.raises(TypeError, match="`level`"):
+            estimator.predict(c, level="0.9")
+        with pytest.raises(ValueError, match="`level`"):
+            estimator.predict(c, level=0.0)
+        with pytest.raises(TypeError, match="`check`"):
+            estimator.predict(c, check="no")
+        with pytest.raises(TypeError, match="`ts`"):
+            estimator.estimate("days", c, n)
+        with pytest.raises(TypeError, match="`counts`"):
+            estimator.estimate(t, {"I": c}, n)
+        # evaluate checks `level` before simulating (it used to simulate first).
+        with pytest.raises(ValueError, match="`level`"):
+            estimator.evaluate(jr.PRNGKey(1), 10, level=1.5)
+        with pytest.raises(TypeError, match="`n`"):
+            estimator.evaluate(jr.PRNGKey(1), 10.0)
+    assert cc.count == 0
+    # NumPy scalars are valid.
+    out = estimator.predict(c, np.float32(763.0), level=np.float64(0.8))
+    assert out["R0"]["mean"].shape == (1,)
+
+
+def test_save_load_refuse_bad_paths_and_damaged_files(estimator, tmp_path):
+    with pytest.raises(TypeError, match="`path`"):
+        estimator.save(None)
+    with pytest.raises(ValueError, match="directory"):
+        estimator.save(tmp_path)
+    with pytest.raises(TypeError, match="`path`"):
+        NeuralEstimator.load(None)
+    with pytest.raises(ValueError, match="directory"):
+        NeuralEstimator.load(tmp_path)
+    path = estimator.save(tmp_path / "est.msgpack")
+    sidecar = tmp_path / "est.msgpack.json"
+    good_bytes, good_json = path.read_bytes(), sidecar.read_text()
+    meta = json.loads(good_json)
+    assert len(meta["config"]["arrays_sha256"]) == 64
+
+    # One flipped byte inside the array data (in the middle of x_mean).
+    x_mean = np.asarray(estimator.x_scaler.mean).tobytes()
+    at = good_bytes.find(x_mean) + len(x_mean) // 2
+    assert at > len(x_mean) // 2
+    flipped = bytearray(good_bytes)
+    flipped[at] ^= 0x01
+    path.write_bytes(bytes(flipped))
+    # (epinn.load_checkpoint may check the file's bytes itself; either check names it.)
+    with pytest.raises(ValueError, match="damaged|corrupt") as err:
+        NeuralEstimator.load(path)
+    assert str(path) in str(err.value)
+    # A truncated file.
+    path.write_bytes(good_bytes[: len(good_bytes) // 2])
+    with pytest.raises(ValueError, match="est.msgpack"):
+        NeuralEstimator.load(path)
+    path.write_bytes(good_bytes)
+
+    # A damaged sidecar: not JSON, and JSON with a setting missing or wrong.
+    sidecar.write_text(good_json[:-20])
+    with pytest.raises(ValueError, match="est.msgpack.json.*not readable JSON"):
+        NeuralEstimator.load(path)
+    for change in ({"hidden": None}, {"activation": "relux"}, {"ts": ["a"]},
+                   {"prior": {"R0": [2, 3]}}):
+        bad = {**meta, "config": {**meta["config"], **change}}
+        sidecar.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match="est.msgpack.json.*damaged"):
+            NeuralEstimator.load(path)
+    del meta["config"]["hidden"]
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="est.msgpack.json.*hidden"):
+        NeuralEstimator.load(path)
+    sidecar.write_text(json.dumps([1, 2]))
+    with pytest.raises(ValueError, match="not a saved NeuralEstimator"):
+        NeuralEstimator.load(path)
+    # Restored, the files load again.
+    sidecar.write_text(good_json)
+    assert NeuralEstimator.load(path).config() == estimator.config()
