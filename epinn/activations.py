@@ -5,10 +5,11 @@ written by hand. Every function is elementwise (except :func:`softmax`) and work
 ``jit``, ``vmap`` and ``grad``.
 """
 
+import difflib
 import functools
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -150,6 +151,36 @@ ACTIVATIONS: dict[str, Callable[..., jax.Array]] = {
 }
 
 
+def _did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest valid name, or ``""`` (difflib)."""
+    close = difflib.get_close_matches(str(name).lower(), list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_name(kind: str, name: str, valid: Iterable[str], argument: str) -> ValueError:
+    """The error for an unknown registry name: the argument, the closest and all names."""
+    valid = sorted(valid)
+    return ValueError(
+        f"Unknown {kind} `{argument}`={name!r}{_did_you_mean(name, valid)}; valid names "
+        f"are {valid}."
+    )
+
+
+def _lookup(name_or_callable: str | Callable, argument: str) -> Callable[..., jax.Array]:
+    """The activation for a name or a callable; errors name ``argument``."""
+    if isinstance(name_or_callable, str):
+        fn = ACTIVATIONS.get(name_or_callable.lower())
+        if fn is None:
+            raise _unknown_name("activation", name_or_callable, ACTIVATIONS, argument)
+        return fn
+    if callable(name_or_callable):
+        return name_or_callable
+    raise TypeError(
+        f"`{argument}` must be an activation name or a callable; "
+        f"got {type(name_or_callable).__name__}."
+    )
+
+
 def get_activation(
     name_or_callable: str | Callable[..., jax.Array], **kwargs
 ) -> Callable[..., jax.Array]:
@@ -174,20 +205,11 @@ def get_activation(
         >>> print(float(f(0.0)))
         0.5
     """
-    if isinstance(name_or_callable, str):
-        fn = ACTIVATIONS.get(name_or_callable.lower())
-        if fn is None:
-            raise ValueError(
-                f"Unknown activation `name_or_callable`={name_or_callable!r}; "
-                f"valid names are {sorted(ACTIVATIONS)}."
-            )
-    elif callable(name_or_callable):
-        fn = name_or_callable
-    else:
-        raise TypeError(
-            "`name_or_callable` must be an activation name or a callable; "
-            f"got {type(name_or_callable).__name__}."
-        )
+    return _bind(_lookup(name_or_callable, "name_or_callable"), kwargs, "**kwargs")
+
+
+def _bind(fn: Callable, kwargs: dict, argument: str) -> Callable[..., jax.Array]:
+    """``fn`` with ``kwargs`` bound, checked now; errors name ``argument``."""
     if not kwargs:
         return fn
     try:
@@ -195,10 +217,15 @@ def get_activation(
     except (TypeError, ValueError):  # some builtins have no signature: let the call decide
         signature = None
     if signature is not None:
-        signature.bind_partial(None, **kwargs)  # TypeError now, not at the first call
+        try:
+            signature.bind_partial(None, **kwargs)  # TypeError now, not at the first call
+        except TypeError as err:
+            name = getattr(fn, "__name__", "the activation")
+            raise TypeError(f"`{argument}` {sorted(kwargs)} do not fit {name}{signature}: "
+                            f"{err}") from None
     for k, v in kwargs.items():  # parameters such as negative_slope, alpha, beta
         if isinstance(v, str) or (isinstance(v, float) and not math.isfinite(v)):
             raise (TypeError if isinstance(v, str) else ValueError)(
-                f"`{k}` must be a finite number; got {v!r}."
+                f"`{k}` (in `{argument}`) must be a finite number; got {v!r}."
             )
     return functools.partial(fn, **kwargs)

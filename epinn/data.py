@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Sequence
+import operator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -76,14 +77,58 @@ def _check_key(key: Any, name: str = "key") -> jax.Array:
     )
 
 
+def _asarray(value: Any, name: str) -> jax.Array:
+    """``jnp.asarray(value)`` of real numbers; anything else is an error naming ``name``."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    if isinstance(value, jax.Array):
+        a = value
+    else:
+        try:
+            a = np.asarray(value)
+        except (TypeError, ValueError) as err:  # ragged nested lists
+            raise TypeError(f"`{name}` must be an array of real numbers: {err}") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"`{name}` must hold real numbers; got {type(value).__name__} of "
+                        f"dtype {a.dtype}.")
+    return jnp.asarray(a)
+
+
+def _as_float_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as a NumPy float64 array of real numbers, naming ``name`` if it is not."""
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError) as err:  # ragged nested lists
+        raise TypeError(f"`{name}` must be an array of real numbers: {err}") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"`{name}` must hold real numbers; got dtype {a.dtype}.")
+    return a.astype(float)
+
+
+def _as_float(value: Any, name: str) -> float:
+    """``float(value)`` for a real number (not a string or bool), naming ``name`` if not."""
+    if isinstance(value, (str, bytes, bool)) or not isinstance(
+        value, (int, float, np.number, np.ndarray, jax.Array)
+    ) or np.ndim(value) != 0:
+        raise TypeError(f"`{name}` must be a real number; got {type(value).__name__} {value!r}.")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a real number; got {value!r}.") from err
+
+
 # --------------------------------------------------------------------------------------
 # Splits
 # --------------------------------------------------------------------------------------
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
+    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, Iterable):
+        raise TypeError(
+            f"`fractions` must be a sequence of numbers; got {type(fractions).__name__}."
+        )
     try:
-        fr = tuple(float(f) for f in fractions)
+        fr = tuple(_as_float(f, "fractions") for f in fractions)
     except TypeError as err:
         raise TypeError(
             f"`fractions` must be a sequence of numbers; got {type(fractions).__name__}."
@@ -165,6 +210,7 @@ def train_val_test_split(
     """
     fr = _check_fractions(fractions)
     n = _check_same_length(arrays)
+    arrays = tuple(_asarray(a, f"arrays[{i}]") for i, a in enumerate(arrays))
     if shuffle:
         if key is None:
             raise ValueError(
@@ -174,7 +220,6 @@ def train_val_test_split(
         order = jr.permutation(_check_key(key), n)
     else:
         order = None
-    arrays = tuple(jnp.asarray(a) for a in arrays)
     parts = []
     start = 0
     for size in _split_sizes(n, fr):
@@ -192,11 +237,20 @@ def train_val_test_split(
 # --------------------------------------------------------------------------------------
 
 
+def _check_axes(axis: Any) -> tuple[int, ...]:
+    try:
+        if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+            return (operator.index(axis),)
+        return tuple(operator.index(a) for a in axis)
+    except TypeError:
+        raise TypeError(f"`axis` must be 0 or a tuple of leading axes; got {axis!r}.") from None
+
+
 def _check_fit_input(x: ArrayLike, axis: int | tuple[int, ...]) -> tuple[jax.Array, tuple]:
-    x = jnp.asarray(x)
+    x = _asarray(x, "x")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = _check_axes(axis)
     if x.ndim == 0:
         raise ValueError("`x` must have at least one (sample) axis; got a scalar.")
     if axes != tuple(range(len(axes))) or len(axes) > x.ndim or len(axes) == 0:
@@ -215,7 +269,7 @@ def _check_fit_input(x: ArrayLike, axis: int | tuple[int, ...]) -> tuple[jax.Arr
 
 def _fitted_shape(x: ArrayLike, stat: jax.Array, name: str) -> jax.Array:
     """``x`` as an array whose trailing axes match the fitted statistics' shape."""
-    x = jnp.asarray(x)
+    x = _asarray(x, name)
     k = stat.ndim
     if x.ndim < k or x.shape[x.ndim - k:] != stat.shape:
         raise ValueError(
@@ -506,7 +560,7 @@ def _check_window_int(value, name: str, low: int) -> int:
 
 
 def _check_series(series: ArrayLike, name: str = "series") -> jax.Array:
-    s = jnp.asarray(series)
+    s = _asarray(series, name)
     if not jnp.issubdtype(s.dtype, jnp.floating):
         s = s.astype(jnp.result_type(float))
     if s.ndim not in (1, 2):
@@ -638,14 +692,14 @@ def chronological_split(
 
 
 def _check_offset(offset: float) -> float:
-    offset = float(offset)
+    offset = _as_float(offset, "offset")
     if not (math.isfinite(offset) and offset >= 0):
         raise ValueError(f"`offset` must be finite and >= 0; got {offset}.")
     return offset
 
 
 def _check_counts(counts: ArrayLike, offset: float, name: str = "counts") -> jax.Array:
-    c = jnp.asarray(counts)
+    c = _asarray(counts, name)
     if not jnp.issubdtype(c.dtype, jnp.floating):
         c = c.astype(jnp.result_type(float))
     if _is_concrete(c):
@@ -690,7 +744,7 @@ def log_transform(counts: ArrayLike, offset: float = 1.0) -> jax.Array:
 def inverse_log_transform(z: ArrayLike, offset: float = 1.0) -> jax.Array:
     r"""Undo :func:`log_transform`: :math:`c = e^{z} - \text{offset}` (``expm1`` for 1)."""
     offset = _check_offset(offset)
-    z = jnp.asarray(z)
+    z = _asarray(z, "z")
     return jnp.expm1(z) if offset == 1.0 else jnp.exp(z) - offset
 
 
@@ -722,7 +776,8 @@ def ratio_transform(counts: ArrayLike, offset: float = 1.0, axis: int = 0) -> ja
     """
     offset = _check_offset(offset)
     c = _check_counts(counts, offset)
-    if c.ndim == 0 or c.shape[axis] < 2:
+    axis = _check_window_int(axis, "axis", -max(c.ndim, 1))
+    if c.ndim == 0 or axis >= c.ndim or c.shape[axis] < 2:
         raise ValueError(f"`counts` needs at least 2 steps along axis {axis}; got {c.shape}.")
     c = jnp.moveaxis(c, axis, 0) + offset
     return jnp.moveaxis(c[1:] / c[:-1], 0, axis)
@@ -744,8 +799,12 @@ def inverse_ratio_transform(
         The counts after ``initial``, the shape of ``ratios``.
     """
     offset = _check_offset(offset)
-    r = jnp.moveaxis(jnp.asarray(ratios), axis, 0)
-    c = (jnp.asarray(initial) + offset) * jnp.cumprod(r, axis=0) - offset
+    r = _asarray(ratios, "ratios")
+    if r.ndim == 0:
+        raise ValueError("`ratios` must have a time axis; got a scalar.")
+    axis = _check_window_int(axis, "axis", -r.ndim)
+    r = jnp.moveaxis(r, axis, 0)
+    c = (_asarray(initial, "initial") + offset) * jnp.cumprod(r, axis=0) - offset
     return jnp.moveaxis(c, 0, axis)
 
 
@@ -835,8 +894,8 @@ class LogRatioScaler(NamedTuple):
 
     def inverse_transform(self, v: ArrayLike, inputs: ArrayLike) -> jax.Array:
         """Counts from scaled targets ``v`` of shape ``(windows, horizon, ...)``."""
-        v = jnp.asarray(v)
-        x = jnp.asarray(inputs)
+        v = _asarray(v, "v")
+        x = _asarray(inputs, "inputs")
         a = self._anchor(x).reshape(x.shape[0], *([1] * (v.ndim - 1)))
         return jnp.exp(v * self.target_scale + a) - self.offset
 
@@ -850,6 +909,7 @@ def _check_window_pair(inputs, targets, offset, target_feature):
         raise ValueError(
             f"`targets` must be (windows, horizon) with {x.shape[0]} windows; got {y.shape}."
         )
+    target_feature = _check_window_int(target_feature, "target_feature", 0)
     if not 0 <= target_feature < x.shape[-1]:
         raise ValueError(
             f"`target_feature` must index one of the {x.shape[-1]} features; "

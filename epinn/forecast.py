@@ -35,7 +35,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from .data import _is_concrete, sliding_windows
+from .activations import _did_you_mean
+from .data import (
+    _as_float_array,
+    _asarray,
+    _check_window_int,
+    _is_concrete,
+    sliding_windows,
+)
 from .losses import get_loss
 
 __all__ = [
@@ -62,7 +69,8 @@ Forecaster = Callable[[jax.Array], ArrayLike]
 
 
 def _check_pred_target(predictions: ArrayLike, targets: ArrayLike):
-    p, y = np.asarray(predictions, dtype=float), np.asarray(targets, dtype=float)
+    p = _as_float_array(predictions, "predictions")
+    y = _as_float_array(targets, "targets")
     if p.shape != y.shape:
         raise ValueError(
             f"`predictions` and `targets` must have the same shape; got {p.shape} and "
@@ -132,7 +140,7 @@ def forecast_errors(predictions: ArrayLike, targets: ArrayLike) -> dict[str, np.
 
 
 def _target_history(inputs: ArrayLike, target_feature: int) -> jax.Array:
-    x = jnp.asarray(inputs)
+    x = _asarray(inputs, "inputs")
     if x.ndim not in (2, 3):
         raise ValueError(
             f"`inputs` must be (windows, time, features) or (windows, time); got {x.shape}."
@@ -331,7 +339,7 @@ def projection_forecast(
     t_future = x.shape[1] + np.arange(h, dtype=float)
     out = np.empty((x.shape[0], h))
     for n in range(x.shape[0]):
-        pred = np.asarray(fit(t, x[n])(t_future), dtype=float)
+        pred = _as_float_array(fit(t, x[n])(t_future), "the output of `fit`")
         if pred.shape != (h,):
             raise ValueError(f"`fit`'s predictor returned shape {pred.shape}; expected ({h},).")
         out[n] = pred
@@ -385,6 +393,21 @@ def sir_projection_forecast(
     from .estimation import fit_parameters_batch  # noqa: PLC0415 (estimation sits on top)
 
     h = _check_horizon(horizon)
+    pop = None if population is None else _as_float_array(population, "population")
+    steps = _check_window_int(steps, "steps", 1)
+    batch_size = _check_window_int(batch_size, "batch_size", 1)
+    start = {"beta": 0.4, "gamma": 0.2, "S0": 0.9, "I0": 1e-3}
+    if init is not None and not isinstance(init, Mapping):
+        raise TypeError(f"`init` must be a mapping such as {{'beta': 0.3}}; got "
+                        f"{type(init).__name__}.")
+    for k, v in (init or {}).items():
+        if k not in start:
+            raise ValueError(f"`init` has an unknown key {k!r}{_did_you_mean(k, start)}; "
+                             f"valid keys are {sorted(start)}.")
+        v = _as_float_array(v, f"init[{k!r}]")
+        if v.ndim != 0 or not math.isfinite(float(v)):
+            raise ValueError(f"`init[{k!r}]` must be one finite number; got {init[k]!r}.")
+        start[k] = float(v)
     x = np.asarray(_check_history(inputs, target_feature), dtype=float)
     n_win, L = x.shape
     if np.any(x < 0):
@@ -392,10 +415,13 @@ def sir_projection_forecast(
     if population is None:
         scale = 20.0 * np.maximum(x.sum(axis=1), 1.0)
     else:
-        scale = np.broadcast_to(np.asarray(population, dtype=float), (n_win,)).copy()
+        try:
+            scale = np.broadcast_to(pop, (n_win,)).copy()
+        except ValueError:
+            raise ValueError(f"`population` must be a scalar or one value per window "
+                             f"({n_win}); got shape {pop.shape}.") from None
         if not np.all(np.isfinite(scale) & (scale >= x.sum(axis=1))) or np.any(scale <= 0):
             raise ValueError("`population` must be positive and at least each window's total.")
-    start = {"beta": 0.4, "gamma": 0.2, "S0": 0.9, "I0": 1e-3, **(init or {})}
     fitted = fit_parameters_batch(
         SIR(), np.arange(1.0, L + 1.0), {"incidence": x / scale[:, None]},
         y0={"S": start["S0"], "I": start["I0"], "R": 0.0},
@@ -517,15 +543,21 @@ def rolling_origin_evaluation(
     all_series = list(series) if many else [series]
     if not all_series:
         raise ValueError("`series` must hold at least one series.")
+    input_len = _check_window_int(input_len, "input_len", 1)
+    stride = _check_window_int(stride, "stride", 1)
+    target_feature = _check_window_int(target_feature, "target_feature", 0)
     o0 = input_len if first_origin is None else first_origin
-    if isinstance(o0, bool) or not isinstance(o0, (int, np.integer)) or o0 < input_len:
+    if isinstance(o0, bool) or not isinstance(o0, (int, np.integer)):
+        raise TypeError(f"`first_origin` must be an int; got {type(o0).__name__} {o0!r}.")
+    if o0 < input_len:
         raise ValueError(
             f"`first_origin` must be an int >= input_len = {input_len}; got {first_origin!r}."
         )
+    o0 = int(o0)
     xs, ys, origins, index = [], [], [], []
     for i, s in enumerate(all_series):
-        s = jnp.asarray(s)
         name = f"series[{i}]" if many else "series"
+        s = _asarray(s, name)
         if s.ndim not in (1, 2) or s.shape[0] < o0 + h:
             raise ValueError(
                 f"`{name}` must be (time,) or (time, features) with at least first_origin "
@@ -542,7 +574,10 @@ def rolling_origin_evaluation(
     x_all, y_all = np.concatenate(xs), np.concatenate(ys)
     predictions, errors = {}, {}
     for fname, f in forecasters.items():
-        pred = np.asarray(f(jnp.asarray(x_all)), dtype=float)
+        if not callable(f):
+            raise TypeError(f"`forecasters[{fname!r}]` must be callable; got "
+                            f"{type(f).__name__}.")
+        pred = _as_float_array(f(jnp.asarray(x_all)), f"the output of forecaster {fname!r}")
         if pred.shape != y_all.shape:
             raise ValueError(
                 f"Forecaster {fname!r} returned shape {pred.shape}; expected {y_all.shape} "
@@ -650,8 +685,8 @@ def interval_coverage(
         >>> cov["per_step"].tolist(), cov["overall"]
         ([1.0, 0.0], 0.5)
     """
-    lo, hi = np.asarray(lower, float), np.asarray(upper, float)
-    y = np.asarray(targets, float)
+    lo, hi = _as_float_array(lower, "lower"), _as_float_array(upper, "upper")
+    y = _as_float_array(targets, "targets")
     if not (lo.shape == hi.shape == y.shape) or y.ndim != 2:
         raise ValueError(
             f"`lower`, `upper` and `targets` must share one (windows, horizon) shape; got "
@@ -777,7 +812,7 @@ def ensemble_quantiles(
         >>> ensemble_quantiles(jnp.arange(5.0).reshape(5, 1, 1), (0.5,)).tolist()
         [[[2.0]]]
     """
-    p = jnp.asarray(member_predictions)
+    p = _asarray(member_predictions, "member_predictions")
     if p.ndim < 2:
         raise ValueError(f"`member_predictions` must have a leading member axis; got {p.shape}.")
     # Traced levels (under jit/vmap) carry no values to check.

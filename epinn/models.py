@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import FrozenDict
 
-from .activations import get_activation
+from .activations import _bind, _did_you_mean, _lookup, get_activation
 
 __all__ = ["MLP", "RNNForecaster", "rollout"]
 
@@ -27,6 +27,13 @@ def _check_features(features: Any) -> None:
             f"`features` must be a non-empty sequence of positive ints (layer sizes "
             f"including the output, e.g. (64, 64, 1)); got {features!r}."
         )
+
+
+def _check_dropout_rate(rate: Any) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`dropout_rate` must be a float in [0, 1); got {type(rate).__name__}.")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"`dropout_rate` must be in [0, 1); got {rate}.")
 
 
 class MLP(nn.Module):
@@ -81,10 +88,18 @@ class MLP(nn.Module):
 
     def __post_init__(self):
         _check_features(self.features)
-        if not 0.0 <= self.dropout_rate < 1.0:
-            raise ValueError(f"`dropout_rate` must be in [0, 1); got {self.dropout_rate}.")
-        get_activation(self.activation, **(self.activation_kwargs or {}))  # fail early
-        get_activation(self.output_activation)
+        _check_dropout_rate(self.dropout_rate)
+        kwargs = self.activation_kwargs
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise TypeError(
+                f"`activation_kwargs` must be a mapping such as {{'beta': 2.0}} or None; got "
+                f"{type(kwargs).__name__}."
+            )
+        if kwargs and any(not isinstance(k, str) for k in kwargs):
+            raise TypeError(f"`activation_kwargs` keys must be strings; got {list(kwargs)}.")
+        _bind(_lookup(self.activation, "activation"), dict(kwargs or {}),
+              "activation_kwargs")  # fail early, naming the field
+        _lookup(self.output_activation, "output_activation")
         if isinstance(self.precision, str):
             try:
                 jax.lax.Precision(self.precision)
@@ -120,7 +135,8 @@ _CELLS = ("lstm", "gru")
 
 def _check_positive_int(value: Any, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
+        raise ValueError(f"`{name}` must be a positive int; got {type(value).__name__} "
+                         f"{value!r}.")
 
 
 def _make_cell(cell: str, hidden: int, param_dtype: Any) -> nn.RNNCellBase:
@@ -193,14 +209,21 @@ class RNNForecaster(nn.Module):
     param_dtype: Any = jnp.float32
 
     def __post_init__(self):
-        if self.cell not in _CELLS:
-            raise ValueError(f"`cell` must be one of {_CELLS}; got {self.cell!r}.")
+        if not isinstance(self.cell, str) or self.cell not in _CELLS:
+            hint = _did_you_mean(self.cell, _CELLS) if isinstance(self.cell, str) else ""
+            raise ValueError(f"`cell` must be one of {_CELLS}; got {self.cell!r}{hint}.")
         for name in ("hidden", "layers", "horizon", "unroll"):
             _check_positive_int(getattr(self, name), name)
         if self.n_outputs is not None:
             _check_positive_int(self.n_outputs, "n_outputs")
-        if not 0.0 <= self.dropout_rate < 1.0:
-            raise ValueError(f"`dropout_rate` must be in [0, 1); got {self.dropout_rate}.")
+        _check_dropout_rate(self.dropout_rate)
+        try:
+            dtype = jnp.dtype(self.param_dtype)
+        except TypeError as err:
+            raise TypeError(f"`param_dtype` must be a float dtype; got {self.param_dtype!r}."
+                            ) from err
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"`param_dtype` must be a float dtype; got {dtype}.")
         super().__post_init__()
 
     @nn.compact

@@ -12,7 +12,12 @@ over minibatches :math:`B` (the whole training set for ``batch_size=None``, one 
 ``batch_size=1``), reshuffled every epoch. One epoch is one jit-compiled function: a
 ``lax.scan`` over the minibatches followed by the epoch's evaluation, compiled once before
 the first epoch and called again for every epoch, with one host sync per epoch (for the
-progress bar, the non-finite-loss check and early stopping).
+progress bar, the non-finite checks and early stopping).
+
+No silent non-finite results: after every epoch :func:`fit` checks the loss, the
+parameters and every recorded metric, and raises :class:`NonFiniteLossError` naming the
+epoch when any is NaN or infinite. A loss that grows beyond :data:`DIVERGENCE_FACTOR`
+times its first epoch's value, while still finite, gives a :class:`LossDivergenceWarning`.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import hashlib
 import inspect
 import json
 import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -60,8 +67,10 @@ __all__ = [
     "METRICS",
     "OPTIMIZERS",
     "Checkpoint",
+    "DIVERGENCE_FACTOR",
     "EarlyStopping",
     "History",
+    "LossDivergenceWarning",
     "NonFiniteLossError",
     "accuracy",
     "evaluate",
@@ -368,9 +377,9 @@ class History:
         best_epoch: the epoch (1-based) with the best ``monitor`` value.
         params_epoch: the epoch (1-based) whose parameters :func:`fit` returned:
             ``best_epoch`` when early stopping restored the best parameters, else the last.
-        stop_reason: ``"completed"`` (all epochs ran), ``"early_stopping"``, or
-            ``"non-finite loss"`` (on the history attached to a
-            :class:`NonFiniteLossError`).
+        stop_reason: ``"completed"`` (all epochs ran), ``"early_stopping"``, or, on the
+            history attached to a :class:`NonFiniteLossError`, ``"non-finite loss"``,
+            ``"non-finite parameters"`` or ``"non-finite metric"``.
     """
 
     train_loss: list[float] = dataclasses.field(default_factory=list)
@@ -507,7 +516,11 @@ class EarlyStopping(flax.struct.PyTreeNode):
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; ``epoch`` and ``history`` say when."""
+    """The training loss, the parameters or a metric became NaN or infinite.
+
+    ``epoch`` (1-based) says when; ``history`` holds the epochs before it, and its
+    ``stop_reason`` says what became non-finite.
+    """
 
     def __init__(self, message: str, epoch: int, history: History):
         super().__init__(message)
@@ -757,7 +770,77 @@ def _epoch(cfg: _EpochConfig, params, opt_state, x, y, x_val, y_val, full, rest,
         pred_val = cfg.apply.eval(params, x_val)
         logs["val_loss"] = cfg.loss_fn(pred_val, y_val)
         logs.update({"val_" + k: f(pred_val, y_val) for k, f in cfg.metrics})
-    return params, opt_state, logs
+    return params, opt_state, logs, _all_finite(params)
+
+
+def _all_finite(tree: PyTree) -> jax.Array:
+    """Whether every inexact leaf of ``tree`` is finite (one boolean; integer leaves pass)."""
+    flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)
+             if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    return jnp.all(jnp.stack(flags)) if flags else jnp.array(True)
+
+
+DIVERGENCE_FACTOR = 1e6
+""":func:`fit` warns (:class:`LossDivergenceWarning`) when a loss grows beyond this
+multiple of its first epoch's value."""
+
+
+class LossDivergenceWarning(RuntimeWarning):
+    """The training (or validation) loss grew by more than :data:`DIVERGENCE_FACTOR`."""
+
+
+def _non_finite_error(message: str, reason: str, epoch: int, epochs: int,
+                      history: History) -> NonFiniteLossError:
+    history.stop_reason = reason
+    return NonFiniteLossError(
+        f"{message} at epoch {epoch} of {epochs}; try a smaller `learning_rate`, check the "
+        "data or the loss (the error's `history` holds the epochs before).",
+        epoch=epoch,
+        history=history,
+    )
+
+
+def _check_finite_epoch(logs: Mapping[str, float], params_finite: bool, epoch: int,
+                        epochs: int, history: History) -> None:
+    """Raise :class:`NonFiniteLossError` for a non-finite loss, parameter or metric.
+
+    The loss is measured before each update; the parameters and metrics after the
+    epoch's last update, so a step that overflows is caught in the epoch it happens.
+    """
+    for name in ("objective", "loss"):
+        if not math.isfinite(logs[name]):
+            raise _non_finite_error(f"The training loss became {logs[name]}",
+                                    "non-finite loss", epoch, epochs, history)
+    if not params_finite:
+        raise _non_finite_error(
+            f"The parameters became NaN or infinite in an update (the loss before was "
+            f"{logs['loss']:.4g})", "non-finite parameters", epoch, epochs, history)
+    bad = [k for k, v in logs.items() if not math.isfinite(v)]
+    if bad:
+        raise _non_finite_error(
+            f"The recorded {bad[0]!r} became {logs[bad[0]]} (finite parameters)",
+            "non-finite metric", epoch, epochs, history)
+
+
+def _check_divergence(logs: Mapping[str, float], history: History, epoch: int,
+                      warned: bool) -> bool:
+    """Warn once per fit when a loss exceeds ``DIVERGENCE_FACTOR`` times its first value.
+
+    Compares ``loss`` (and ``val_loss``) of this epoch with epoch 1's, for positive first
+    values. Returns whether the warning has been given.
+    """
+    if warned or epoch == 1:
+        return warned
+    for name, first in (("val_loss", history.val_loss[:1]), ("loss", history.train_loss[:1])):
+        if name in logs and first and first[0] > 0 and logs[name] > DIVERGENCE_FACTOR * first[0]:
+            warnings.warn(
+                f"The {name} grew from {first[0]:.4g} (epoch 1) to {logs[name]:.4g} at epoch "
+                f"{epoch}, more than {DIVERGENCE_FACTOR:g} times: the optimisation is "
+                "diverging; try a smaller `learning_rate`.",
+                LossDivergenceWarning, stacklevel=3,
+            )
+            return True
+    return False
 
 
 def _progress_postfix(logs: Mapping[str, float]) -> dict[str, str]:
@@ -861,8 +944,17 @@ def fit(
             unknown loss/optimizer/metric names, an unavailable ``early_stopping.monitor``,
             or a missing ``key``.
         TypeError: arguments of the wrong type.
-        NonFiniteLossError: (a ``FloatingPointError``) the training loss became NaN or
-            infinite; the message names the epoch.
+        NonFiniteLossError: (a ``FloatingPointError``) the training loss (measured before
+            each update), the parameters after an epoch's updates, or a recorded metric or
+            validation loss became NaN or infinite; the message names the epoch and what
+            became non-finite, and ``history.stop_reason`` says which.
+
+    Warns:
+        LossDivergenceWarning: (once per fit) the epoch's training loss, or the
+            validation loss, exceeds :data:`DIVERGENCE_FACTOR` (``1e6``) times its value
+            in epoch 1 -- the optimisation is diverging, usually from too large a learning
+            rate, though the values are still finite. The first epoch's loss is measured
+            before its updates, so a one-epoch fit cannot be compared with anything.
 
     Examples:
         >>> import jax.numpy as jnp, jax.random as jr
@@ -946,25 +1038,21 @@ def fit(
     history.monitor = monitor
     tracker = early_stopping if early_stopping is not None else EarlyStopping(monitor=monitor)
     best_params = params
+    divergence = False  # whether the divergence warning was given
 
     # ---- the epochs: one compiled call and one host sync each
     with tqdm(total=epochs, disable=not verbose, unit="epoch", desc="fit") as bar:
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
-            params, opt_state, logs = compiled(params, opt_state, x, y, x_val, y_val, *inputs)
+            params, opt_state, logs, finite = compiled(
+                params, opt_state, x, y, x_val, y_val, *inputs)
             if epoch < epochs:  # dispatch the next shuffle now: it overlaps with this epoch
                 inputs = _epoch_inputs(key, np.int32(epoch), n, batch_size)
-            logs = {k: float(v) for k, v in jax.device_get(logs).items()}  # the one sync
+            logs, finite = jax.device_get((logs, finite))  # the one sync
+            logs = {k: float(v) for k, v in logs.items()}
             history.epoch_time.append(time.perf_counter() - t0)
-            if not (math.isfinite(logs["objective"]) and math.isfinite(logs["loss"])):
-                history.stop_reason = "non-finite loss"
-                raise NonFiniteLossError(
-                    f"The training loss became {logs['objective']} at epoch {epoch} of "
-                    f"{epochs}; try a smaller learning rate, check the data or the loss "
-                    "(the error's `history` holds the epochs before).",
-                    epoch=epoch,
-                    history=history,
-                )
+            _check_finite_epoch(logs, bool(finite), epoch, epochs, history)
+            divergence = _check_divergence(logs, history, epoch, divergence)
             history.train_loss.append(logs["loss"])
             if has_val:
                 history.val_loss.append(logs["val_loss"])
@@ -1101,7 +1189,7 @@ def evaluate(
 # --------------------------------------------------------------------------------------
 
 _FORMAT = "epinn-checkpoint"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2 added the SHA-256 of the arrays' bytes; 1 still loads
 
 
 class Checkpoint(NamedTuple):
@@ -1116,6 +1204,19 @@ class Checkpoint(NamedTuple):
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
+
+
+def _check_path(path: Any, name: str = "path") -> Path:
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`{name}` must be a str or os.PathLike; got {type(path).__name__}.")
+    path = Path(path)
+    if str(path) in ("", ".") or path.is_dir():
+        raise IsADirectoryError(f"`{name}` {str(path)!r} is a directory, not a checkpoint file.")
+    return path
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -1143,7 +1244,8 @@ def save_checkpoint(
 
     The arrays go to ``path`` through :func:`flax.serialization.to_bytes` (msgpack: exact
     bytes, dtypes and shapes; no pickle). ``path + ".json"`` holds the ``config``, the
-    ``history``, the library versions and a description of the saved tree. Both files are
+    ``history``, the library versions, a description of the saved tree and the SHA-256 of
+    ``path``'s bytes, which :func:`load_checkpoint` verifies. Both files are
     written atomically (a temporary file in the same folder, then ``os.replace``), so a
     crash never leaves a half-written checkpoint.
 
@@ -1158,12 +1260,17 @@ def save_checkpoint(
         The checkpoint path.
 
     Raises:
-        TypeError: ``config`` or ``history`` is not JSON-serialisable.
+        TypeError: ``path`` is not a str or path, or ``config`` or ``history`` is not
+            JSON-serialisable.
         ValueError: the folder of ``path`` does not exist.
+        IsADirectoryError: ``path`` is a directory.
+        PermissionError: the folder of ``path`` is not writable.
     """
-    path = Path(path)
+    path = _check_path(path)
     if not path.parent.is_dir():
         raise ValueError(f"`path`: folder {str(path.parent)!r} does not exist.")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"`path`: folder {str(path.parent)!r} is not writable.")
     hist = history.to_dict() if isinstance(history, History) else history
     meta = {
         "format": _FORMAT,
@@ -1180,16 +1287,34 @@ def save_checkpoint(
         "config": config,
         "history": hist,
     }
-    try:
-        text = json.dumps(meta, indent=2)
-    except TypeError as err:
-        raise TypeError(f"`config` and `history` must be JSON-serialisable: {err}") from err
     payload = {"params": params}
     if opt_state is not None:
         payload["opt_state"] = opt_state
-    _atomic_write(path, flax.serialization.to_bytes(payload))
+    data = flax.serialization.to_bytes(payload)
+    meta["sha256"] = _sha256(data)
+    try:
+        text = json.dumps(meta, indent=2, allow_nan=True)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`config` and `history` must be JSON-serialisable: {err}") from err
+    _atomic_write(path, data)
     _atomic_write(_sidecar(path), text.encode())
     return path
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    """The checkpoint's JSON sidecar as a dict (``{}`` when there is none)."""
+    sidecar = _sidecar(path)
+    if not sidecar.is_file():
+        return {}
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(f"The checkpoint sidecar {str(sidecar)!r} is not valid JSON: {err}"
+                         ) from err
+    if not isinstance(meta, dict):
+        raise ValueError(f"The checkpoint sidecar {str(sidecar)!r} must hold a JSON object; "
+                         f"got {type(meta).__name__}.")
+    return meta
 
 
 def _epinn_version() -> str:
@@ -1236,9 +1361,17 @@ def load_checkpoint(
         A :class:`Checkpoint` ``(params, opt_state, history, config, metadata)``.
 
     Raises:
+        TypeError: ``path`` is not a str or path.
         FileNotFoundError: no checkpoint at ``path``.
-        ValueError: the saved tree differs from the template (keys, structure, shapes or
-            dtypes), or there is no optimizer state to restore.
+        IsADirectoryError: ``path`` is a directory.
+        ValueError: the file is not a checkpoint, its bytes differ from the SHA-256 its
+            sidecar recorded (a corrupt or altered file), the sidecar is not valid JSON,
+            the saved tree differs from the template (keys, structure, shapes or dtypes),
+            or there is no optimizer state to restore.
+
+    Warns:
+        UserWarning: the sidecar is missing, or records no SHA-256 (a checkpoint of
+            format 1): the file loads, unverified.
 
     Examples:
         >>> import tempfile, os, jax.numpy as jnp
@@ -1249,19 +1382,25 @@ def load_checkpoint(
         >>> ck.params["w"].tolist(), ck.config
         ([0.0, 1.0, 2.0], {'lr': 0.1})
     """
-    path = Path(path)
+    path = _check_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at `path` {str(path)!r}.")
+    data = path.read_bytes()
+    meta = _read_sidecar(path)
+    expected = meta.get("sha256")
+    if expected is not None and _sha256(data) != expected:
+        raise ValueError(
+            f"Checkpoint {str(path)!r} is corrupt or was altered: the SHA-256 of its bytes "
+            f"differs from the one recorded in {str(_sidecar(path))!r} when it was saved."
+        )
     try:
-        state = flax.serialization.msgpack_restore(path.read_bytes())
+        state = flax.serialization.msgpack_restore(data)
     except Exception as err:  # msgpack's ExtraData, FormatError, ... on a corrupt file
         raise ValueError(
             f"`path` {str(path)!r} is not a readable msgpack checkpoint: {err!r}"
         ) from err
     if not isinstance(state, dict) or "params" not in state:
         raise ValueError(f"`path` {str(path)!r} is not an epinn checkpoint.")
-    sidecar = _sidecar(path)
-    meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     params = _restore(template, state["params"], "params")
     opt_state = None
     if opt_state_template is not None:
@@ -1269,10 +1408,21 @@ def load_checkpoint(
             raise ValueError("`opt_state_template` given, but the checkpoint has no opt_state.")
         opt_state = _restore(opt_state_template, state["opt_state"], "opt_state")
     hist = meta.get("history")
+    try:
+        history = History.from_dict(hist) if hist is not None else None
+    except TypeError as err:
+        raise ValueError(f"The sidecar {str(_sidecar(path))!r} holds a malformed history: "
+                         f"{err}") from err
+    if expected is None:
+        warnings.warn(
+            f"Checkpoint {str(path)!r} has no SHA-256 in its sidecar "
+            f"{str(_sidecar(path))!r} (missing, or an older format): loaded unverified.",
+            UserWarning, stacklevel=2,
+        )
     return Checkpoint(
         params=params,
         opt_state=opt_state,
-        history=History.from_dict(hist) if hist is not None else None,
+        history=history,
         config=meta.get("config"),
         metadata={k: v for k, v in meta.items() if k not in ("history", "config")},
     )

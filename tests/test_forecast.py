@@ -23,6 +23,7 @@ from epinn.forecast import (
     sir_projection_forecast,
 )
 from epinn.models import RNNForecaster
+from tests.helpers import count_compilations
 
 # --------------------------------------------------------------------------------------
 # Errors
@@ -217,6 +218,52 @@ def test_rolling_origin_bad_input():
                                   target_feature=1)
     res = rolling_origin_evaluation(np.arange(20.0), f, 3, 2, target_feature=0)
     assert res.targets.shape == (16, 2)
+
+
+def test_unconvertible_arguments_are_named_before_compilation():
+    """float()/asarray of user input: the error names the argument, nothing compiles."""
+    f = {"p": lambda x: persistence_forecast(x, 2)}
+    series, w = np.arange(20.0), np.ones((3, 5, 1))
+    persistence_forecast(w, 2)  # warm up the eager ops of the window checks
+    cases = [
+        (lambda: rolling_origin_evaluation(series, f, "3", 2), TypeError, "`input_len`"),
+        (lambda: rolling_origin_evaluation(series, f, 3.0, 2), TypeError, "`input_len`"),
+        (lambda: rolling_origin_evaluation(series, f, 0, 2), ValueError, "`input_len`"),
+        (lambda: rolling_origin_evaluation(series, f, 3, "2"), ValueError, "`horizon`"),
+        (lambda: rolling_origin_evaluation(series, f, 3, 2, stride="1"), TypeError,
+         "`stride`"),
+        (lambda: rolling_origin_evaluation(series, f, 3, 2, first_origin=4.0), TypeError,
+         "`first_origin`"),
+        (lambda: rolling_origin_evaluation(["a", "b"], f, 3, 2), TypeError, "`series`"),
+        (lambda: rolling_origin_evaluation(series, {"p": 3}, 3, 2), TypeError,
+         r"`forecasters\['p'\]`"),
+        (lambda: rolling_origin_evaluation(series, {"p": lambda x: "abc"}, 3, 2), TypeError,
+         "forecaster 'p'"),
+        (lambda: forecast_errors([["a"]], np.ones((1, 1))), TypeError, "`predictions`"),
+        (lambda: forecast_errors(np.ones((1, 1)), [[None]]), TypeError, "`targets`"),
+        (lambda: interval_coverage("lo", np.ones((1, 1)), np.ones((1, 1))), TypeError,
+         "`lower`"),
+        (lambda: interval_coverage(np.zeros((1, 1)), [[1, "x"]], np.ones((1, 2))), TypeError,
+         "`upper`"),
+        (lambda: persistence_forecast("abc", 2), TypeError, "`inputs`"),
+        (lambda: ensemble_quantiles({"a": 1}), TypeError, "`member_predictions`"),
+        (lambda: sir_projection_forecast(w, 2, population="1e6"), TypeError, "`population`"),
+        (lambda: sir_projection_forecast(w, 2, population=np.ones(2) * 1e6), ValueError,
+         "`population`.*one value per window"),
+        (lambda: sir_projection_forecast(w, 2, init={"beta": "abc"}), TypeError,
+         r"`init\['beta'\]`"),
+        (lambda: sir_projection_forecast(w, 2, init={"betta": 0.3}), ValueError,
+         "did you mean 'beta'"),
+        (lambda: sir_projection_forecast(w, 2, steps=0), ValueError, "`steps`"),
+        (lambda: sir_projection_forecast(w, 2, batch_size=2.5), TypeError, "`batch_size`"),
+    ]
+    for call, err, match in cases:
+        with count_compilations() as c, pytest.raises(err, match=match):
+            call()
+        assert c.count == 0, match
+    # numpy integers are valid counts.
+    res = rolling_origin_evaluation(series, f, np.int64(3), np.int32(2), stride=np.int64(2))
+    assert res.origins.tolist() == list(range(3, 19, 2))
 
 
 # --------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 import epinn
 from epinn.activations import smelu
 from epinn.models import MLP
-from tests.helpers import dot_precisions
+from tests.helpers import count_compilations, dot_precisions
 
 
 @pytest.mark.parametrize(
@@ -114,9 +114,50 @@ def test_bad_fields():
         MLP((4, 1), dropout_rate=1.0)
     with pytest.raises(ValueError, match="relu"):
         MLP((4, 1), activation="rellu")
-    with pytest.raises(ValueError, match="name_or_callable"):
+    with pytest.raises(ValueError, match="output_activation"):
         MLP((4, 1), output_activation="softplusss")
     assert epinn.MLP is MLP
+
+
+def test_bad_fields_are_named_before_any_compilation():
+    """Each bad field is blamed by its own name, with the closest valid name suggested."""
+    jnp.zeros(1) + 1  # warm up eager ops
+    cases = [
+        (dict(output_activation="nope"), ValueError, r"`output_activation`='nope'.*'linear'"),
+        (dict(output_activation="sigmod"), ValueError,
+         r"`output_activation`.*did you mean 'sigmoid'"),
+        (dict(activation="tahn"), ValueError, r"`activation`.*did you mean 'tanh'"),
+        (dict(activation=3), TypeError, "`activation` must be an activation name"),
+        (dict(output_activation=None), TypeError, "`output_activation`"),
+        (dict(activation="smelu", activation_kwargs={"gamma": 1.0}), TypeError,
+         "activation_kwargs"),
+        (dict(activation="smelu", activation_kwargs={"beta": "2"}), TypeError,
+         "`beta` \\(in `activation_kwargs`\\)"),
+        (dict(activation_kwargs=[("beta", 2.0)]), TypeError, "activation_kwargs"),
+        (dict(dropout_rate="0.1"), TypeError, "dropout_rate"),
+        (dict(dropout_rate=-0.1), ValueError, "dropout_rate"),
+    ]
+    for kwargs, err, match in cases:
+        with count_compilations() as c, pytest.raises(err, match=match):
+            MLP((4, 1), **kwargs)
+        assert c.count == 0, kwargs
+    # numpy integer layer sizes are valid sizes.
+    assert MLP((np.int64(4), np.int32(1))).features == (4, 1)
+
+
+def test_forecaster_fields_named():
+    for kwargs, err, match in [
+        (dict(cell="lstn"), ValueError, "`cell`.*did you mean 'lstm'"),
+        (dict(cell=None), ValueError, "`cell`"),
+        (dict(hidden="8"), ValueError, "`hidden`"),
+        (dict(dropout_rate="0"), TypeError, "`dropout_rate`"),
+        (dict(param_dtype="int32"), TypeError, "`param_dtype`"),
+        (dict(param_dtype="nonsense"), TypeError, "`param_dtype`"),
+    ]:
+        with count_compilations() as c, pytest.raises(err, match=match):
+            epinn.RNNForecaster(**kwargs)
+        assert c.count == 0, kwargs
+    assert epinn.RNNForecaster(hidden=np.int64(8), horizon=np.int32(2)).hidden == 8
 
 
 def test_precision_reaches_every_matrix_product(key):

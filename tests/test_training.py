@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import flax.linen as nn
 import jax
@@ -12,12 +13,14 @@ import optax
 import pytest
 
 import epinn
+from tests.helpers import count_compilations
 from epinn.data import batch_indices
 from epinn.training import (
     METRICS,
     OPTIMIZERS,
     EarlyStopping,
     History,
+    LossDivergenceWarning,
     NonFiniteLossError,
     accuracy,
     evaluate,
@@ -352,7 +355,8 @@ def test_dropout_model_needs_key(key):
 def test_diverging_loss_raises_naming_epoch():
     x = jnp.linspace(1.0, 2.0, 16)[:, None]
     params = {"w": jnp.ones((1, 1)), "b": jnp.zeros((1,))}
-    with pytest.raises(FloatingPointError, match=r"epoch \d+") as err:
+    with pytest.raises(FloatingPointError, match=r"epoch \d+") as err, \
+            pytest.warns(LossDivergenceWarning, match="learning_rate"):
         fit(linear, params, x, 3 * x, optimizer="sgd", learning_rate=50.0, epochs=1000,
             verbose=0)
     assert isinstance(err.value, NonFiniteLossError)
@@ -365,6 +369,52 @@ def test_nan_loss_first_epoch(regression):
     x, y, params = regression
     with pytest.raises(FloatingPointError, match="epoch 1 "):
         fit(linear, params, x, y, loss=lambda p, t: jnp.mean(jnp.log(p - p - 1.0)), verbose=0)
+
+
+def test_non_finite_parameters_metrics_and_validation_raise(regression, key):
+    """Not only the loss before each update: the parameters and every recorded value."""
+    x, y, params = regression
+    cases = [  # (keyword arguments, stop_reason, what the message names)
+        (dict(optimizer="sgd", learning_rate=1e38), "non-finite parameters", "parameters"),
+        (dict(optimizer="sgd", learning_rate=1e38, batch_size=16, key=key),  # 2nd step
+         "non-finite loss", "training loss became"),
+        (dict(optimizer="sgd", learning_rate=1e38, epochs=3), "non-finite parameters",
+         "epoch 1 of 3"),
+        (dict(metrics=(lambda p, t: jnp.log(-jnp.abs(jnp.mean(p)) - 1.0),)),
+         "non-finite metric", "<lambda>"),
+        (dict(validation_data=(x, y), metrics=("mse", lambda p, t: 1.0 / (0.0 * p).sum())),
+         "non-finite metric", "<lambda>"),
+        (dict(regularizer=lambda p: jnp.log(-jnp.sum(p["w"] ** 2) - 1.0)),
+         "non-finite loss", "loss"),
+    ]
+    for kwargs, reason, match in cases:
+        kwargs = {"epochs": 2, "verbose": 0, **kwargs}
+        with pytest.raises(NonFiniteLossError, match=match) as err:
+            fit(linear, params, x, y, **kwargs)
+        assert err.value.history.stop_reason == reason, kwargs
+        assert err.value.epoch == 1 and len(err.value.history) == 0
+        assert "learning_rate" in str(err.value)
+    # A non-finite validation loss (finite training loss and parameters).
+    with pytest.raises(NonFiniteLossError, match="val_loss"):
+        fit(linear, params, x, y, epochs=1, verbose=0, loss=lambda p, t: jnp.mean(p - t) ** 2
+            + jnp.where(p.shape[0] == 64, 0.0, jnp.inf),
+            validation_data=(x[:8], y[:8]))
+
+
+def test_exploding_loss_warns_once(regression):
+    x, y, params = regression
+    with pytest.warns(LossDivergenceWarning, match=r"epoch 2.*learning_rate") as record:
+        _, hist = fit(linear, params, x, y, optimizer="sgd", learning_rate=1e3, epochs=3,
+                      verbose=0)
+    assert len(record) == 1
+    assert hist.train_loss[1] > epinn.training.DIVERGENCE_FACTOR * hist.train_loss[0]
+    assert hist.stop_reason == "completed"
+    # A validation loss that explodes warns too.
+    with pytest.warns(LossDivergenceWarning, match="val_loss"):
+        fit(linear, params, x, y, optimizer="sgd", learning_rate=1e3, epochs=2, verbose=0,
+            validation_data=(x[:8], y[:8]))
+    # A healthy fit does not warn (filterwarnings=error would fail it).
+    fit(linear, params, x, y, optimizer="sgd", learning_rate=0.1, epochs=5, verbose=0)
 
 
 # -------------------------------------------------------------------- bad arguments
@@ -554,3 +604,77 @@ def test_bad_targets_keys_options_and_files_are_named(tmp_path):
     bad.write_bytes(b"x\x93 not a checkpoint")
     with pytest.raises(ValueError, match="not a readable msgpack checkpoint"):
         epinn.load_checkpoint(bad, params)
+
+
+def test_checkpoint_integrity_and_file_errors(tmp_path, key):
+    """One flipped byte, a broken sidecar, directories, None: clear errors naming the file."""
+    params = epinn.MLP((8, 1)).init(key, jnp.ones((2, 3)))
+    path = save_checkpoint(tmp_path / "m.msgpack", params)
+    meta = json.loads((tmp_path / "m.msgpack.json").read_text())
+    assert len(meta["sha256"]) == 64 and meta["format_version"] == 2
+    data = bytearray(path.read_bytes())
+    assert tree_equal(load_checkpoint(path, params).params, params)
+    # One flipped byte anywhere in the array data (last bytes: inside a kernel's floats).
+    for where in (len(data) - 1, len(data) // 2, 10):
+        bad = bytearray(data)
+        bad[where] ^= 0x01
+        path.write_bytes(bytes(bad))
+        with pytest.raises(ValueError, match=r"m\.msgpack.*corrupt or was altered"):
+            load_checkpoint(path, params)
+    path.write_bytes(bytes(data))
+    # A corrupt sidecar, or one that is not an object.
+    sidecar = tmp_path / "m.msgpack.json"
+    good_meta = sidecar.read_text()
+    for text in ('{"format": "epinn-checkpoint", ', "[1, 2]", "\xff\xfe"):
+        sidecar.write_text(text, encoding="latin-1")
+        with pytest.raises(ValueError, match=r"sidecar .*m\.msgpack\.json"):
+            load_checkpoint(path, params)
+    sidecar.write_text(good_meta)
+    # Paths: None, a number, a directory, a missing file, a missing folder.
+    for bad_path, err, match in [
+        (None, TypeError, "`path` must be a str or os.PathLike; got NoneType"),
+        (3, TypeError, "`path`.*int"),
+        (tmp_path, IsADirectoryError, "is a directory"),
+        (tmp_path / "missing.msgpack", FileNotFoundError, "missing.msgpack"),
+    ]:
+        with pytest.raises(err, match=match):
+            load_checkpoint(bad_path, params)
+    for bad_path, err, match in [
+        (None, TypeError, "`path`.*NoneType"),
+        (tmp_path, IsADirectoryError, "is a directory"),
+        (tmp_path / "no" / "m.msgpack", ValueError, "does not exist"),
+    ]:
+        with pytest.raises(err, match=match):
+            save_checkpoint(bad_path, params)
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        save_checkpoint(tmp_path / "c.msgpack", params, config={"f": {1, 2}})
+    assert not (tmp_path / "c.msgpack").exists()  # nothing half-written
+
+
+def test_checkpoint_without_hash_loads_with_a_warning(tmp_path, key):
+    """Format 1 (no SHA-256 in the sidecar) and a lone msgpack file still load, with a word."""
+    params = {"w": jnp.arange(4.0)}
+    path = save_checkpoint(tmp_path / "old.msgpack", params, config={"a": 1})
+    sidecar = tmp_path / "old.msgpack.json"
+    meta = json.loads(sidecar.read_text())
+    del meta["sha256"]
+    meta["format_version"] = 1
+    sidecar.write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="no SHA-256.*unverified"):
+        ck = load_checkpoint(path, params)
+    assert tree_equal(ck.params, params) and ck.config == {"a": 1}
+    sidecar.unlink()
+    with pytest.warns(UserWarning, match="old.msgpack"):
+        assert tree_equal(load_checkpoint(path, params).params, params)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_checkpoint_unwritable_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match="not writable"):
+            save_checkpoint(folder / "m.msgpack", {"w": jnp.ones(2)})
+    finally:
+        folder.chmod(0o700)
