@@ -427,10 +427,12 @@ def simulate_training_set(
         :class:`SimulatedSet` ``(curves (n, T), params, mean (n, T))``.
 
     Raises:
-        ValueError: bad ``n``, ``ts``, ``t0``, ``observe``, ``noise``, ``fixed`` or
-            ``block_size``.
-        TypeError: a ``key`` that is not one ``jax.random`` key, or ``prior`` not a
-            :class:`Prior`.
+        ValueError: bad ``n``, ``ts``, ``t0``, ``observe`` (the closest valid name is
+            suggested), ``noise``, ``fixed`` or ``block_size``; every check runs before
+            anything compiles.
+        TypeError: a ``key`` that is not one ``jax.random`` key, ``prior`` not a
+            :class:`Prior`, or an argument of the wrong kind (``n=2.0``, ``ts`` as
+            strings, ``mesh`` not a mesh).
 
     Examples:
         >>> import jax.random as jr, numpy as np
@@ -817,6 +819,8 @@ class NeuralEstimator:
             ValueError: ``curves`` of the wrong length, with NaN/inf or negative counts;
                 ``population`` not positive, of the wrong shape or below a curve's peak;
                 ``level`` outside ``(0, 1)``.
+            TypeError: ``curves``, ``population`` or ``level`` not real numbers, or
+                ``check`` not a bool.
         """
         _z(level)
         check = _check_flag(check, "check")
@@ -954,7 +958,8 @@ class NeuralEstimator:
 
         Raises:
             ValueError: ``ts`` not the estimator's grid, ``counts`` of the wrong length or
-                with NaN/negative values, a bad ``population``.
+                with NaN/negative values, a bad ``population`` or ``level``.
+            TypeError: ``ts``, ``counts``, ``population`` or ``level`` not real numbers.
         """
         a = _as_float_array(ts, "ts")
         if a.shape != (len(self.ts),) or not np.allclose(a, self.ts, rtol=1e-6, atol=1e-9):

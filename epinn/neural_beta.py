@@ -84,7 +84,7 @@ from .compartmental import (
 )
 from .compartmental import R0 as _R0
 from .data import _check_key as _check_one_key
-from .estimation import ConvergenceWarning, FitResult, _full_precision
+from .estimation import OBSERVABLES, ConvergenceWarning, FitResult, _full_precision
 from .estimation import _check_inputs as _check_fit_inputs
 from .models import MLP
 from .training import History, NonFiniteLossError, get_optimizer
@@ -461,6 +461,12 @@ def _check_common(model, ts, data, y0, N, rates, t0):
     t0 = None if t0 is None else _as_float(t0, "t0")
     if t0 is not None and not math.isfinite(t0):
         raise ValueError(f"`t0` must be finite; got {t0}.")
+    valid = (*model.compartments, *OBSERVABLES)
+    for k in data:
+        if k not in valid:
+            hint = _suggest(k, valid) if isinstance(k, str) else ""
+            raise ValueError(f"`data` has unknown observation {k!r}{hint}; valid names are "
+                             f"{valid}.")
     data = {k: _as_float_array(v, f"data[{k!r}]") for k, v in data.items()}
     values = {}
     for k, v in y0.items():
@@ -700,7 +706,8 @@ def fit_neural_beta(
             :math:`\beta(t)` and trajectory.
         n_penalty: points at which the penalty is evaluated.
         rtol, atol: ODE tolerances during training and evaluation.
-        max_steps: ODE solver step limit (a solve that needs more counts as failed).
+        max_steps: ODE solver step limit (a solve that needs more counts as failed), at
+            most :math:`2^{24}`.
         chunk_size: optimiser steps per compiled chunk (one progress update each).
         verbose: 1 shows a progress bar, 0 is silent.
         warn: warn (:class:`epinn.ConvergenceWarning`) if the fit has not converged.

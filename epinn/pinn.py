@@ -305,7 +305,10 @@ def fit_pinn(
     # Names first: the shared checks would judge e.g. incidence by rules the PINN never uses.
     bad = [k for k in data if k not in _COMPARTMENTS] if isinstance(data, Mapping) else []
     if bad:
-        raise ValueError(f"`data` names {bad} are not fitted by the PINN; use 'S', 'I', 'R'.")
+        hint = _suggest(bad[0], _COMPARTMENTS) if isinstance(bad[0], str) else ""
+        raise ValueError(
+            f"`data` names {bad} are not fitted by the PINN{hint}; use 'S', 'I', 'R'."
+        )
     ts, t0, obs, N, y0 = _check_common(model, ts, data, y0, N, {}, t0)
     if y0["S"] <= 0 or y0["I"] <= 0:
         raise ValueError("`y0['S']` and `y0['I']` must be positive for the PINN (log-scale "

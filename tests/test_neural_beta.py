@@ -330,3 +330,13 @@ def test_non_finite_parameters_raise():
         _minimise(IgnoresY(), {"x": jnp.asarray(0.0), "y": jnp.asarray(jnp.nan)},
                   method="adam", steps=5, chunk_size=5)
     assert err.value.history.stop_reason == "non-finite parameters"
+
+
+def test_unknown_observation_suggests_the_closest():
+    ts, counts, y0 = _bs()
+    with count_compilations() as c:
+        with pytest.raises(ValueError, match="'incidense'.*did you mean 'incidence'"):
+            fit_neural_beta(ts, {"incidense": counts}, y0=y0, t0=0.0, key=jr.PRNGKey(0))
+        with pytest.raises(ValueError, match="'i'.*did you mean 'I'"):
+            fit_neural_beta(ts, {"i": counts}, y0=y0, t0=0.0, key=jr.PRNGKey(0))
+    assert c.count == 0

@@ -214,3 +214,8 @@ def test_bad_ts_and_data_are_named_and_numpy_scalars_pass():
                      learning_rate=np.float32(1e-2), weights={"ic": np.float64(2.0)},
                      key=None)
     assert c.count == 0
+
+
+def test_unfitted_name_suggests_the_compartment():
+    with pytest.raises(ValueError, match="not fitted by the PINN.*did you mean 'R'"):
+        fit_pinn(TS, {"r": COUNTS}, y0=Y0, t0=0.0, key=jr.PRNGKey(0))
