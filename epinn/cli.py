@@ -13,7 +13,16 @@ found next to the package (``Path(epinn.__file__).parents[1] / "experiments"``, 
 editable install of the repository) or in the directory named by the ``EPINN_EXPERIMENTS``
 environment variable. ``epinn run`` forwards every option after ``NAME`` to the script.
 
-Bad arguments print one line ``epinn: error: ...`` on stderr and exit with status 2.
+Every failure is one line on stderr and a non-zero exit status, never a traceback: bad
+arguments print ``epinn: error: ...`` and exit with status 2 (an unknown experiment or
+data set name suggests the closest valid one); an experiment that fails while running
+prints ``epinn: error: experiment NAME failed: ...`` and exits with status 1. Set
+``EPINN_TRACEBACK=1`` to see the full traceback instead.
+
+The experiment scripts share this module's argument checks: :class:`ExperimentParser`
+(argparse whose errors are one line), the ``type=`` functions :func:`positive_int`,
+:func:`nonnegative_int`, :func:`positive_float`, :func:`nonnegative_float` and
+:func:`output_dir`, and :func:`run_script` for their ``__main__`` blocks.
 """
 
 from __future__ import annotations
@@ -21,17 +30,30 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import difflib
 import importlib.util
+import math
 import os
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from . import __version__
 from . import datasets as _datasets
 
-__all__ = ["main"]
+__all__ = [
+    "ExperimentParser",
+    "main",
+    "nonnegative_float",
+    "nonnegative_int",
+    "output_dir",
+    "positive_float",
+    "positive_int",
+    "run_script",
+]
 
 ENV_VAR = "EPINN_EXPERIMENTS"
+TRACEBACK_VAR = "EPINN_TRACEBACK"
 
 
 class _UsageError(Exception):
@@ -43,6 +65,130 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):  # noqa: D401 - argparse's API
         raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _closest(name: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --- argument checks shared with the experiment scripts ------------------------------
+
+
+class ExperimentParser(argparse.ArgumentParser):
+    """argparse for the experiment scripts: a bad option is one line on stderr, status 2.
+
+    ``prog: error: MESSAGE (see 'prog --help')`` instead of argparse's usage block.
+
+    Examples:
+        >>> p = ExperimentParser(prog="toy")
+        >>> _ = p.add_argument("--epochs", type=positive_int, default=3)
+        >>> p.parse_args(["--epochs", "5"]).epochs
+        5
+    """
+
+    def error(self, message):  # noqa: D401 - argparse's API
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(text: str, kind: type, what: str) -> int | float:
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=``: an int ``>= 1``.
+
+    Examples:
+        >>> positive_int("3")
+        3
+    """
+    value = _number(text, int, "a positive integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse ``type=``: an int ``>= 0``."""
+    value = _number(text, int, "an integer >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type=``: a finite float ``> 0``."""
+    value = _number(text, float, "a positive finite number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number; got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse ``type=``: a finite float ``>= 0``."""
+    value = _number(text, float, "a finite number >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text!r}")
+    return value
+
+
+def output_dir(text: str) -> str:
+    """argparse ``type=``: a folder that is, or can be created as, a writable directory.
+
+    Nothing is created here: the nearest existing ancestor must be a writable directory
+    (and ``text`` itself, if it exists, a directory).
+    """
+    if not text:
+        raise argparse.ArgumentTypeError("must name a folder; got ''")
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a directory")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {str(probe)!r} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write to {text!r}: {str(probe)!r} is not "
+                                         "writable")
+    return text
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def run_script(entry: Callable[[list[str] | None], object],
+               argv: list[str] | None = None) -> int:
+    """Run an experiment's ``main(argv)`` as a command: the exit status, never a traceback.
+
+    For the ``if __name__ == "__main__":`` block of the experiment scripts:
+    ``sys.exit(run_script(main))``. A failure prints ``prog: error: Type: message`` (one
+    line) on stderr and returns 1 (130 on Ctrl-C); ``EPINN_TRACEBACK=1`` re-raises.
+    """
+    prog = Path(sys.argv[0]).name or "experiment"
+    try:
+        return _exit_code(entry(argv))
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 1
+        return _exit_code(exc.code)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get(TRACEBACK_VAR):
+            raise
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
 # --- experiments ---------------------------------------------------------------------
@@ -114,7 +260,8 @@ def _run_experiment(name: str, forwarded: list[str]) -> int:
     found = _find_experiments(directory)
     if name not in found:
         valid = ", ".join(found) or "none"
-        raise _UsageError(f"unknown experiment {name!r}; choose from: {valid}")
+        raise _UsageError(f"unknown experiment {name!r}{_closest(name, found)}; choose from: "
+                          f"{valid}")
     path = found[name]
     module_name = f"_epinn_experiment_{name}"
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -133,6 +280,22 @@ def _run_experiment(name: str, forwarded: list[str]) -> int:
                     print(exc.code, file=sys.stderr)
                     return 1
                 return _exit_code(exc.code)
+            except KeyboardInterrupt:
+                print(f"epinn: experiment {name!r} interrupted", file=sys.stderr)
+                return 130
+            except Exception as exc:
+                if os.environ.get(TRACEBACK_VAR):
+                    raise
+                print(f"epinn: error: experiment {name!r} failed: {_one_line(exc)} (set "
+                      f"{TRACEBACK_VAR}=1 for the traceback)", file=sys.stderr)
+                return 1
+        except _UsageError:
+            raise
+        except Exception as exc:  # the script itself does not load (syntax, imports...)
+            if os.environ.get(TRACEBACK_VAR):
+                raise
+            raise _UsageError(f"experiment {name!r} ({path}) could not be loaded: "
+                              f"{_one_line(exc)}") from None
         finally:
             sys.modules.pop(module_name, None)
 
@@ -173,7 +336,8 @@ def _cmd_list(args, out) -> int:
 def _cmd_data(args, out) -> int:
     if args.name not in _datasets.list_datasets():
         valid = ", ".join(_datasets.list_datasets())
-        raise _UsageError(f"unknown data set {args.name!r}; choose from: {valid}")
+        hint = _closest(args.name, _datasets.list_datasets())
+        raise _UsageError(f"unknown data set {args.name!r}{hint}; choose from: {valid}")
     kwargs = {}
     if args.variant is not None:
         if args.name != "boarding_school":
@@ -198,10 +362,17 @@ def _cmd_data(args, out) -> int:
             print(f"  {line}", file=out)
         return 0
     if args.csv is not None:
-        path = Path(args.csv)
+        path = Path(args.csv).expanduser()
+        if not args.csv or path.is_dir():
+            raise _UsageError(f"--csv: {args.csv!r} is a directory; name a file in it, e.g. "
+                              f"{str(path / (data.name + '.csv'))!r}")
         if not path.parent.is_dir():
             raise _UsageError(f"--csv: directory {path.parent} does not exist")
-        data.to_csv(path)
+        try:
+            data.to_csv(path)
+        except OSError as exc:  # unwritable folder or file, full disk...
+            raise _UsageError(f"--csv: cannot write {str(path)!r}: "
+                              f"{exc.strerror or exc}") from None
         print(f"wrote {data.name} ({len(data.t)} records) to {path}", file=out)
         return 0
     out.write(data.to_csv())
@@ -271,8 +442,9 @@ def _build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         action="store_true",
         help="show this help, or with NAME the experiment's help",
     )
-    p_run.add_argument("--outdir", help="directory for figures and summary.json")
-    p_run.add_argument("--seed", type=int, help="random seed")
+    p_run.add_argument("--outdir", type=output_dir,
+                       help="directory for figures and summary.json")
+    p_run.add_argument("--seed", type=nonnegative_int, help="random seed (an integer >= 0)")
     p_run.add_argument("--quick", action="store_true", help="a small, fast smoke run")
     p_run.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -304,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 2 for bad arguments (after one ``epinn: error:``
-        line on stderr), otherwise the experiment's own status.
+        line on stderr), 1 for a failure while running (one line too; 130 on Ctrl-C),
+        otherwise the experiment's own status.
 
     Examples:
         >>> from epinn.cli import main
@@ -332,6 +505,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help / --version inside argparse
         return _exit_code(exc.code)
+    except KeyboardInterrupt:
+        print("epinn: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # anything unforeseen: still one line, not a traceback
+        if os.environ.get(TRACEBACK_VAR):
+            raise
+        print(f"epinn: error: {_one_line(exc)} (set {TRACEBACK_VAR}=1 for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from matplotlib.figure import Figure
 
 import epinn
 from epinn import bayes
+from epinn.cli import ExperimentParser, nonnegative_int, output_dir, positive_int, run_script
 
 # Reference posterior: the case study's Stan program (Grinsztajn et al. 2021, negative
 # binomial SIR) run with rstan, 4 chains x 1000 post-warm-up draws: mean and 95% interval.
@@ -58,14 +60,16 @@ NAMES = ("beta", "gamma", "R0", "recovery_time")
 
 
 def parse_args(args_list: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--outdir", default="results/bayesian_sir", help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="one seed for everything random")
-    p.add_argument("--warmup", type=int, default=1000, help="NUTS warm-up per chain")
-    p.add_argument("--samples", type=int, default=1000, help="NUTS draws per chain")
-    p.add_argument("--chains", type=int, default=4, help="NUTS chains (vectorised)")
-    p.add_argument("--prior-draws", type=int, default=1000, help="prior predictive draws")
-    p.add_argument("--svi-steps", type=int, default=3000, help="SVI steps for neural beta(t)")
+    p = ExperimentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--outdir", type=output_dir,
+                   default="results/bayesian_sir", help="output folder")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="one seed for everything random")
+    p.add_argument("--warmup", type=nonnegative_int, default=1000, help="NUTS warm-up per chain")
+    p.add_argument("--samples", type=positive_int, default=1000, help="NUTS draws per chain")
+    p.add_argument("--chains", type=positive_int, default=4, help="NUTS chains (vectorised)")
+    p.add_argument("--prior-draws", type=positive_int, default=1000, help="prior predictive draws")
+    p.add_argument("--svi-steps", type=positive_int,
+                   default=3000, help="SVI steps for neural beta(t)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (tests)")
     p.add_argument("--quiet", action="store_true", help="print nothing")
     args = p.parse_args(args_list)
@@ -271,4 +275,6 @@ def main(args_list: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    status = run_script(main)  # one line on stderr on failure, no traceback
+    if status:
+        sys.exit(status)

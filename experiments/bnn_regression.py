@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -37,23 +38,25 @@ from matplotlib.figure import Figure
 
 import epinn
 from epinn import bayes
+from epinn.cli import ExperimentParser, nonnegative_int, output_dir, positive_int, run_script
 
 NOISE = 0.2
 Z90 = 1.6448536269514722
 
 
 def parse_args(args_list: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--outdir", default="results/bnn_regression", help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="one seed for everything random")
-    p.add_argument("--train", type=int, default=80, help="training points")
-    p.add_argument("--test", type=int, default=1000, help="held-out points")
-    p.add_argument("--hidden", type=int, default=10, help="hidden tanh units")
-    p.add_argument("--warmup", type=int, default=500, help="NUTS warm-up per chain")
-    p.add_argument("--samples", type=int, default=500, help="NUTS draws per chain")
-    p.add_argument("--chains", type=int, default=4, help="NUTS chains")
-    p.add_argument("--svi-steps", type=int, default=5000, help="SVI steps")
-    p.add_argument("--epochs", type=int, default=3000, help="MLP epochs (full batch)")
+    p = ExperimentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--outdir", type=output_dir,
+                   default="results/bnn_regression", help="output folder")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="one seed for everything random")
+    p.add_argument("--train", type=positive_int, default=80, help="training points")
+    p.add_argument("--test", type=positive_int, default=1000, help="held-out points")
+    p.add_argument("--hidden", type=positive_int, default=10, help="hidden tanh units")
+    p.add_argument("--warmup", type=nonnegative_int, default=500, help="NUTS warm-up per chain")
+    p.add_argument("--samples", type=positive_int, default=500, help="NUTS draws per chain")
+    p.add_argument("--chains", type=positive_int, default=4, help="NUTS chains")
+    p.add_argument("--svi-steps", type=positive_int, default=5000, help="SVI steps")
+    p.add_argument("--epochs", type=positive_int, default=3000, help="MLP epochs (full batch)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (tests)")
     p.add_argument("--quiet", action="store_true", help="print nothing")
     args = p.parse_args(args_list)
@@ -197,4 +200,6 @@ def main(args_list: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    status = run_script(main)  # one line on stderr on failure, no traceback
+    if status:
+        sys.exit(status)

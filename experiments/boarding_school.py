@@ -32,6 +32,7 @@ to ~1e-6 rather than ~1e-3).
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 import time
@@ -40,13 +41,22 @@ from pathlib import Path
 
 import jax
 
+# Importing epinn creates no arrays, so --x64 (set in main) still applies.
+from epinn.cli import (
+    ExperimentParser,
+    nonnegative_int,
+    output_dir,
+    run_script,
+)
+
 METHODS = ("least_squares", "negbin_mle", "neural_estimator", "pinn", "neural_beta", "bayesian")
 
 
 def parse_args(args_list: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--outdir", default="results/boarding_school", help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="one seed for everything random")
+    p = ExperimentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--outdir", type=output_dir,
+                   default="results/boarding_school", help="output folder")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="one seed for everything random")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (tests)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or table")
     p.add_argument("--x64", action="store_true", help="run in float64")
@@ -59,7 +69,12 @@ def parse_args(args_list: list[str] | None = None) -> argparse.Namespace:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        p.error(f"unknown method(s) {unknown}; choose from {METHODS}")
+        close = difflib.get_close_matches(unknown[0], METHODS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        p.error(f"argument --methods: unknown method(s) {unknown}{hint}; choose from "
+                f"{', '.join(METHODS)}")
+    if not methods:
+        p.error(f"argument --methods: name at least one of {', '.join(METHODS)}")
     args.methods = methods
     return args
 
@@ -263,4 +278,6 @@ def main(args_list: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    status = run_script(main)  # one line on stderr on failure, no traceback
+    if status:
+        sys.exit(status)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -40,6 +41,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import epinn
+from epinn.cli import (
+    ExperimentParser,
+    nonnegative_float,
+    nonnegative_int,
+    output_dir,
+    positive_int,
+    run_script,
+)
 from epinn.compartmental import SIR, solve
 
 GAMMA = 0.2
@@ -47,13 +56,16 @@ Y0_SYNTHETIC = {"S": 1 - 1e-5, "I": 1e-5, "R": 0.0}
 
 
 def parse_args(args_list: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--outdir", default="results/neural_beta", help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="one seed for everything random")
-    p.add_argument("--steps", type=int, default=1000, help="Adam steps of the neural beta(t)")
-    p.add_argument("--smoothness", type=float, default=1e-7, help="beta(t) penalty weight")
-    p.add_argument("--pinn-steps", type=int, default=2000, help="Adam steps of the PINN")
-    p.add_argument("--lbfgs-steps", type=int, default=1000, help="L-BFGS steps of the PINN")
+    p = ExperimentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--outdir", type=output_dir, default="results/neural_beta", help="output folder")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="one seed for everything random")
+    p.add_argument("--steps", type=positive_int,
+                   default=1000, help="Adam steps of the neural beta(t)")
+    p.add_argument("--smoothness", type=nonnegative_float,
+                   default=1e-7, help="beta(t) penalty weight")
+    p.add_argument("--pinn-steps", type=positive_int, default=2000, help="Adam steps of the PINN")
+    p.add_argument("--lbfgs-steps", type=nonnegative_int,
+                   default=1000, help="L-BFGS steps of the PINN")
     p.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or printout")
     args = p.parse_args(args_list)
@@ -249,4 +261,6 @@ def main(args_list: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    status = run_script(main)  # one line on stderr on failure, no traceback
+    if status:
+        sys.exit(status)

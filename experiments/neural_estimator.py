@@ -45,6 +45,7 @@ from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 import epinn
 from epinn.amortized import NeuralEstimator, train_boarding_school_estimator
+from epinn.cli import ExperimentParser, nonnegative_int, output_dir, positive_int, run_script
 from epinn.compartmental import SIR
 
 PARAMS = ("beta", "gamma", "R0")
@@ -53,12 +54,13 @@ LABELS = {"neural_estimator": "neural (90%)", "least_squares": "least sq. (95%)"
 
 
 def parse_args(args_list: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--outdir", default="results/neural_estimator", help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="one seed for everything random")
+    p = ExperimentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--outdir", type=output_dir,
+                   default="results/neural_estimator", help="output folder")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="one seed for everything random")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (tests)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or table")
-    p.add_argument("--n-test", type=int, default=2000, help="held-out simulations")
+    p.add_argument("--n-test", type=positive_int, default=2000, help="held-out simulations")
     p.add_argument("--no-negbin", dest="negbin", action="store_false",
                    help="skip the negative-binomial fit (its compilation takes a while)")
     args = p.parse_args(args_list)
@@ -252,4 +254,6 @@ def print_report(summary: dict) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    status = run_script(main)  # one line on stderr on failure, no traceback
+    if status:
+        sys.exit(status)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -33,16 +34,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import epinn  # noqa: E402
+from epinn.cli import (  # noqa: E402
+    ExperimentParser,
+    nonnegative_int,
+    output_dir,
+    positive_int,
+    run_script,
+)
 
 BETA, GAMMA = (1.5, 1.9), (0.40, 0.60)
 
 
 def parse_args(args_list: list[str] | None = None) -> argparse.Namespace:
     # Not __doc__: sphinx-gallery executes the script without its docstring.
-    p = argparse.ArgumentParser(description="A SIR scenario ensemble for the boarding school.")
-    p.add_argument("--outdir", default="results/plot_sir_ensemble", help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="the random key's seed")
-    p.add_argument("--members", type=int, default=100_000, help="ensemble size")
+    p = ExperimentParser(description="A SIR scenario ensemble for the boarding school.")
+    p.add_argument("--outdir", type=output_dir,
+                   default="results/plot_sir_ensemble", help="output folder")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="the random key's seed")
+    p.add_argument("--members", type=positive_int, default=100_000, help="ensemble size")
     p.add_argument("--quick", action="store_true", help="2 000 members (a smoke run)")
     p.add_argument("--quiet", action="store_true", help="print nothing")
     args = p.parse_args(args_list)
@@ -109,4 +118,6 @@ def main(args_list: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    status = run_script(main)  # one line on stderr on failure, no traceback
+    if status:
+        sys.exit(status)

@@ -20,7 +20,7 @@ as the metric, the same split, scaling and stopping rule; decision regions on a 
 
 Writes ``summary.json`` and PNG figures (learning curves for both runs, predictions against
 truth, decision regions) to ``--outdir``. Small defaults run in well under a minute on a
-laptop CPU::
+laptop CPU (``--quick``: a smoke run of a few seconds)::
 
     python experiments/regression_mlp.py --outdir results/regression_mlp --seed 0
 """
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -40,20 +41,37 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import epinn
+from epinn.cli import (
+    ExperimentParser,
+    nonnegative_int,
+    output_dir,
+    positive_float,
+    positive_int,
+    run_script,
+)
 
 
 def parse_args(args_list: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--outdir", default="results/regression_mlp", help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="one seed for everything random")
-    p.add_argument("--epochs", type=int, default=300, help="maximum epochs per run")
-    p.add_argument("--samples", type=int, default=2000, help="samples per data set")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--learning-rate", type=float, default=3e-3)
-    p.add_argument("--hidden", type=int, default=64, help="units per hidden layer")
-    p.add_argument("--patience", type=int, default=20, help="early-stopping patience")
+    p = ExperimentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--outdir", type=output_dir,
+                   default="results/regression_mlp", help="output folder")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="one seed for everything random")
+    p.add_argument("--epochs", type=positive_int, default=300, help="maximum epochs per run")
+    p.add_argument("--samples", type=positive_int, default=2000, help="samples per data set")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--learning-rate", type=positive_float, default=3e-3)
+    p.add_argument("--hidden", type=positive_int, default=64, help="units per hidden layer")
+    p.add_argument("--patience", type=nonnegative_int, default=20, help="early-stopping patience")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny smoke run: 5 epochs, 150 samples, 8 hidden units")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p.parse_args(args_list)
+    args = p.parse_args(args_list)
+    if args.quick:
+        args.epochs, args.samples, args.hidden = min(args.epochs, 5), 150, 8
+    if args.samples < 30:
+        p.error(f"argument --samples: must be at least 30 (10 per split and class); "
+                f"got {args.samples}")
+    return args
 
 
 def true_function(x: jax.Array) -> jax.Array:
@@ -235,4 +253,6 @@ def main(args_list: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    status = run_script(main)  # one line on stderr on failure, no traceback
+    if status:
+        sys.exit(status)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -54,6 +55,14 @@ from matplotlib.figure import Figure
 
 import epinn
 from epinn.amortized import Prior, simulate_training_set
+from epinn.cli import (
+    ExperimentParser,
+    nonnegative_int,
+    output_dir,
+    positive_float,
+    positive_int,
+    run_script,
+)
 from epinn.compartmental import SEIR
 from epinn.data import LogRatioScaler, chronological_split, sliding_windows
 from epinn.forecast import (
@@ -77,24 +86,25 @@ PRIOR = Prior(N=(2e4, 5e5), R0=(1.3, 3.5), gamma=(0.1, 0.35), I0=(1.0, 20.0),
 
 
 def parse_args(args_list: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--outdir", default="results/rnn_forecast", help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="one seed for everything random")
+    p = ExperimentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--outdir", type=output_dir,
+                   default="results/rnn_forecast", help="output folder")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="one seed for everything random")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (tests)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or table")
-    p.add_argument("--n-series", type=int, default=200,
+    p.add_argument("--n-series", type=positive_int, default=200,
                    help="simulated outbreaks (half SIR, half SEIR)")
-    p.add_argument("--days", type=int, default=140, help="length of each simulated series")
-    p.add_argument("--input-len", type=int, default=21)
-    p.add_argument("--horizon", type=int, default=7)
-    p.add_argument("--stride", type=int, default=2, help="steps between training windows")
-    p.add_argument("--hidden", type=int, default=32)
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--patience", type=int, default=6)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--ensemble", type=int, default=5, help="members of the seed ensemble")
+    p.add_argument("--days", type=positive_int, default=140, help="length of each simulated series")
+    p.add_argument("--input-len", type=positive_int, default=21)
+    p.add_argument("--horizon", type=positive_int, default=7)
+    p.add_argument("--stride", type=positive_int, default=2, help="steps between training windows")
+    p.add_argument("--hidden", type=positive_int, default=32)
+    p.add_argument("--layers", type=positive_int, default=1)
+    p.add_argument("--epochs", type=positive_int, default=40)
+    p.add_argument("--patience", type=nonnegative_int, default=6)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=3e-3)
+    p.add_argument("--ensemble", type=positive_int, default=5, help="members of the seed ensemble")
     p.add_argument("--dataset", default="philadelphia_1918", choices=DATASETS)
     p.add_argument("--no-sir", action="store_true", help="skip the SIR-projection baseline")
     args = p.parse_args(args_list)
@@ -428,4 +438,6 @@ def main(args_list: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    status = run_script(main)  # one line on stderr on failure, no traceback
+    if status:
+        sys.exit(status)

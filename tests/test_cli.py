@@ -235,3 +235,159 @@ def test_module_entry_point_exit_status():
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert _one_error_line(proc.stderr).startswith("epinn: error: unknown data set")
+
+
+# --------------------------------------------------------------------- issue 22, class 7
+
+FAILING = '''\
+"""Experiment: fails while running."""
+
+
+def main(args_list=None):
+    raise RuntimeError("the solver gave up\\nsecond line of detail")
+'''
+
+REAL = Path(__file__).resolve().parents[1] / "experiments"
+REAL_NAMES = sorted(p.stem for p in REAL.glob("*.py") if not p.stem.startswith("_"))
+# One invalid option of each experiment's own (checked by its argparse, before any work).
+OWN_BAD_OPTION = {
+    "bayesian_sir": ["--samples", "0"],
+    "bnn_regression": ["--epochs", "0"],
+    "boarding_school": ["--methods", "pin"],
+    "neural_beta": ["--smoothness", "-1"],
+    "neural_estimator": ["--n-test", "-5"],
+    "plot_sir_ensemble": ["--members", "0"],
+    "regression_mlp": ["--epochs", "0"],
+    "rnn_forecast": ["--lr", "nan"],
+}
+
+
+def test_every_experiment_has_quick_and_a_bad_option_case():
+    assert REAL_NAMES and set(OWN_BAD_OPTION) == set(REAL_NAMES)
+
+
+@pytest.mark.parametrize("name", REAL_NAMES)
+def test_real_experiment_accepts_quick_and_refuses_bad_options(name, monkeypatch, capsys,
+                                                               tmp_path):
+    """`epinn run NAME --quick --help` works; bad options are one line and status 2."""
+    monkeypatch.delenv(cli.ENV_VAR, raising=False)
+    assert cli.main(["run", name, "--quick", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--quick" in out and "--outdir" in out and "--seed" in out
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for argv in (OWN_BAD_OPTION[name], ["--seed", "-1"], ["--seed", "1.5"],
+                 ["--outdir", str(a_file)], ["--outdir", str(a_file / "sub")]):
+        assert cli.main(["run", name, *argv]) == 2, argv
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and ": error: " in lines[0], (argv, err)
+        assert argv[0] in lines[0] or argv[0].lstrip("-") in lines[0], (argv, err)
+        assert "Traceback" not in err
+    assert not (tmp_path / "results").exists()  # nothing ran
+
+
+def test_experiment_failure_is_one_line(experiments, capsys, monkeypatch):
+    (experiments / "failing.py").write_text(FAILING)
+    (experiments / "broken.py").write_text("def main(:\n")
+    assert cli.main(["run", "failing"]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "experiment 'failing' failed: RuntimeError: the solver gave up" in line
+    assert "second line" not in line and cli.TRACEBACK_VAR in line
+    assert cli.main(["run", "broken"]) == 2
+    assert "could not be loaded: SyntaxError" in _one_error_line(capsys.readouterr().err)
+    monkeypatch.setenv(cli.TRACEBACK_VAR, "1")  # the traceback, for debugging
+    with pytest.raises(RuntimeError, match="gave up"):
+        cli.main(["run", "failing"])
+
+
+def test_unknown_names_suggest_the_closest(experiments, capsys):
+    assert cli.main(["run", "toi"]) == 2
+    assert "did you mean 'toy'" in _one_error_line(capsys.readouterr().err)
+    assert cli.main(["data", "zika_yapp"]) == 2
+    assert "did you mean 'zika_yap'" in _one_error_line(capsys.readouterr().err)
+    assert cli.main(["data", "boarding_scool", "--info"]) == 2
+    assert "did you mean 'boarding_school'" in _one_error_line(capsys.readouterr().err)
+    assert cli.main(["run", "zzzzzz"]) == 2
+    assert "did you mean" not in _one_error_line(capsys.readouterr().err)
+
+
+def test_run_common_options_checked_by_epinn(experiments, tmp_path, capsys):
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    for argv, match in [
+        (["--outdir", str(a_file)], "--outdir.*not a directory"),
+        (["--outdir", str(a_file / "deeper")], "--outdir.*is a file"),
+        (["--outdir", ""], "--outdir"),
+        (["--seed", "-3"], "--seed.*>= 0"),
+        (["--seed", "abc"], "--seed"),
+    ]:
+        assert cli.main(["run", "toy", *argv]) == 2, argv
+        assert re.search(match, _one_error_line(capsys.readouterr().err)), argv
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_data_csv_to_directory_or_unwritable_path(tmp_path, capsys):
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    for target, match in [
+        (tmp_path, "is a directory.*zika_yap.csv"),
+        (a_file / "x.csv", "does not exist"),
+        (tmp_path / "missing" / "x.csv", "does not exist"),
+    ]:
+        assert cli.main(["data", "zika_yap", "--csv", str(target)]) == 2
+        assert re.search(match, _one_error_line(capsys.readouterr().err)), target
+    # A path that cannot be written (a directory in the way of the temporary file, or no
+    # permission) is one line too: here a read-only file in a read-only folder.
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        status = cli.main(["data", "zika_yap", "--csv", str(ro / "x.csv")])
+        err = capsys.readouterr().err
+        if status != 0:  # root may write anyway
+            assert status == 2 and "cannot write" in _one_error_line(err)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_argument_types():
+    import argparse
+
+    assert cli.positive_int("7") == 7 and cli.nonnegative_int("0") == 0
+    assert cli.positive_float("1e-3") == 1e-3 and cli.nonnegative_float("0") == 0.0
+    for fn, text in [(cli.positive_int, "0"), (cli.positive_int, "2.5"),
+                     (cli.positive_int, "x"), (cli.nonnegative_int, "-1"),
+                     (cli.positive_float, "0"), (cli.positive_float, "inf"),
+                     (cli.positive_float, "nan"), (cli.nonnegative_float, "-0.1"),
+                     (cli.nonnegative_float, "abc")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(text))):
+            fn(text)
+
+
+def test_run_script_one_line(capsys, monkeypatch):
+    def failing(argv):
+        raise ValueError("`epochs` must be >= 1; got 0.\nmore")
+
+    assert cli.run_script(failing) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("error: ValueError: `epochs` must be >= 1; got 0.")
+    assert cli.run_script(lambda argv: {"summary": 1}) == 0
+    parser = cli.ExperimentParser(prog="toy")
+    parser.add_argument("--epochs", type=cli.positive_int, default=1)
+    assert cli.run_script(lambda argv: parser.parse_args(["--epochs", "0"])) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["toy: error: argument --epochs: must be a positive integer; got '0' "
+                   "(see 'toy --help')"]
+
+
+def test_script_entry_point_no_traceback(tmp_path):
+    """`python experiments/NAME.py` with a bad option: one line, status 2, no traceback."""
+    proc = subprocess.run(
+        [sys.executable, str(REAL / "plot_sir_ensemble.py"), "--members", "0",
+         "--outdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--members" in lines[0], proc.stderr

@@ -63,3 +63,28 @@ def test_experiment_default_size(tmp_path):
     assert reg["test"]["r2"] > 0.95 > 0.5 > reg["linear_baseline_test_r2"]
     assert reg["new_inputs"]["max_abs_error"] < 0.3
     assert cls["test"]["accuracy"] > 0.9
+
+
+def test_documented_quick_command(tmp_path, monkeypatch, capsys):
+    """`epinn run regression_mlp --quick` (README, docs/cli.md) runs the smoke size."""
+    from epinn import cli
+
+    monkeypatch.delenv(cli.ENV_VAR, raising=False)
+    assert cli.main(["run", "regression_mlp", "--quick", "--quiet", "--outdir",
+                     str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    _check_outputs(tmp_path, summary)
+    assert summary["config"]["quick"] and summary["regression"]["epochs_run"] <= 5
+    assert summary["regression"]["n"] == {"train": 120, "val": 15, "test": 15}
+
+
+def test_bad_options_refused_before_any_work(tmp_path, capsys):
+    module = _load()
+    for argv in (["--epochs", "0"], ["--samples", "10"], ["--learning-rate", "-1"],
+                 ["--batch-size", "0"], ["--hidden", "2.5"], ["--patience", "-1"],
+                 ["--outdir", str(SCRIPT)]):
+        with pytest.raises(SystemExit) as exit_info:
+            module.main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and argv[0] in err[0], (argv, err)
