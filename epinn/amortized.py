@@ -1125,13 +1125,19 @@ class NeuralEstimator:
         Raises:
             TypeError: ``path`` is not a ``str`` or path-like.
             ValueError: ``path`` is a directory or its folder does not exist.
+            OSError: the file cannot be written (the message names ``path``).
         """
         path = _check_path(path)
         if path.is_dir():
             raise ValueError(f"`path` {str(path)!r} is a directory; give a file name in it.")
         arrays = self._arrays()
         config = {**self.config(), "arrays_sha256": _digest(arrays)}
-        return save_checkpoint(path, arrays, history=self.history, config=config)
+        try:
+            return save_checkpoint(path, arrays, history=self.history, config=config)
+        except OSError as err:  # e.g. a read-only folder: say which file, not the temp file
+            raise type(err)(
+                f"Cannot write the estimator to `path` {str(path)!r}: {err.strerror or err}."
+            ) from err
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralEstimator:

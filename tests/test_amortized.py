@@ -595,3 +595,19 @@ def test_save_load_refuse_bad_paths_and_damaged_files(estimator, tmp_path):
     # Restored, the files load again.
     sidecar.write_text(good_json)
     assert NeuralEstimator.load(path).config() == estimator.config()
+
+
+def test_save_names_the_path_when_writing_fails(estimator, tmp_path, monkeypatch):
+    # A read-only folder cannot be tested as root: make the write fail instead, as
+    # tempfile does there (naming its temporary file, not the estimator's path).
+    import epinn.amortized
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path.parent / ".tmp123"))
+
+    monkeypatch.setattr(epinn.amortized, "save_checkpoint", refuse)
+    with pytest.raises(PermissionError, match="est.msgpack.*Permission denied"):
+        estimator.save(tmp_path / "est.msgpack")
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="`path`: folder"):
+        estimator.save(tmp_path / "missing" / "est.msgpack")
