@@ -69,6 +69,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 import time
@@ -123,6 +124,8 @@ __all__ = [
 _CHAIN_METHODS = ("vectorized", "sequential", "parallel")
 _LIKELIHOODS = ("negbin", "poisson")
 _GUIDES = ("normal", "lowrank")
+_REPARAMS = ("noncentred",)
+_EXTRA_FIELDS = ("diverging", "num_steps", "potential_energy", "energy", "accept_prob")
 # Floor for the expected count (a compartment can be ~0 or, from round-off, slightly
 # negative); far below any count that matters, it only keeps the likelihood finite.
 _MEAN_FLOOR = 1e-6
@@ -154,6 +157,13 @@ class MCMCResult:
         wall_time_s: wall-clock time of the run (compilation included).
         model, model_args, model_kwargs: what was sampled (for :func:`posterior_predictive`).
         mcmc: the numpyro :class:`~numpyro.infer.MCMC` object.
+        sample_stats: per-draw sampler statistics ``(num_chains, num_samples)``:
+            ``"potential_energy"`` (minus the log density), ``"energy"`` (the Hamiltonian)
+            and ``"accept_prob"``.
+
+    Read it with :meth:`print_summary` (a numpyro-style table of every latent site and
+    derived quantity, e.g. :math:`R_0` and the recovery time), :meth:`table` (a dict) or
+    :meth:`to_arviz` (an ArviZ ``InferenceData``).
     """
 
     samples: dict[str, Array]
@@ -173,6 +183,7 @@ class MCMCResult:
     model_args: tuple = dataclasses.field(repr=False, default=())
     model_kwargs: dict[str, Any] = dataclasses.field(repr=False, default_factory=dict)
     mcmc: Any = dataclasses.field(repr=False, default=None)
+    sample_stats: dict[str, np.ndarray] = dataclasses.field(repr=False, default_factory=dict)
 
     def table(self, names: tuple[str, ...] | None = None) -> dict[str, dict[str, float]]:
         """JSON-friendly ``{name: {"mean", "lo", "hi", "r_hat", "ess"}}`` for scalar sites.
@@ -182,16 +193,156 @@ class MCMCResult:
 
         Raises:
             ValueError: an unknown or non-scalar site name.
+            TypeError: ``names`` is a string or not iterable.
         """
+        if names is not None and (isinstance(names, str) or not hasattr(names, "__iter__")):
+            raise TypeError(f"`names` must be a tuple of site names; got {names!r}.")
         names = tuple(k for k, v in self.summary.items() if np.ndim(v["mean"]) == 0) \
             if names is None else tuple(names)
         out = {}
         for name in names:
             if name not in self.summary or np.ndim(self.summary[name]["mean"]) != 0:
-                raise ValueError(f"`names` entry {name!r} is not a scalar site of the posterior.")
+                scalar = [k for k, v in self.summary.items() if np.ndim(v["mean"]) == 0]
+                raise ValueError(f"`names` entry {name!r} is not a scalar site of the posterior"
+                                 f"{_suggest(name, scalar)}; scalar sites: {tuple(scalar)}.")
             s = self.summary[name]
             out[name] = {k: float(s[k]) for k in ("mean", "lo", "hi", "r_hat", "ess")}
         return out
+
+    def _default_summary_sites(self) -> tuple[str, ...]:
+        """Latent sites, then scalar numeric deterministic sites (R0, recovery_time, ...)."""
+        derived = tuple(
+            k for k, v in self.samples.items()
+            if k not in self.latent_sites and jnp.ndim(v) == 1
+            and jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)
+        )
+        return self.latent_sites + derived
+
+    def summary_text(self, names: tuple[str, ...] | None = None, *, prob: float = 0.95) -> str:
+        """The table of :meth:`print_summary` as a string."""
+        prob = _check_prob(prob)
+        names = (self._default_summary_sites() if names is None
+                 else _check_site_names(names, tuple(self.samples), "names"))
+        pct = (f"{50 * (1 - prob):g}%", f"{50 * (1 + prob):g}%")
+        head = ("", "mean", "std", "median", *pct, "n_eff", "r_hat")
+        rows = []
+        for name in names:
+            x = np.asarray(self.samples[name], dtype=np.float64)
+            lo, med, hi = np.quantile(x, (0.5 * (1 - prob), 0.5, 0.5 * (1 + prob)), axis=0)
+            stats = {"mean": x.mean(0), "std": x.std(0), "median": med, "lo": lo, "hi": hi,
+                     "ess": self.summary[name]["ess"], "r_hat": self.summary[name]["r_hat"]}
+            for idx in np.ndindex(np.shape(stats["mean"])):
+                label = name if not idx else f"{name}[{','.join(map(str, idx))}]"
+                rows.append((label, *(float(np.asarray(stats[k])[idx]) for k in
+                                      ("mean", "std", "median", "lo", "hi", "ess", "r_hat"))))
+        width = max([len(r[0]) for r in rows] + [4])
+        lines = [f"{head[0]:>{width}}" + "".join(f"{h:>10}" for h in head[1:])]
+        lines += [f"{r[0]:>{width}}" + "".join(f"{v:>10.2f}" for v in r[1:]) for r in rows]
+        lines.append("")
+        lines.append(f"Number of divergences: {self.num_divergences}")
+        return "\n".join(lines)
+
+    def print_summary(self, names: tuple[str, ...] | None = None, *, prob: float = 0.95,
+                      file: Any = None) -> None:
+        r"""Print a numpyro-style posterior table: one row per site (or site element).
+
+        Columns: mean, standard deviation, median, the equal-tailed ``prob`` interval, the
+        effective sample size and split :math:`\hat R` (as :meth:`table`), then the number
+        of divergent transitions. By default the rows are the latent sites followed by the
+        scalar derived quantities (for :func:`fit_epidemic`: ``R0``, ``recovery_time``
+        :math:`1/\gamma` and ``phi``). Vector sites get one row per element,
+        ``name[i]``.
+
+        Args:
+            names: the sites to print (latent or deterministic), in this order.
+            prob: probability mass of the interval.
+            file: where to print (default ``sys.stdout``).
+
+        Raises:
+            ValueError: an unknown site name or ``prob`` outside (0, 1).
+            TypeError: ``names`` is a string or not iterable.
+
+        Examples:
+            >>> def model():
+            ...     x = numpyro.sample("x", dist.Normal(1.0, 2.0))
+            ...     numpyro.deterministic("twice", 2.0 * x)
+            >>> fit = run_nuts(model, jr.PRNGKey(0), num_warmup=200, num_samples=200,
+            ...                num_chains=2, min_ess=50)
+            >>> fit.print_summary()  # doctest: +ELLIPSIS
+                       mean       std    median      2.5%     97.5%     n_eff     r_hat
+                x      ...
+            twice      ...
+            <BLANKLINE>
+            Number of divergences: 0
+        """
+        print(self.summary_text(names, prob=prob), file=file)
+
+    def to_arviz(self, key: jax.Array | None = None, *, posterior_predictive: bool = True,
+                 log_likelihood: bool = True) -> Any:
+        """The draws as an ArviZ ``InferenceData`` (needs ``pip install epinn[arviz]``).
+
+        Groups: ``posterior`` (every latent and deterministic site, dims ``(chain,
+        draw, ...)``, the same values as :attr:`samples_by_chain`), ``sample_stats``
+        (``diverging``, ``n_steps``, ``lp`` = minus the potential energy,
+        ``acceptance_rate``, ``energy``), ``observed_data`` (the observed sites, e.g.
+        ``"obs"``), ``posterior_predictive`` (the observed sites simulated once at every
+        draw, with the fit's own inputs) and ``log_likelihood`` (pointwise, for
+        ``az.loo``/``az.waic``). This builds the groups from the result itself rather than
+        from ``az.from_numpyro(result.mcmc)``, so it is also right for each result of a
+        batched :func:`fit_epidemic` (which share one ``MCMC`` object).
+
+        Args:
+            key: PRNG key for the posterior predictive draws; default ``PRNGKey(0)``.
+            posterior_predictive: include the ``posterior_predictive`` group.
+            log_likelihood: include the ``log_likelihood`` group.
+
+        Returns:
+            ``arviz.InferenceData``.
+
+        Raises:
+            ImportError: ArviZ is not installed (the message says how to install it).
+        """
+        try:
+            import arviz as az
+        except ImportError:
+            raise ImportError(
+                "MCMCResult.to_arviz() needs ArviZ, which is an optional dependency: "
+                "pip install epinn[arviz]  (or: pip install 'arviz<1' on Python 3.11)."
+            ) from None
+        key = jr.PRNGKey(0) if key is None else _check_key(key)
+        _check_bool(posterior_predictive, "posterior_predictive")
+        _check_bool(log_likelihood, "log_likelihood")
+        shape = (self.num_chains, self.num_samples)
+        groups: dict[str, Any] = {
+            "posterior": {k: np.asarray(v) for k, v in self.samples_by_chain.items()},
+            "sample_stats": _arviz_sample_stats(self),
+        }
+        trace = _model_trace(self.model, self.model_args, self.model_kwargs)
+        observed = [k for k, v in trace.items() if v["type"] == "sample" and v["is_observed"]
+                    and not isinstance(v["fn"], dist.Unit)]
+        if observed:
+            groups["observed_data"] = {k: np.asarray(trace[k]["value"]) for k in observed}
+        latent = {k: self.samples[k] for k in self.latent_sites}
+        if observed and posterior_predictive:
+            sim = Predictive(numpyro.handlers.uncondition(self.model), posterior_samples=latent,
+                             return_sites=observed)(key, *self.model_args, **self.model_kwargs)
+            groups["posterior_predictive"] = {
+                k: np.asarray(sim[k]).reshape(shape + np.shape(sim[k])[1:]) for k in observed}
+        if observed and log_likelihood:
+            ll = numpyro.infer.log_likelihood(self.model, latent, *self.model_args,
+                                              **self.model_kwargs)
+            groups["log_likelihood"] = {
+                k: np.asarray(ll[k]).reshape(shape + np.shape(ll[k])[1:]) for k in observed}
+        return az.from_dict(**groups)
+
+
+def _arviz_sample_stats(result: MCMCResult) -> dict[str, np.ndarray]:
+    """``sample_stats`` under ArviZ's names (as ``az.from_numpyro`` uses them)."""
+    out = {"diverging": np.asarray(result.diverging), "n_steps": np.asarray(result.num_steps)}
+    names = {"potential_energy": "lp", "accept_prob": "acceptance_rate", "energy": "energy"}
+    for k, v in result.sample_stats.items():
+        out[names.get(k, k)] = -np.asarray(v) if k == "potential_energy" else np.asarray(v)
+    return out
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -225,16 +376,100 @@ class SVIResult:
 # --------------------------------------------------------------------------------------
 
 
-def _check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+# int32 step counters: larger budgets overflow inside the solver's while loop.
+_MAX_STEPS_LIMIT = 2**31 - 1
+
+
+def _suggest(value: Any, valid: Any) -> str:
+    """`` (did you mean 'x'?)`` for the closest valid name, or an empty string."""
+    if not isinstance(value, str):
+        return ""
+    names = [str(v) for v in valid]
+    same_case = [v for v in names if v.lower() == value.lower()]
+    close = same_case or difflib.get_close_matches(value, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_choice(value: Any, valid: tuple[str, ...], name: str) -> str:
+    """``value`` if it is one of ``valid``; else a ValueError naming ``name``."""
+    if not isinstance(value, str) or value not in valid:
+        raise ValueError(
+            f"`{name}` must be one of {valid}; got {value!r}{_suggest(value, valid)}."
+        )
+    return value
+
+
+def _check_positive_int(value: Any, name: str, minimum: int = 1,
+                        maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"`{name}` must be an int >= {minimum}; got {value!r}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"`{name}` must be an int <= {maximum}; got {value!r}.")
     return int(value)
 
 
+def _is_real(value: Any) -> bool:
+    """A plain real number (Python or NumPy scalar, or a 0-d array), not a bool."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return True
+    return (isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) == 0
+            and not isinstance(value, jax.core.Tracer)
+            and np.issubdtype(np.asarray(value).dtype, np.number)
+            and not np.issubdtype(np.asarray(value).dtype, np.bool_))
+
+
+def _check_real(value: Any, name: str, *, positive: bool = False,
+                nonnegative: bool = False) -> float:
+    """``value`` as a finite float; else a ValueError naming ``name``."""
+    what = "a positive" if positive else ("a non-negative" if nonnegative else "a")
+    ok = _is_real(value) and math.isfinite(float(value))
+    ok = ok and not (positive and float(value) <= 0) and not (nonnegative and float(value) < 0)
+    if not ok:
+        raise ValueError(f"`{name}` must be {what} finite number; got {value!r}.")
+    return float(value)
+
+
+def _check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False; got {value!r}.")
+    return bool(value)
+
+
 def _check_prob(prob: Any, name: str = "prob") -> float:
-    if not isinstance(prob, (int, float)) or not 0.0 < float(prob) < 1.0:
+    if not _is_real(prob) or not 0.0 < float(prob) < 1.0:
         raise ValueError(f"`{name}` must be a number in (0, 1); got {prob!r}.")
     return float(prob)
+
+
+def _as_float_array(value: Any, name: str) -> np.ndarray:
+    """``np.asarray(value, float64)`` with a ValueError naming ``name`` on failure."""
+    if value is None:
+        raise ValueError(f"`{name}` must be an array of numbers; got None.")
+    try:
+        out = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`{name}` must be an array of numbers; got {value!r} ({err}).") \
+            from None
+    return out
+
+
+def _check_thresholds(max_r_hat: Any, min_ess: Any) -> None:
+    if not (_is_real(max_r_hat) and float(max_r_hat) >= 1.0):
+        raise ValueError(f"`max_r_hat` must be a number >= 1; got {max_r_hat!r}.")
+    _check_real(min_ess, "min_ess", nonnegative=True)
+
+
+def _check_solver_options(rtol: Any, atol: Any, max_steps: Any, solver: Any = None) -> None:
+    """ODE options of the epidemic models, checked in plain Python (before any tracing)."""
+    _check_real(rtol, "rtol", positive=True)
+    _check_real(atol, "atol", positive=True)
+    _check_positive_int(max_steps, "max_steps", 1, _MAX_STEPS_LIMIT)
+    if solver is not None and not isinstance(solver, diffrax.AbstractSolver):
+        raise TypeError(
+            f"`solver` must be a diffrax solver such as diffrax.Tsit5() or None; got {solver!r}."
+        )
 
 
 def _model_trace(model, args, kwargs) -> dict[str, Any]:
@@ -262,7 +497,8 @@ def _check_site_names(names: Any, valid: tuple[str, ...], argname: str) -> tuple
     names = tuple(names)
     unknown = [n for n in names if n not in valid]
     if unknown:
-        raise ValueError(f"`{argname}` has unknown sites {unknown}; valid sites: {valid}.")
+        raise ValueError(f"`{argname}` has unknown sites {unknown}{_suggest(unknown[0], valid)}; "
+                         f"valid sites: {valid}.")
     return names
 
 
@@ -358,17 +594,20 @@ def mcmc_diagnostics(
     if not isinstance(samples_by_chain, Mapping) or not samples_by_chain:
         raise ValueError("`samples_by_chain` must be a non-empty mapping {site: array}.")
     prob = _check_prob(prob)
-    if not (isinstance(max_r_hat, (int, float)) and max_r_hat >= 1.0):
-        raise ValueError(f"`max_r_hat` must be a number >= 1; got {max_r_hat!r}.")
-    if not (isinstance(min_ess, (int, float)) and min_ess >= 0):
-        raise ValueError(f"`min_ess` must be a non-negative number; got {min_ess!r}.")
+    _check_thresholds(max_r_hat, min_ess)
     sites = tuple(samples_by_chain) if sites is None else _check_site_names(
         sites, tuple(samples_by_chain), "sites")
+    if diverging is not None:
+        div = np.asarray(diverging)
+        first = np.shape(next(iter(samples_by_chain.values())))[:2]
+        if div.shape != first or not (div.dtype == bool or np.issubdtype(div.dtype, np.number)):
+            raise ValueError(f"`diverging` must be a boolean array of shape (chains, draws) = "
+                             f"{first}; got shape {div.shape} and dtype {div.dtype}.")
     summary: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     q = (0.5 * (1 - prob), 0.5, 0.5 * (1 + prob))
     for name, value in samples_by_chain.items():
-        x = np.asarray(value, dtype=np.float64)
+        x = _as_float_array(value, f"samples_by_chain[{name!r}]")
         if x.ndim < 2 or x.shape[1] < 4:
             raise ValueError(
                 f"`samples_by_chain[{name!r}]` must have shape (chains, draws >= 4, ...); "
@@ -391,7 +630,7 @@ def mcmc_diagnostics(
         if not np.isfinite(worst_e) or worst_e < min_ess:
             problems.append(f"{name}: ESS {worst_e:.0f} < {min_ess:g}")
     if diverging is not None:
-        n_div = int(np.sum(np.asarray(diverging)))
+        n_div = int(np.sum(div))
         if n_div:
             problems.append(f"{n_div} divergent transitions")
     return summary, tuple(problems)
@@ -473,6 +712,8 @@ def run_nuts(
         (True, (400,), True)
     """
     _check_key(key)
+    _check_thresholds(max_r_hat, min_ess)
+    _check_bool(warn, "warn")
     mcmc = _make_mcmc(
         model, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
         chain_method=chain_method, target_accept_prob=target_accept_prob,
@@ -502,14 +743,17 @@ def _make_mcmc(model, *, num_warmup, num_samples, num_chains, chain_method,
     num_warmup = _check_positive_int(num_warmup, "num_warmup", 0)
     num_samples = _check_positive_int(num_samples, "num_samples", 4)
     num_chains = _check_positive_int(num_chains, "num_chains")
-    if chain_method not in _CHAIN_METHODS:
-        raise ValueError(f"`chain_method` must be one of {_CHAIN_METHODS}; got {chain_method!r}.")
+    _check_choice(chain_method, _CHAIN_METHODS, "chain_method")
+    if init_strategy is not None and not callable(init_strategy):
+        raise TypeError(f"`init_strategy` must be a numpyro init strategy (callable); got "
+                        f"{init_strategy!r}.")
     kernel = NUTS(
         model,
         target_accept_prob=_check_prob(target_accept_prob, "target_accept_prob"),
         max_tree_depth=_check_positive_int(max_tree_depth, "max_tree_depth"),
-        dense_mass=bool(dense_mass),
-        forward_mode_differentiation=bool(forward_mode_differentiation),
+        dense_mass=_check_bool(dense_mass, "dense_mass"),
+        forward_mode_differentiation=_check_bool(forward_mode_differentiation,
+                                                 "forward_mode_differentiation"),
         init_strategy=init_to_median if init_strategy is None else init_strategy,
     )
     with warnings.catch_warnings():
@@ -530,8 +774,8 @@ def _sample(mcmc: MCMC, key, run_args, run_kwargs, *, init_params=None, model, m
     (default: the run's own arguments).
     """
     t0 = time.perf_counter()
-    mcmc.run(key, *run_args, init_params=init_params,
-             extra_fields=("diverging", "num_steps"), **run_kwargs)
+    mcmc.run(key, *run_args, init_params=init_params, extra_fields=_EXTRA_FIELDS,
+             **run_kwargs)
     by_chain = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
     wall = time.perf_counter() - t0
     chains, draws = mcmc.num_chains, mcmc.num_samples
@@ -567,15 +811,18 @@ def _sample(mcmc: MCMC, key, run_args, run_kwargs, *, init_params=None, model, m
         model_args=tuple(run_args) if model_args is None else tuple(model_args),
         model_kwargs=dict(run_kwargs) if model_kwargs is None else dict(model_kwargs),
         mcmc=mcmc,
+        sample_stats={k: np.asarray(extra[k]).reshape(chains, draws)
+                      for k in ("potential_energy", "energy", "accept_prob")},
     )
 
 
 def _make_guide(model, guide, init_loc_fn, rank):
     if isinstance(guide, autoguide.AutoGuide):
         return guide
-    if guide not in _GUIDES:
+    if not isinstance(guide, str) or guide not in _GUIDES:
         raise ValueError(
-            f"`guide` must be one of {_GUIDES} or a numpyro AutoGuide; got {guide!r}."
+            f"`guide` must be one of {_GUIDES} or a numpyro AutoGuide; got {guide!r}"
+            f"{_suggest(guide, _GUIDES)}."
         )
     if guide == "normal":
         return autoguide.AutoNormal(model, init_loc_fn=init_loc_fn, init_scale=0.01)
@@ -648,12 +895,14 @@ def run_svi(
     num_steps = _check_positive_int(num_steps, "num_steps")
     num_samples = _check_positive_int(num_samples, "num_samples")
     num_particles = _check_positive_int(num_particles, "num_particles")
-    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-        raise ValueError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
+    _check_real(learning_rate, "learning_rate", positive=True)
     if rank is not None:
         if guide != "lowrank":
             raise ValueError(f"`rank` is only used with guide='lowrank'; got guide={guide!r}.")
         rank = _check_positive_int(rank, "rank")
+    if init_strategy is not None and not callable(init_strategy):
+        raise TypeError(f"`init_strategy` must be a numpyro init strategy (callable); got "
+                        f"{init_strategy!r}.")
     init_loc_fn = init_to_median if init_strategy is None else init_strategy
     g = _make_guide(model, guide, init_loc_fn, rank)
     optimizer = numpyro.optim.optax_to_numpyro(
@@ -735,6 +984,8 @@ def prior_predictive(
         >>> prior_predictive(model, jr.PRNGKey(0), 3)["x"].shape
         (3,)
     """
+    if not callable(model):
+        raise TypeError(f"`model` must be a numpyro model function; got {type(model)}.")
     _check_key(key)
     n = _check_positive_int(num_samples, "num_samples")
     sites = _predictive_sites(model, model_args, model_kwargs)
@@ -803,9 +1054,14 @@ def credible_interval(
         (50.0, 5.0, 95.0)
     """
     prob = _check_prob(prob)
-    x = jnp.asarray(draws)
+    x = draws if isinstance(draws, jax.Array) else _as_float_array(draws, "draws")
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) \
+            or not -max(x.ndim, 1) <= axis < max(x.ndim, 1):
+        raise ValueError(f"`axis` must be an int indexing `draws` of shape {x.shape}; got "
+                         f"{axis!r}.")
     if x.ndim == 0 or x.shape[axis] < 2:
         raise ValueError(f"`draws` needs at least 2 draws along axis {axis}; got {x.shape}.")
+    x = jnp.asarray(x)
     lo, hi = jnp.quantile(x, jnp.array([0.5 * (1 - prob), 0.5 * (1 + prob)]), axis=axis)
     return jnp.mean(x, axis=axis), lo, hi
 
@@ -817,9 +1073,17 @@ def predictive_coverage(y: ArrayLike, lo: ArrayLike, hi: ArrayLike) -> float:
         >>> predictive_coverage(jnp.array([0.0, 1.0, 5.0]), jnp.zeros(3), jnp.full(3, 2.0))
         0.6666666666666666
     """
-    y, lo, hi = (np.asarray(a, dtype=np.float64) for a in (y, lo, hi))
+    y, lo, hi = (_as_float_array(a, n) for a, n in ((y, "y"), (lo, "lo"), (hi, "hi")))
     if y.size == 0:
         raise ValueError("`y` must not be empty.")
+    for name, a in (("lo", lo), ("hi", hi)):
+        try:
+            np.broadcast_shapes(y.shape, a.shape)
+        except ValueError:
+            raise ValueError(f"`{name}` of shape {a.shape} does not match `y` of shape "
+                             f"{y.shape}.") from None
+    if not np.all(np.isfinite(y)):
+        raise ValueError("`y` contains NaN or inf.")
     return float(np.mean((y >= lo) & (y <= hi)))
 
 
@@ -828,38 +1092,53 @@ def predictive_coverage(y: ArrayLike, lo: ArrayLike, hi: ArrayLike) -> float:
 # --------------------------------------------------------------------------------------
 
 
-def _check_regression_data(x: Any, y: Any) -> tuple[Array, Array | None]:
-    xa = jnp.asarray(x)
+def _regression_array(value: Any, name: str) -> Any:
+    """A tracer as is; anything else as a NumPy array (checked without compiling)."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    if isinstance(value, jax.Array):
+        return np.asarray(value)
+    return _as_float_array(value, name)
+
+
+def _check_regression_data(x: Any, y: Any) -> tuple[Any, Any]:
+    """``(x (n, features), y (n,) or None)``, checked; NumPy arrays (or tracers as given)."""
+    xa = _regression_array(x, "x")
     if xa.ndim == 1:
-        xa = xa[:, None]
+        xa = xa.reshape(-1, 1)
     if xa.ndim != 2 or xa.shape[0] == 0:
         raise ValueError(f"`x` must have shape (n, features) with n >= 1; got {np.shape(x)}.")
-    if not isinstance(xa, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(xa))):
+    if isinstance(xa, np.ndarray) and not np.all(np.isfinite(xa)):
         raise ValueError("`x` contains NaN or inf.")
     if y is None:
         return xa, None
-    ya = jnp.asarray(y)
+    ya = _regression_array(y, "y")
     if ya.ndim == 2 and ya.shape[1] == 1:
-        ya = ya[:, 0]
+        ya = ya.reshape(-1)
     if ya.shape != (xa.shape[0],):
         raise ValueError(f"`y` must have shape ({xa.shape[0]},) to match `x`; got {np.shape(y)}.")
-    if not isinstance(ya, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(ya))):
+    if isinstance(ya, np.ndarray) and not np.all(np.isfinite(ya)):
         raise ValueError("`y` contains NaN or inf.")
     return xa, ya
 
 
-def _check_network(network: Any) -> None:
+def _check_network(network: Any, outputs: int | None = None, what: str = "") -> None:
+    """A Flax Linen module; with ``outputs``, one whose ``features`` (if any) end there."""
     if not isinstance(network, nn.Module):
         raise TypeError(
             "`network` must be a Flax Linen module such as epinn.MLP((16, 1), "
             f"activation='tanh'); got {type(network).__name__}."
         )
+    features = getattr(network, "features", None)
+    if outputs is not None and features is not None and features[-1] != outputs:
+        raise ValueError(f"`network` must have {outputs} output(s) {what}; its features end "
+                         f"in {features[-1]}.")
 
 
 def _check_scale(value: Any, name: str) -> None:
     if isinstance(value, jax.core.Tracer):
         return
-    if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0):
+    if not (_is_real(value) and math.isfinite(float(value)) and float(value) > 0):
         raise ValueError(f"`{name}` must be a positive finite number; got {value!r}.")
 
 
@@ -1025,12 +1304,29 @@ def fit_bnn(
             :func:`run_svi`).
     """
     _check_key(key)
-    _check_network(network)
-    if method not in ("nuts", "svi"):
-        raise ValueError(f"`method` must be 'nuts' or 'svi'; got {method!r}.")
+    hierarchical = _check_bool(hierarchical, "hierarchical")
+    heteroscedastic = _check_bool(heteroscedastic, "heteroscedastic")
+    _check_network(network, outputs=2 if heteroscedastic else 1,
+                   what=f"(heteroscedastic={heteroscedastic})")
+    _check_choice(method, ("nuts", "svi"), "method")
     xa, ya = _check_regression_data(x, y)
     if ya is None:
         raise ValueError("`y` must be given to fit a BNN.")
+    # Every option is checked here, before the network's initialisation compiles.
+    _check_scale(prior_scale, "prior_scale")
+    _check_scale(noise_scale, "noise_scale")
+    _check_bool(warn, "warn")
+    if method == "nuts":
+        _check_positive_int(num_warmup, "num_warmup", 0)
+        _check_positive_int(num_samples, "num_samples", 4)
+        _check_positive_int(num_chains, "num_chains")
+    else:
+        if not isinstance(guide, autoguide.AutoGuide):
+            _check_choice(guide, _GUIDES, "guide")
+        _check_positive_int(num_steps, "num_steps")
+        _check_positive_int(num_samples, "num_samples")
+        _check_real(learning_rate, "learning_rate", positive=True)
+    xa, ya = jnp.asarray(xa), jnp.asarray(ya)
     model = functools.partial(
         bnn_model, network=network, prior_scale=prior_scale, hierarchical=hierarchical,
         heteroscedastic=heteroscedastic, noise_scale=noise_scale,
@@ -1072,22 +1368,65 @@ def _unconstrained_inits(model, args, strategies) -> dict[str, Array]:
 # --------------------------------------------------------------------------------------
 
 
-def default_priors() -> dict[str, dist.Distribution]:
+_TIME_UNITS = {"day": 1.0, "week": 7.0}
+
+
+def _days_per_unit(time_unit: Any) -> float:
+    """Days in one unit of time: ``"day"`` 1, ``"week"`` 7, or a positive number."""
+    if isinstance(time_unit, str):
+        if time_unit not in _TIME_UNITS:
+            raise ValueError(
+                f"`time_unit` must be one of {tuple(_TIME_UNITS)} or the number of days in one "
+                f"unit of `ts`; got {time_unit!r}{_suggest(time_unit, _TIME_UNITS)}."
+            )
+        return _TIME_UNITS[time_unit]
+    if not (_is_real(time_unit) and math.isfinite(float(time_unit)) and float(time_unit) > 0):
+        raise ValueError(
+            f"`time_unit` must be one of {tuple(_TIME_UNITS)} or the number of days in one unit "
+            f"of `ts` (a positive number); got {time_unit!r}."
+        )
+    return float(time_unit)
+
+
+def default_priors(time_unit: str | float = "day") -> dict[str, dist.Distribution]:
     r"""The priors of the Stan boarding-school case study (Grinsztajn et al., 2021).
+
+    The case study's rates are **per day**:
 
     .. math::
 
-        \beta \sim \mathcal N(2, 1)_{[0,\infty)}, \quad
+        eta \sim \mathcal N(2, 1)_{[0,\infty)}, \quad
         \gamma \sim \mathcal N(0.4, 0.5)_{[0,\infty)}, \quad
-        \phi^{-1} \sim \text{Exponential}(5).
+        \phi^{-1} \sim 	ext{Exponential}(5)
+
+    (truncated normals on :math:`[0, \infty)`; :math:`\phi^{-1}` has no time unit). For
+    data on another time scale the rate priors are rescaled exactly: a rate per unit of
+    :math:`u` days is :math:`u` times the rate per day, so with ``time_unit="week"``
+    :math:`eta \sim \mathcal N(14, 7)_{[0,\infty)}` and
+    :math:`\gamma \sim \mathcal N(2.8, 3.5)_{[0,\infty)}` (per week), the same beliefs
+    about the same epidemic. :math:`R_0 = eta/\gamma` does not change.
+
+    Args:
+        time_unit: the unit of the observation times: ``"day"`` (default), ``"week"``, or
+            the number of days in one unit (e.g. ``7.0``, or ``1 / 24`` for hours).
+
+    Returns:
+        ``{"beta", "gamma", "phi_inv"}`` as numpyro distributions, rates per ``time_unit``.
+
+    Raises:
+        ValueError: an unknown ``time_unit`` or a non-positive number.
 
     Examples:
         >>> sorted(default_priors())
         ['beta', 'gamma', 'phi_inv']
+        >>> weekly = default_priors("week")
+        >>> float(weekly["beta"].mean / default_priors()["beta"].mean)
+        7.0
     """
+    u = _days_per_unit(time_unit)
     return {
-        "beta": dist.TruncatedNormal(2.0, 1.0, low=0.0),
-        "gamma": dist.TruncatedNormal(0.4, 0.5, low=0.0),
+        "beta": dist.TruncatedNormal(2.0 * u, 1.0 * u, low=0.0),
+        "gamma": dist.TruncatedNormal(0.4 * u, 0.5 * u, low=0.0),
         "phi_inv": dist.Exponential(5.0),
     }
 
@@ -1103,6 +1442,7 @@ class _EpidemicSpec:
     priors: dict[str, Any]
     likelihood: str
     observed: str
+    reparam: str | None = None
 
 
 def _is_concrete(x: Any) -> bool:
@@ -1110,7 +1450,12 @@ def _is_concrete(x: Any) -> bool:
 
 
 def _check_distribution_args(name: str, d: dist.Distribution) -> None:
-    """Check a prior's parameters against its ``arg_constraints`` (when concrete)."""
+    """Check a prior's parameters against its ``arg_constraints`` (when concrete).
+
+    Runs under :func:`jax.ensure_compile_time_eval` (see :func:`_check_prior`): a parameter
+    computed with ``jnp`` (``LogNormal(jnp.log(2.0), 1.0)``) is a concrete array, and the
+    check must not turn it into a tracer when the model is traced by a sampler.
+    """
     for param, constraint in getattr(d, "arg_constraints", {}).items():
         if not hasattr(d, param) or isinstance(constraint, type(dist.constraints.dependent)):
             continue
@@ -1129,26 +1474,9 @@ def _check_prior(name: str, value: Any, *, upper: float | None = None,
     """A prior is a numpyro distribution on (0, upper] or a fixed number there."""
     what = f"(0, {upper}]" if upper is not None else ("[0, inf)" if allow_zero else "(0, inf)")
     if isinstance(value, dist.Distribution):
-        _check_distribution_args(name, value)
-        if value.batch_shape or value.event_shape:
-            raise ValueError(
-                f"`priors[{name!r}]` must be a scalar distribution; got batch shape "
-                f"{value.batch_shape} and event shape {value.event_shape}."
-            )
-        support = value.support
-        lo, hi = getattr(support, "lower_bound", None), getattr(support, "upper_bound", None)
-        lo_ok = lo is not None and _is_concrete(lo) and float(np.asarray(lo)) >= 0
-        hi_ok = upper is None or (
-            hi is not None and _is_concrete(hi) and float(np.asarray(hi)) <= upper
-        )
-        if not (lo_ok and hi_ok):
-            raise ValueError(
-                f"`priors[{name!r}]` must have support inside {what} (e.g. "
-                f"TruncatedNormal(..., low=0), LogNormal, Exponential"
-                f"{', Beta' if upper else ''}); {type(value).__name__} has support {support}."
-            )
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        with jax.ensure_compile_time_eval():
+            return _check_prior_distribution(name, value, upper, what)
+    if not _is_real(value):
         raise TypeError(
             f"`priors[{name!r}]` must be a numpyro distribution or a fixed number; got "
             f"{type(value).__name__}."
@@ -1160,12 +1488,41 @@ def _check_prior(name: str, value: Any, *, upper: float | None = None,
     return v
 
 
+def _check_prior_distribution(name: str, value: dist.Distribution, upper: float | None,
+                              what: str) -> dist.Distribution:
+    """Parameters, shape and support of one prior distribution (see :func:`_check_prior`)."""
+    _check_distribution_args(name, value)
+    if value.batch_shape or value.event_shape:
+        raise ValueError(
+            f"`priors[{name!r}]` must be a scalar distribution; got batch shape "
+            f"{value.batch_shape} and event shape {value.event_shape}."
+        )
+    support = value.support
+    lo, hi = getattr(support, "lower_bound", None), getattr(support, "upper_bound", None)
+    lo_ok = lo is not None and _is_concrete(lo) and float(np.asarray(lo)) >= 0
+    hi_ok = upper is None or (
+        hi is not None and _is_concrete(hi) and float(np.asarray(hi)) <= upper
+    )
+    if not (lo_ok and hi_ok):
+        raise ValueError(
+            f"`priors[{name!r}]` must have support inside {what} (e.g. "
+            f"TruncatedNormal(..., low=0), LogNormal, Exponential"
+            f"{', Beta' if upper else ''}); {type(value).__name__} has support {support}."
+        )
+    return value
+
+
 def _epidemic_spec(ts, counts, *, model, y0, population, t0, priors, likelihood, observed,
+                   time_unit: Any = "day", reparam: Any = None,
                    neural_beta: bool = False) -> _EpidemicSpec:
     """Validate everything in plain Python (before any tracing) and normalise it."""
     if not isinstance(model, CompartmentalModel):
         raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {model!r}.")
-    tsa = np.asarray(ts, dtype=np.float64)
+    likelihood = _check_choice(likelihood, _LIKELIHOODS, "likelihood")
+    if reparam is not None:
+        _check_choice(reparam, _REPARAMS, "reparam")
+    days = _days_per_unit(time_unit)
+    tsa = _as_float_array(ts, "ts")
     if tsa.ndim != 1 or tsa.size == 0:
         raise ValueError(
             f"`ts` must be a 1-D array of observation times with at least one entry (no data "
@@ -1179,7 +1536,7 @@ def _epidemic_spec(ts, counts, *, model, y0, population, t0, priors, likelihood,
             raise ValueError(f"`counts` has shape {jnp.shape(counts)}; expected {tsa.shape}.")
         obs = counts
     elif counts is not None:
-        obs = np.asarray(counts, dtype=np.float64)
+        obs = _as_float_array(counts, "counts")
         if obs.size == 0:
             raise ValueError("`counts` is empty: there is no data to fit.")
         if obs.shape != tsa.shape:
@@ -1187,34 +1544,43 @@ def _epidemic_spec(ts, counts, *, model, y0, population, t0, priors, likelihood,
         if not np.all(np.isfinite(obs)):
             raise ValueError("`counts` contains NaN or inf.")
         if np.any(obs < 0):
-            raise ValueError("`counts` contains negative counts; counts must be >= 0.")
-    t0 = float(tsa[0]) if t0 is None else float(t0)
+            i = int(np.flatnonzero(obs < 0)[0])
+            raise ValueError(f"`counts` contains negative counts (first {obs[i]:g} at index "
+                             f"{i}); counts must be >= 0.")
+        fractional = np.flatnonzero(obs != np.round(obs))
+        if fractional.size:  # both likelihoods are distributions over whole numbers
+            i = int(fractional[0])
+            raise ValueError(
+                f"`counts` must be whole numbers under the count likelihood "
+                f"likelihood={likelihood!r}; got {float(obs[i])!r} at index {i} ({fractional.size} "
+                "non-integer values). Pass the reported counts themselves (not averages or "
+                "rates); rounding changes the data."
+            )
+    t0 = float(tsa[0]) if t0 is None else _check_real(t0, "t0")
     if not math.isfinite(t0) or t0 > tsa[0]:
         raise ValueError(f"`t0` ({t0}) must be finite and not after the first time {tsa[0]}.")
     valid_obs = (*model.compartments, "incidence", "cumulative")
-    if observed not in valid_obs:
-        raise ValueError(f"`observed` must be one of {valid_obs}; got {observed!r}.")
+    _check_choice(observed, valid_obs, "observed")
     if observed == "incidence" and t0 == tsa[0]:
         raise ValueError("`observed='incidence'` counts new infections in (t_prev, t]: set `t0` "
                          "before `ts[0]`.")
     grid, offset = (tsa, 0) if t0 == tsa[0] else (np.concatenate([[t0], tsa]), 1)
     if grid.size < 2:
         raise ValueError("`ts` must contain at least 2 times when `t0` equals `ts[0]`.")
-    if likelihood not in _LIKELIHOODS:
-        raise ValueError(f"`likelihood` must be one of {_LIKELIHOODS}; got {likelihood!r}.")
     if not isinstance(y0, Mapping):
         raise TypeError("`y0` must be a mapping by compartment name, e.g. {'S': 762, ...}.")
     missing = [c for c in model.compartments if c not in y0]
     unknown = [c for c in y0 if c not in model.compartments]
     if missing or unknown:
+        hint = _suggest(unknown[0], missing) if unknown and missing else ""
         raise ValueError(f"`y0` must name exactly the compartments {model.compartments}; "
-                         f"missing {missing}, unknown {unknown}.")
-    y0f = {c: float(y0[c]) for c in model.compartments}
-    if any(not math.isfinite(v) or v < 0 for v in y0f.values()):
-        raise ValueError(f"`y0` values must be finite and non-negative; got {y0f}.")
-    N = float(sum(y0f.values())) if population is None else float(population)
-    if not math.isfinite(N) or N <= 0:
-        raise ValueError(f"`population` must be a positive number; got {population!r}.")
+                         f"missing {missing}, unknown {unknown}{hint}.")
+    y0f = {c: _check_real(y0[c], f"y0[{c!r}]", nonnegative=True) for c in model.compartments}
+    N = (float(sum(y0f.values())) if population is None
+         else _check_real(population, "population", positive=True))
+    if N <= 0:
+        raise ValueError(f"`population` must be a positive number; got {population!r} (the "
+                         "sum of `y0`).")
     if sum(y0f.values()) > N * (1 + 1e-6):
         raise ValueError(f"`y0` sums to {sum(y0f.values())}, more than `population` {N}.")
     # Priors: defaults for beta, gamma, phi_inv; user entries override.
@@ -1222,14 +1588,15 @@ def _epidemic_spec(ts, counts, *, model, y0, population, t0, priors, likelihood,
     if not isinstance(user, Mapping):
         raise TypeError(f"`priors` must be a mapping {{name: distribution or number}}; "
                         f"got {type(user).__name__}.")
-    defaults = {k: v for k, v in default_priors().items()
+    defaults = {k: v for k, v in default_priors(days).items()
                 if k in model.rate_names or (k == "phi_inv" and likelihood == "negbin")}
     merged = {**defaults, **dict(user)}
     initial = tuple(f"{c}0" for c in model.compartments if c != "S")
     allowed = (*model.rate_names, "reporting", "phi_inv", *initial)
     bad = [k for k in merged if k not in allowed]
     if bad:
-        raise ValueError(f"`priors` has unknown names {bad}; allowed: {allowed}.")
+        raise ValueError(f"`priors` has unknown names {bad}{_suggest(bad[0], allowed)}; "
+                         f"allowed for {type(model).__name__}: {allowed}.")
     if "phi_inv" in user and likelihood != "negbin":
         raise ValueError("`priors['phi_inv']` is only used with likelihood='negbin'.")
     if neural_beta:
@@ -1250,20 +1617,58 @@ def _epidemic_spec(ts, counts, *, model, y0, population, t0, priors, likelihood,
             checked[k] = _check_prior(k, v, allow_zero=k in initial)
     return _EpidemicSpec(
         model=model, grid=grid, offset=offset, counts=obs, y0=y0f, population=N,
-        priors=checked, likelihood=likelihood, observed=observed,
+        priors=checked, likelihood=likelihood, observed=observed, reparam=reparam,
     )
 
 
-def _draw(name: str, prior: Any) -> Any:
-    """A sample site for a distribution; a fixed value as is."""
-    return numpyro.sample(name, prior) if isinstance(prior, dist.Distribution) else prior
+def _draw(name: str, prior: Any, reparam: str | None = None) -> Any:
+    """A sample site for a distribution; a fixed value as is.
+
+    With ``reparam="noncentred"`` a prior that :func:`_noncentred_value` knows is sampled
+    as ``"<name>_z"`` ~ N(0, 1) and ``name`` becomes a deterministic site of the same
+    prior distribution.
+    """
+    if not isinstance(prior, dist.Distribution):
+        return prior
+    if reparam == "noncentred" and _noncentred_value(prior, 0.0) is not None:
+        z = numpyro.sample(f"{name}_z", dist.Normal(0.0, 1.0))
+        return numpyro.deterministic(name, _noncentred_value(prior, z))
+    return numpyro.sample(name, prior)
+
+
+def _noncentred_value(prior: dist.Distribution, z: Any) -> Any:
+    r"""The value :math:`F^{-1}(\Phi(z))` of ``prior`` at a standard-normal ``z``, or ``None``.
+
+    For :math:`z \sim \mathcal N(0, 1)` the result has exactly the distribution ``prior``.
+    Written per family so that both tails stay accurate in float32 (no :math:`\Phi(z)`
+    that rounds to 1):
+
+    * ``LogNormal(m, s)``: :math:`e^{m + s z}`;
+    * ``Exponential(r)``: :math:`-\log \Phi(-z) / r` (``log_ndtr``);
+    * ``TruncatedNormal(m, s, low=a)`` without upper bound: with
+      :math:`q = 1 - \Phi((a - m)/s)`, :math:`m - s\,\Phi^{-1}\big(q\,\Phi(-z)\big)`.
+
+    Other families return ``None`` (they are sampled as they are).
+    """
+    from jax.scipy.special import log_ndtr, ndtr, ndtri
+
+    if isinstance(prior, dist.LogNormal):
+        return jnp.exp(prior.base_dist.loc + prior.base_dist.scale * z)
+    if isinstance(prior, dist.Exponential):
+        return -log_ndtr(-jnp.asarray(z, dtype=jnp.result_type(float))) / prior.rate
+    if isinstance(prior, dist.LeftTruncatedDistribution) and isinstance(
+            prior.base_dist, dist.Normal):
+        m, sd = prior.base_dist.loc, prior.base_dist.scale
+        q = 1.0 - ndtr((prior.low - m) / sd)
+        return m - sd * ndtri(q * ndtr(-jnp.asarray(z, dtype=jnp.result_type(float))))
+    return None
 
 
 def _epidemic_body(spec: _EpidemicSpec, rates: dict[str, Any], *, adjoint, rtol, atol,
                    max_steps, solver) -> None:
     """Initial state, ODE solve, masking and likelihood (shared by both epidemic models)."""
     model, p, N = spec.model, spec.priors, spec.population
-    y0 = {c: _draw(f"{c}0", p[f"{c}0"]) if f"{c}0" in p else spec.y0[c]
+    y0 = {c: _draw(f"{c}0", p[f"{c}0"], spec.reparam) if f"{c}0" in p else spec.y0[c]
           for c in model.compartments}
     free_initial = any(f"{c}0" in p for c in model.compartments if c != "S")
     if free_initial:  # S takes up the rest of the population
@@ -1272,9 +1677,10 @@ def _epidemic_body(spec: _EpidemicSpec, rates: dict[str, Any], *, adjoint, rtol,
     # Initial draws that leave S < 0 are masked below; solve the given (valid) y0 instead.
     valid = y0v[0] >= 0
     fallback = jnp.asarray([spec.y0[c] for c in model.compartments], dtype=y0v.dtype)
-    traj = solve(model, {**rates, "N": N}, jnp.where(valid, y0v, fallback), jnp.asarray(spec.grid),
-                 rtol=rtol, atol=atol, max_steps=max_steps, adjoint=adjoint, throw=False,
-                 solver=solver)
+    start = jnp.where(valid, y0v, fallback)
+    traj = solve(model, {**rates, "N": N}, dict(zip(model.compartments, start)),
+                 jnp.asarray(spec.grid), rtol=rtol, atol=atol, max_steps=max_steps,
+                 adjoint=adjoint, throw=False, solver=solver)
     k = spec.offset
     if spec.observed == "incidence":
         signal = jnp.diff(traj.cumulative_infections)
@@ -1282,7 +1688,8 @@ def _epidemic_body(spec: _EpidemicSpec, rates: dict[str, Any], *, adjoint, rtol,
         signal = traj.cumulative_infections[k:]
     else:
         signal = traj[spec.observed][k:]
-    mean = _draw("reporting", p["reporting"]) * signal if "reporting" in p else signal
+    mean = (_draw("reporting", p["reporting"], spec.reparam) * signal if "reporting" in p
+            else signal)
     ok = traj.success & jnp.all(jnp.isfinite(mean)) & valid
     numpyro.deterministic("solver_ok", ok)
     # A failed solve is a point of zero posterior density, not an error.
@@ -1290,7 +1697,7 @@ def _epidemic_body(spec: _EpidemicSpec, rates: dict[str, Any], *, adjoint, rtol,
     safe = jnp.where(ok, jnp.maximum(mean, _MEAN_FLOOR), 1.0)
     numpyro.deterministic("expected", jnp.where(ok, safe, jnp.nan))
     if spec.likelihood == "negbin":
-        phi_inv = _draw("phi_inv", p["phi_inv"])
+        phi_inv = _draw("phi_inv", p["phi_inv"], spec.reparam)
         phi = numpyro.deterministic("phi", 1.0 / jnp.asarray(phi_inv))
         likelihood = dist.NegativeBinomial2(safe, phi)
     else:
@@ -1315,6 +1722,8 @@ def epidemic_model(
     priors: Mapping[str, Any] | None = None,
     likelihood: str = "negbin",
     observed: str = "I",
+    time_unit: str | float = "day",
+    reparam: str | None = None,
     forward_mode: bool = True,
     rtol: float = 1e-5,
     atol: float = 1e-7,
@@ -1344,6 +1753,20 @@ def epidemic_model(
     recovery), ``"phi"``, ``"expected"`` (:math:`\mu`, NaN where the solve failed) and
     ``"solver_ok"``; the observations ``"obs"``.
 
+    **Time unit.** Rates are per unit of ``ts``. The default priors are the case study's
+    per-day priors, rescaled to ``time_unit`` (:func:`default_priors`): pass
+    ``time_unit="week"`` with weekly times (e.g. ``data.time_unit`` of a bundled data set)
+    and :math:`\beta, \gamma` are then per week. Priors you give in ``priors`` are taken
+    as they are, per unit of ``ts``; ``"recovery_time"`` is in units of ``ts`` too.
+
+    **Reparameterisation.** ``reparam="noncentred"`` samples each parameter whose prior is
+    a ``LogNormal``, an ``Exponential`` or a ``TruncatedNormal`` bounded below only as a
+    standard normal ``"<name>_z"`` and maps it through the prior's quantile function,
+    :math:`\theta = F^{-1}(\Phi(z))` (``"<name>"`` becomes a deterministic site). The
+    prior and the posterior are exactly the same; only the coordinates NUTS moves in
+    change, to ones in which every direction the data do not inform is a unit normal.
+    Other priors (e.g. ``Beta``) are sampled as they are.
+
     Args:
         ts: observation times (strictly increasing).
         counts: observed counts at ``ts`` (non-negative), or ``None`` to simulate.
@@ -1356,22 +1779,28 @@ def epidemic_model(
             ``"reporting"``, ``"phi_inv"`` and ``"<C>0"``; merged over
             :func:`default_priors` (beta, gamma, phi_inv). Distributions must have
             non-negative support (``reporting`` inside [0, 1]).
-        likelihood: ``"negbin"`` or ``"poisson"``.
+        likelihood: ``"negbin"`` or ``"poisson"``; both need whole-number counts.
         observed: a compartment name, ``"incidence"`` or ``"cumulative"``.
+        time_unit: the unit of ``ts``: ``"day"`` (default), ``"week"`` or days per unit;
+            sets the unit of the default rate priors.
+        reparam: ``None`` or ``"noncentred"`` (see above).
         forward_mode: solve with diffrax ``ForwardMode`` (for NUTS with
             ``forward_mode_differentiation=True``); ``False`` uses the reverse-mode
             ``RecursiveCheckpointAdjoint`` (SVI, reverse-mode NUTS).
         rtol, atol, max_steps, solver: options of :func:`~epinn.compartmental.solve`.
 
     Raises:
-        ValueError: no data, bad shapes, negative or non-finite counts, unknown names,
-            priors with invalid parameters or support.
+        ValueError: no data, bad shapes, negative, non-integer or non-finite counts,
+            unknown names, priors with invalid parameters or support, bad solver options.
         TypeError: a prior that is neither a distribution nor a number.
     """
     model = SIR() if model is None else model
     spec = _epidemic_spec(ts, counts, model=model, y0=y0, population=population, t0=t0,
-                          priors=priors, likelihood=likelihood, observed=observed)
-    rates = {r: _draw(r, spec.priors[r]) for r in model.rate_names}
+                          priors=priors, likelihood=likelihood, observed=observed,
+                          time_unit=time_unit, reparam=reparam)
+    _check_bool(forward_mode, "forward_mode")
+    _check_solver_options(rtol, atol, max_steps, solver)
+    rates = {r: _draw(r, spec.priors[r], spec.reparam) for r in model.rate_names}
     numpyro.deterministic("R0", _R0(model, {**rates, "N": spec.population}))
     if "gamma" in rates:
         numpyro.deterministic("recovery_time", 1.0 / jnp.asarray(rates["gamma"]))
@@ -1391,11 +1820,14 @@ def fit_epidemic(
     priors: Mapping[str, Any] | None = None,
     likelihood: str = "negbin",
     observed: str = "I",
+    time_unit: str | float = "day",
+    reparam: str | None = None,
     num_warmup: int = 1000,
     num_samples: int = 1000,
     num_chains: int = 4,
     chain_method: str = "vectorized",
     target_accept_prob: float = 0.8,
+    dense_mass: bool = False,
     forward_mode: bool = True,
     rtol: float = 1e-5,
     atol: float = 1e-7,
@@ -1420,19 +1852,27 @@ def fit_epidemic(
             sampler for each run, ~20-30 s per data set here) and a list is returned.
         key: PRNG key; the same key gives the same draws (split over data sets).
         y0, model, population, t0, priors, likelihood, observed: as :func:`epidemic_model`.
-        num_warmup, num_samples, num_chains, chain_method, target_accept_prob: as
-            :func:`run_nuts`.
+        time_unit: the unit of ``ts`` (``"day"``, ``"week"`` or days per unit); the default
+            priors are per day and are rescaled to it (see :func:`default_priors`); priors
+            given in ``priors`` are per unit of ``ts``.
+        reparam: ``"noncentred"`` samples the parameters in standard-normal coordinates
+            (see :func:`epidemic_model`); try it when the fit reports divergences.
+        num_warmup, num_samples, num_chains, chain_method, target_accept_prob, dense_mass:
+            as :func:`run_nuts`.
         forward_mode: forward-mode gradients (fast for a few parameters).
         rtol, atol, max_steps, solver: ODE solver options.
         max_r_hat, min_ess, warn: diagnostics thresholds and warning switch.
 
     Returns:
         :class:`MCMCResult` (a list of them for several data sets);
-        ``result.table(("beta", "gamma", "R0", "recovery_time"))`` gives the posterior
-        table.
+        ``result.print_summary()`` prints the posterior table (with ``R0`` and
+        ``recovery_time``), ``result.table(("beta", "gamma", "R0", "recovery_time"))``
+        returns it as a dict and ``result.to_arviz()`` converts it for ArviZ.
 
     Raises:
-        ValueError: bad data, priors or options (see :func:`epidemic_model`).
+        ValueError: bad data, priors or options (see :func:`epidemic_model`); every check
+            runs before anything is compiled.
+        TypeError: a bad key, model, solver or prior type.
 
     Warns:
         ConvergenceWarning: R-hat too large, ESS too small or divergent transitions.
@@ -1440,25 +1880,33 @@ def fit_epidemic(
     model = SIR() if model is None else model
     _check_key(key)
     cfg = dict(y0=y0, model=model, population=population, t0=t0, priors=priors,
-               likelihood=likelihood, observed=observed)
+               likelihood=likelihood, observed=observed, time_unit=time_unit, reparam=reparam)
     if counts is None:
         raise ValueError("`counts` must be given: there is no data to fit.")
-    ts_a = np.asarray(ts, dtype=np.float64)
-    counts_a = np.asarray(counts, dtype=np.float64)
-    batched = counts_a.ndim == 2 and ts_a.ndim == 1 and counts_a.shape[1:] == ts_a.shape
+    ts_a = _as_float_array(ts, "ts")
+    counts_a = _as_float_array(counts, "counts")
+    batched = counts_a.ndim == 2 and ts_a.ndim == 1
+    if batched and counts_a.shape[1:] != ts_a.shape:
+        raise ValueError(f"`counts` of shape {counts_a.shape} must be (T,) or (data sets, T) "
+                         f"with T = len(ts) = {ts_a.size}.")
     if batched and counts_a.shape[0] == 0:
         raise ValueError("`counts` holds no data sets.")
-    for c in counts_a if batched else (counts_a,):  # raise before any compilation
-        _epidemic_spec(ts_a, c, **cfg)
+    # Every check runs here, in plain Python, before anything is traced or compiled.
+    _check_bool(forward_mode, "forward_mode")
+    _check_solver_options(rtol, atol, max_steps, solver)
+    checks = dict(max_r_hat=max_r_hat, min_ess=min_ess, warn=_check_bool(warn, "warn"))
+    _check_thresholds(max_r_hat, min_ess)
     fn = functools.partial(epidemic_model, **cfg, forward_mode=forward_mode, rtol=rtol,
                            atol=atol, max_steps=max_steps, solver=solver)
     options = dict(
         num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
         chain_method=chain_method, target_accept_prob=target_accept_prob,
-        max_tree_depth=10, dense_mass=False, forward_mode_differentiation=forward_mode,
+        max_tree_depth=10, dense_mass=dense_mass, forward_mode_differentiation=forward_mode,
         init_strategy=None, progress_bar=False,
     )
-    checks = dict(max_r_hat=max_r_hat, min_ess=min_ess, warn=warn)
+    _make_mcmc(fn, **options)  # validates the sampler options
+    for c in counts_a if batched else (counts_a,):
+        _epidemic_spec(ts_a, c, **cfg)
     if not batched:
         return _sample(_make_mcmc(fn, **options), key, (ts_a, counts_a), {}, model=fn,
                        **checks)
@@ -1485,6 +1933,7 @@ def neural_beta_model(
     t_scale: float | None = None,
     likelihood: str = "poisson",
     observed: str = "I",
+    time_unit: str | float = "day",
     rtol: float = 1e-5,
     atol: float = 1e-7,
     max_steps: int = 4096,
@@ -1508,8 +1957,8 @@ def neural_beta_model(
     0.6 and the band of beta(t) stayed at the prior's).
 
     Args:
-        ts, counts, y0, model, population, t0, priors, likelihood, observed: as
-            :func:`epidemic_model` (``priors`` must not contain ``"beta"``).
+        ts, counts, y0, model, population, t0, priors, likelihood, observed, time_unit:
+            as :func:`epidemic_model` (``priors`` must not contain ``"beta"``).
         network: a Flax Linen module with one input and one output, e.g.
             ``MLP((16, 16, 1), activation="tanh")``.
         prior_scale: standard deviation :math:`s` of the weight prior.
@@ -1523,19 +1972,18 @@ def neural_beta_model(
     model = SIR() if model is None else model
     spec = _epidemic_spec(ts, counts, model=model, y0=y0, population=population, t0=t0,
                           priors=priors, likelihood=likelihood, observed=observed,
-                          neural_beta=True)
+                          time_unit=time_unit, neural_beta=True)
+    _check_solver_options(rtol, atol, max_steps)
     _check_scale(prior_scale, "prior_scale")
     scale = float(spec.grid[-1] - spec.grid[0]) if t_scale is None else t_scale
     _check_scale(scale, "t_scale")
-    _check_network(network)
-    features = getattr(network, "features", None)
-    if features is not None and features[-1] != 1:
-        raise ValueError(f"`network` must have one output for beta(t); got {features[-1]}.")
+    _check_network(network, outputs=1, what="for beta(t)")
     net = random_flax_module("beta_net", network, dist.Normal(0.0, prior_scale),
                              input_shape=(1,))
     beta = NetworkRate(network, _sampled_variables(net), transform=jax.nn.softplus,
                        t_scale=scale)
-    rates = {r: beta if r == "beta" else _draw(r, spec.priors[r]) for r in model.rate_names}
+    rates = {r: beta if r == "beta" else _draw(r, spec.priors[r], spec.reparam)
+             for r in model.rate_names}
     grid = jnp.asarray(spec.grid)
     numpyro.deterministic("beta_t", jax.vmap(beta)(grid))
     numpyro.deterministic("R0_t", _R0(model, {**rates, "N": spec.population}, t=grid))
@@ -1575,6 +2023,7 @@ def fit_bayesian_neural_beta(
     t_scale: float | None = None,
     likelihood: str = "poisson",
     observed: str = "I",
+    time_unit: str | float = "day",
     guide: str | autoguide.AutoGuide = "normal",
     num_steps: int = 3000,
     learning_rate: float = 1e-2,
@@ -1590,8 +2039,8 @@ def fit_bayesian_neural_beta(
     ``credible_interval(fit.samples["beta_t"], 0.9)``.
 
     Args:
-        ts, counts, key, y0, model, population, t0, priors, likelihood, observed: as
-            :func:`fit_epidemic`.
+        ts, counts, key, y0, model, population, t0, priors, likelihood, observed,
+            time_unit: as :func:`fit_epidemic`.
         network: the Flax network; default ``MLP((16, 16, 1), activation="tanh")``.
         prior_scale, t_scale: as :func:`neural_beta_model`.
         guide, num_steps, learning_rate, num_samples: as :func:`run_svi`.
@@ -1609,13 +2058,23 @@ def fit_bayesian_neural_beta(
 
     model = SIR() if model is None else model
     network = MLP((16, 16, 1), activation="tanh") if network is None else network
-    _check_network(network)
+    _check_network(network, outputs=1, what="for beta(t)")
     _check_key(key)
     if counts is None:
         raise ValueError("`counts` must be given: there is no data to fit.")
     cfg = dict(y0=y0, model=model, population=population, t0=t0, priors=priors,
-               likelihood=likelihood, observed=observed)
+               likelihood=likelihood, observed=observed, time_unit=time_unit)
     _epidemic_spec(ts, counts, **cfg, neural_beta=True)
+    # Everything run_svi and the model check, before the network's initialisation compiles.
+    _check_solver_options(rtol, atol, 4096)
+    _check_scale(prior_scale, "prior_scale")
+    if t_scale is not None:
+        _check_scale(t_scale, "t_scale")
+    if not isinstance(guide, autoguide.AutoGuide):
+        _check_choice(guide, _GUIDES, "guide")
+    _check_positive_int(num_steps, "num_steps")
+    _check_positive_int(num_samples, "num_samples")
+    _check_real(learning_rate, "learning_rate", positive=True)
     fn = functools.partial(neural_beta_model, **cfg, network=network, prior_scale=prior_scale,
                            t_scale=t_scale, rtol=rtol, atol=atol)
     init_key, run_key = jr.split(key)

@@ -8,6 +8,7 @@ runs few samplers and the statistical recovery checks are marked slow.
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -41,6 +42,7 @@ from epinn.bayes import (
 )
 from epinn.compartmental import SEIR, solve
 from epinn.estimation import ConvergenceWarning
+from tests.helpers import count_compilations
 
 BOARDING = np.array([3, 8, 26, 76, 225, 298, 258, 233, 189, 128, 68, 29, 14, 4], float)
 DAYS = np.arange(1.0, 15.0)
@@ -357,7 +359,7 @@ def test_neural_beta_model_sites_and_errors():
                                tr["beta_t"]["value"] / tr["gamma"]["value"], rtol=1e-6)
     with pytest.raises(ValueError, match="beta"):
         model(DAYS, priors={"beta": dist.Exponential(1.0)})
-    with pytest.raises(ValueError, match="one output"):
+    with pytest.raises(ValueError, match="1 output"):
         neural_beta_model(DAYS, y0=Y0, t0=0.0, network=MLP((8, 2)))
     with pytest.raises(ValueError, match="counts"):
         fit_bayesian_neural_beta(DAYS, None, key=jr.PRNGKey(0), y0=Y0)
@@ -641,3 +643,349 @@ def test_final_loss_rule():
     with pytest.raises(NonFiniteLossError, match="became inf at step 1 of 2") as err:
         _check_final_loss(np.array([np.inf, np.nan]))
     assert err.value.history.train_loss == []
+
+
+# --------------------------------------------------------------------------------------
+# Priors with jnp parameters, time units, reparameterisation (issue 21)
+# --------------------------------------------------------------------------------------
+
+
+def test_jnp_prior_parameters_trace_under_jit():
+    # A prior written with jnp (a concrete jax Array as parameter) used to fail with
+    # TracerArrayConversionError once the model was traced by the sampler: its parameter
+    # check ran on a tracer. Under jit the log density equals the one with math.log.
+    import math
+
+    def lp(prior):
+        model = functools.partial(epidemic_model, y0=Y0, t0=0.0, priors={"beta": prior})
+        f = jax.jit(lambda b: log_density(model, (DAYS, BOARDING), {},
+                                          {"beta": b, "gamma": 0.5, "phi_inv": 0.1})[0])
+        return float(f(1.7))
+
+    assert lp(dist.LogNormal(jnp.log(2.0), 1.0)) == pytest.approx(
+        lp(dist.LogNormal(math.log(2.0), 1.0)), rel=1e-6)
+    # The bad-parameter check still runs on jnp parameters (concretely, before tracing).
+    with pytest.raises(ValueError, match=r"priors\['beta'\].*invalid parameter rate"):
+        epidemic_model(DAYS, BOARDING, y0=Y0, t0=0.0,
+                       priors={"beta": dist.Gamma(jnp.asarray(2.0), -jnp.ones(()),
+                                                  validate_args=False)})
+
+
+@pytest.fixture(scope="module")
+def jnp_prior_fit():
+    # A small NUTS run with priors whose parameters are jnp arrays (the issue's example).
+    return fit_epidemic(DAYS, BOARDING, key=jr.PRNGKey(5), y0=Y0, t0=0.0,
+                        priors={"beta": dist.LogNormal(jnp.log(2.0), 1.0),
+                                "gamma": dist.TruncatedNormal(jnp.asarray(0.4), 0.5, low=0.0)},
+                        num_warmup=150, num_samples=150, num_chains=2, warn=False)
+
+
+def test_jnp_prior_samples(jnp_prior_fit):
+    fit = jnp_prior_fit
+    beta = np.asarray(fit.samples["beta"])
+    assert beta.shape == (300,) and np.all(np.isfinite(beta))
+    # The data dominate the prior: the posterior sits at the case study's beta (1.73),
+    # far narrower than LogNormal(log 2, 1) (sd ~3).
+    assert abs(beta.mean() - 1.73) < 0.1 and beta.std() < 0.2
+
+
+def test_print_summary_has_derived_quantities(jnp_prior_fit, capsys):
+    fit = jnp_prior_fit
+    fit.print_summary()
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
+            if line.strip() and not line.lstrip().startswith(("mean", "Number"))}
+    assert list(rows) == ["beta", "gamma", "phi_inv", "R0", "recovery_time", "phi"]
+    assert "mean" in out.splitlines()[0] and "2.5%" in out and "97.5%" in out
+    assert f"Number of divergences: {fit.num_divergences}" in out
+    table = fit.table(("R0", "recovery_time"))
+    for name in ("R0", "recovery_time"):
+        mean, std, median, lo, hi, ess, rhat = map(float, rows[name])
+        x = np.asarray(fit.samples[name], dtype=np.float64)
+        assert mean == pytest.approx(table[name]["mean"], abs=0.006)
+        assert std == pytest.approx(x.std(), abs=0.006)
+        assert median == pytest.approx(np.median(x), abs=0.006)
+        assert lo == pytest.approx(table[name]["lo"], abs=0.006)
+        assert hi == pytest.approx(table[name]["hi"], abs=0.006)
+        assert ess == pytest.approx(table[name]["ess"], abs=0.006)
+        assert rhat == pytest.approx(table[name]["r_hat"], abs=0.006)
+    # Chosen sites and another interval; vector sites print one row per element.
+    fit.print_summary(("expected",), prob=0.5)
+    out = capsys.readouterr().out
+    assert "25%" in out and "75%" in out and "expected[13]" in out and "beta" not in out
+    with pytest.raises(ValueError, match=r"names.*'R_0'.*did you mean 'R0'"):
+        fit.print_summary(("R_0",))
+    with pytest.raises(TypeError, match="names"):
+        fit.table("R0")
+
+
+def test_to_arviz_round_trips(jnp_prior_fit):
+    az = pytest.importorskip("arviz", reason="ArviZ is an optional extra (epinn[arviz])")
+    fit = jnp_prior_fit
+    idata = fit.to_arviz(jr.PRNGKey(1))
+    assert isinstance(idata, az.InferenceData)
+    for group in ("posterior", "sample_stats", "observed_data", "posterior_predictive",
+                  "log_likelihood"):
+        assert group in idata.groups()
+    for name in ("beta", "gamma", "phi_inv", "R0", "recovery_time", "expected"):
+        np.testing.assert_array_equal(idata.posterior[name].values,
+                                      np.asarray(fit.samples_by_chain[name]))
+    np.testing.assert_array_equal(idata.observed_data["obs"].values, BOARDING)
+    np.testing.assert_array_equal(idata.sample_stats["diverging"].values, fit.diverging)
+    np.testing.assert_array_equal(idata.sample_stats["n_steps"].values, fit.num_steps)
+    assert np.all(idata.sample_stats["lp"].values == -fit.sample_stats["potential_energy"])
+    pp = idata.posterior_predictive["obs"].values
+    assert pp.shape == (2, 150, 14) and np.all(pp >= 0) and np.all(pp == np.round(pp))
+    # The simulated counts follow the expected counts of the same draw: their mean over
+    # all draws is close to the mean of "expected" (NegBin mean mu).
+    mu = idata.posterior["expected"].values
+    assert np.all(np.abs(pp.mean((0, 1)) - mu.mean((0, 1))) < 5 * np.sqrt(mu.mean((0, 1))) + 2)
+    # Pointwise log-likelihood: the negative binomial at each draw (scipy reference).
+    ll = idata.log_likelihood["obs"].values
+    phi = idata.posterior["phi"].values[..., None]
+    ref = stats.nbinom.logpmf(BOARDING, phi, phi / (phi + mu))
+    np.testing.assert_allclose(ll, ref, rtol=2e-4, atol=2e-4)
+    # ArviZ's own summary reads it.
+    assert "beta" in az.summary(idata, var_names=["beta"]).index
+
+
+def test_to_arviz_without_arviz_says_how_to_install(conj_fit, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "arviz", None)  # import arviz -> ImportError
+    with pytest.raises(ImportError, match=r"pip install epinn\[arviz\]"):
+        conj_fit.to_arviz()
+
+
+def test_default_priors_time_unit():
+    # Per-week priors are the per-day priors of a rate 7 times larger: density
+    # p_week(7 x) = p_day(x) / 7, for every x (scipy's truncated normal as reference).
+    day, week = default_priors(), default_priors("week")
+    x = np.array([0.05, 0.4, 1.7, 3.0])
+    for name, (loc, scale) in {"beta": (2.0, 1.0), "gamma": (0.4, 0.5)}.items():
+        ref = stats.truncnorm.logpdf(x, -loc / scale, np.inf, loc=loc, scale=scale)
+        np.testing.assert_allclose(day[name].log_prob(x), ref, rtol=1e-5)
+        np.testing.assert_allclose(week[name].log_prob(7 * x), ref - np.log(7), rtol=1e-5)
+        np.testing.assert_allclose(default_priors(7.0)[name].log_prob(7 * x),
+                                   week[name].log_prob(7 * x), rtol=1e-6)
+    # The overdispersion has no time unit.
+    assert float(week["phi_inv"].rate) == float(day["phi_inv"].rate) == 5.0
+    for bad in ("weak", 0.0, -7.0, "7", None, True):
+        with pytest.raises(ValueError, match="time_unit"):
+            default_priors(bad)
+    with pytest.raises(ValueError, match="did you mean 'week'"):
+        default_priors("weeks")
+
+
+def test_weekly_model_is_the_daily_model_in_other_units(x64):
+    # The same epidemic, with time in weeks and time_unit="week": the solve is identical
+    # at rates 7x larger, and the log density differs exactly by the Jacobian of the
+    # two rates (-2 log 7), so the posterior is the same up to the change of units.
+    beta, gamma, phi_inv = 1.7, 0.55, 0.2
+    day = functools.partial(epidemic_model, y0=Y0, t0=0.0, rtol=1e-10, atol=1e-12)
+    week = functools.partial(epidemic_model, y0=Y0, t0=0.0, time_unit="week", rtol=1e-10,
+                             atol=1e-12)
+    lp_day, tr_day = log_density(day, (DAYS, BOARDING), {},
+                                 {"beta": beta, "gamma": gamma, "phi_inv": phi_inv})
+    lp_week, tr_week = log_density(week, (DAYS / 7.0, BOARDING), {},
+                                   {"beta": 7 * beta, "gamma": 7 * gamma, "phi_inv": phi_inv})
+    np.testing.assert_allclose(tr_week["expected"]["value"], tr_day["expected"]["value"],
+                               rtol=1e-7)
+    assert float(lp_week) == pytest.approx(float(lp_day) - 2 * np.log(7.0), rel=1e-9)
+    assert float(tr_week["R0"]["value"]) == pytest.approx(beta / gamma)
+    assert float(tr_week["recovery_time"]["value"]) == pytest.approx(1 / (7 * gamma))
+    with pytest.raises(ValueError, match="time_unit"):
+        fit_epidemic(DAYS, BOARDING, key=jr.PRNGKey(0), y0=Y0, t0=0.0, time_unit="fortnight")
+
+
+@pytest.mark.parametrize("prior, ref", [
+    (dist.LogNormal(0.5, 0.8), stats.lognorm(0.8, scale=np.exp(0.5))),
+    (dist.Exponential(5.0), stats.expon(scale=0.2)),
+    (dist.TruncatedNormal(0.4, 0.5, low=0.0), stats.truncnorm(-0.8, np.inf, loc=0.4, scale=0.5)),
+    (dist.TruncatedNormal(2.0, 1.0, low=0.5), stats.truncnorm(-1.5, np.inf, loc=2.0, scale=1.0)),
+])
+def test_noncentred_values_have_the_prior_distribution(prior, ref):
+    # theta = F^-1(Phi(z)) for z ~ N(0, 1): its quantiles are the prior's at every level,
+    # including the far tails (z = +-6), where Phi(z) would round to 0 or 1 in float32.
+    from epinn.bayes import _noncentred_value
+
+    z = np.array([-6.0, -3.0, -1.0, 0.0, 0.5, 2.0, 4.0, 6.0])
+    theta = np.asarray(_noncentred_value(prior, jnp.asarray(z, jnp.float32)))
+    expected = ref.ppf(stats.norm.cdf(z))
+    upper = z > 0  # upper tail: compare with the survival function (accurate there)
+    expected[upper] = ref.isf(stats.norm.sf(z[upper]))
+    np.testing.assert_allclose(theta, expected, rtol=2e-4, atol=1e-6)
+
+
+def test_noncentred_model_same_prior():
+    # reparam="noncentred": sites "<name>_z" are latent, the parameters deterministic, and
+    # prior draws of the parameters follow their priors (Kolmogorov-Smirnov against scipy).
+    model = functools.partial(epidemic_model, y0=Y0, t0=0.0, reparam="noncentred",
+                              priors={"I0": dist.Exponential(1.0),
+                                      "reporting": dist.Beta(2.0, 2.0)})
+    tr = numpyro.handlers.trace(numpyro.handlers.seed(model, jr.PRNGKey(0))).get_trace(DAYS)
+    latent = {k for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]}
+    latent.discard("obs")  # simulated here (no counts)
+    assert latent == {"beta_z", "gamma_z", "phi_inv_z", "I0_z", "reporting"}  # Beta as is
+    assert tr["beta"]["type"] == tr["I0"]["type"] == "deterministic"
+    draws = prior_predictive(model, jr.PRNGKey(1), 2000, DAYS)
+    refs = {"beta": stats.truncnorm(-2.0, np.inf, loc=2.0, scale=1.0),
+            "gamma": stats.truncnorm(-0.8, np.inf, loc=0.4, scale=0.5),
+            "phi_inv": stats.expon(scale=0.2), "I0": stats.expon(scale=1.0),
+            "reporting": stats.beta(2.0, 2.0)}
+    for name, ref in refs.items():
+        assert stats.kstest(np.asarray(draws[name]), ref.cdf).pvalue > 0.001, name
+    with pytest.raises(ValueError, match="did you mean 'noncentred'"):
+        model(DAYS, reparam="noncentered")
+
+
+# --------------------------------------------------------------------------------------
+# Bad input is refused by name, before anything compiles (issue 22)
+# --------------------------------------------------------------------------------------
+
+
+def _refused(fn, exc, match):
+    with count_compilations() as c, pytest.raises(exc, match=match):
+        fn()
+    assert c.count == 0, f"{c.count} compilations before the error ({match})"
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"rtol": -1.0}, ValueError, "rtol"),
+    ({"rtol": "1e-5"}, ValueError, "rtol"),
+    ({"atol": 0.0}, ValueError, "atol"),
+    ({"max_steps": 2**40}, ValueError, "max_steps.*<= 2147483647"),
+    ({"max_steps": 0}, ValueError, "max_steps"),
+    ({"max_steps": 100.0}, ValueError, "max_steps"),
+    ({"solver": "tsit5"}, TypeError, "solver"),
+    ({"forward_mode": "yes"}, TypeError, "forward_mode"),
+    ({"dense_mass": 1}, TypeError, "dense_mass"),
+    ({"num_samples": 0}, ValueError, "num_samples"),
+    ({"num_warmup": -1}, ValueError, "num_warmup"),
+    ({"num_chains": 2.0}, ValueError, "num_chains"),
+    ({"target_accept_prob": 1.5}, ValueError, "target_accept_prob"),
+    ({"chain_method": "vectorised"}, ValueError, "chain_method.*did you mean 'vectorized'"),
+    ({"max_r_hat": 0.5}, ValueError, "max_r_hat"),
+    ({"min_ess": -1}, ValueError, "min_ess"),
+    ({"warn": "no"}, TypeError, "warn"),
+    ({"likelihood": "poison"}, ValueError, "likelihood.*did you mean 'poisson'"),
+    ({"observed": "incidense"}, ValueError, "observed.*did you mean 'incidence'"),
+    ({"priors": {"gama": 0.5}}, ValueError, r"unknown names \['gama'\].*did you mean 'gamma'"),
+    ({"reparam": "noncentered"}, ValueError, "reparam.*did you mean 'noncentred'"),
+    ({"time_unit": "weeks"}, ValueError, "time_unit.*did you mean 'week'"),
+    ({"y0": {"S": "abc", "I": 1.0, "R": 0.0}}, ValueError, r"y0\['S'\]"),
+    ({"y0": {"S": 762.0, "I": -1.0, "R": 0.0}}, ValueError, r"y0\['I'\]"),
+    ({"y0": {"S": 762.0, "i": 1.0, "R": 0.0}}, ValueError, "y0.*did you mean 'I'"),
+    ({"y0": {"S": 762.0, "In": 1.0, "R": 0.0}}, ValueError, "y0.*did you mean 'I'"),
+    ({"t0": "abc"}, ValueError, "t0"),
+    ({"population": "abc"}, ValueError, "population"),
+    ({"population": np.nan}, ValueError, "population"),
+])
+def test_fit_epidemic_refuses_bad_options_before_compiling(kwargs, exc, match):
+    cfg = {"key": jr.PRNGKey(0), "y0": Y0, "t0": 0.0, **kwargs}
+    _refused(lambda: fit_epidemic(DAYS, BOARDING, **cfg), exc, match)
+
+
+@pytest.mark.parametrize("likelihood", ["negbin", "poisson"])
+def test_fit_epidemic_refuses_bad_counts_before_compiling(likelihood):
+    fit = functools.partial(fit_epidemic, key=jr.PRNGKey(0), y0=Y0, t0=0.0,
+                            likelihood=likelihood)
+    # Non-integer counts under a count likelihood (numpyro failed after ~24 s with
+    # "Cannot find valid initial parameters").
+    _refused(lambda: fit(DAYS, BOARDING + 0.5), ValueError,
+             rf"counts.*whole numbers.*likelihood='{likelihood}'.*3.5 at index 0")
+    _refused(lambda: fit(DAYS, np.where(DAYS == 4, -2.0, BOARDING)), ValueError,
+             "counts.*negative.*-2 at index 3")
+    _refused(lambda: fit(DAYS, BOARDING[:-1]), ValueError, r"counts.*\(13,\).*\(14,\)")
+    _refused(lambda: fit(DAYS[:-1], BOARDING), ValueError, "counts.*ts")
+    _refused(lambda: fit(DAYS, np.stack([BOARDING[:-1]] * 2)), ValueError,
+             r"counts.*\(data sets, T\)")
+    _refused(lambda: fit(DAYS, ["a"] * 14), ValueError, "counts.*numbers")
+    _refused(lambda: fit("abc", BOARDING), ValueError, "ts.*numbers")
+    _refused(lambda: fit(DAYS, np.stack([BOARDING, BOARDING + 0.25])), ValueError,
+             "counts.*whole numbers")
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"num_samples": 0}, ValueError, "num_samples"),
+    ({"num_warmup": -5}, ValueError, "num_warmup"),
+    ({"num_chains": 0}, ValueError, "num_chains"),
+    ({"method": "nust"}, ValueError, "method.*did you mean 'nuts'"),
+    ({"prior_scale": -1.0}, ValueError, "prior_scale"),
+    ({"noise_scale": 0.0}, ValueError, "noise_scale"),
+    ({"network": MLP((4, 2))}, ValueError, "network.*1 output"),
+    ({"heteroscedastic": True}, ValueError, "network.*2 output"),
+    ({"hierarchical": "yes"}, TypeError, "hierarchical"),
+    ({"method": "svi", "num_steps": 0}, ValueError, "num_steps"),
+    ({"method": "svi", "learning_rate": "0.01"}, ValueError, "learning_rate"),
+    ({"method": "svi", "guide": "flow"}, ValueError, "guide"),
+    ({"method": "svi", "num_samples": 0}, ValueError, "num_samples"),
+])
+def test_fit_bnn_refuses_bad_options_before_compiling(kwargs, exc, match):
+    x, y = np.linspace(-1.0, 1.0, 8)[:, None], np.zeros(8)
+    cfg = {"key": jr.PRNGKey(0), "network": MLP((4, 1)), **kwargs}
+    _refused(lambda: fit_bnn(x, y, **cfg), exc, match)
+
+
+def test_fit_bnn_refuses_bad_data_before_compiling():
+    net = MLP((4, 1))
+    x = np.linspace(-1.0, 1.0, 8)[:, None]
+    _refused(lambda: fit_bnn(x, np.zeros(7), key=jr.PRNGKey(0), network=net), ValueError,
+             r"y.*\(8,\)")
+    _refused(lambda: fit_bnn([["a"]] * 8, np.zeros(8), key=jr.PRNGKey(0), network=net),
+             ValueError, "x.*numbers")
+    _refused(lambda: fit_bnn(x, ["b"] * 8, key=jr.PRNGKey(0), network=net), ValueError,
+             "y.*numbers")
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"num_steps": 0}, ValueError, "num_steps"),
+    ({"guide": "flow"}, ValueError, "guide"),
+    ({"learning_rate": -1.0}, ValueError, "learning_rate"),
+    ({"num_samples": 0}, ValueError, "num_samples"),
+    ({"t_scale": -1.0}, ValueError, "t_scale"),
+    ({"prior_scale": 0.0}, ValueError, "prior_scale"),
+    ({"rtol": 0.0}, ValueError, "rtol"),
+    ({"network": MLP((4, 2))}, ValueError, "network.*1 output"),
+    ({"priors": {"beta": dist.Exponential(1.0)}}, ValueError, "beta"),
+    ({"time_unit": 0}, ValueError, "time_unit"),
+])
+def test_fit_bayesian_neural_beta_refuses_bad_options_before_compiling(kwargs, exc, match):
+    cfg = {"key": jr.PRNGKey(0), "y0": Y0, "t0": 0.0, **kwargs}
+    _refused(lambda: fit_bayesian_neural_beta(DAYS, BOARDING, **cfg), exc, match)
+
+
+def test_runners_and_helpers_refuse_bad_input_by_name():
+    run = functools.partial(run_nuts, conjugate_model, jr.PRNGKey(0), Y_CONJ)
+    _refused(lambda: run(init_strategy="median"), TypeError, "init_strategy")
+    _refused(lambda: run(max_r_hat=0.9), ValueError, "max_r_hat")
+    _refused(lambda: run(min_ess="100"), ValueError, "min_ess")
+    _refused(lambda: run(dense_mass="no"), TypeError, "dense_mass")
+    _refused(lambda: run(target_accept_prob=np.float32(2.0)), ValueError, "target_accept_prob")
+    svi = functools.partial(run_svi, conjugate_model, jr.PRNGKey(0), Y_CONJ)
+    _refused(lambda: svi(learning_rate="0.01"), ValueError, "learning_rate")
+    _refused(lambda: svi(guide="lowrnk"), ValueError, "guide.*did you mean 'lowrank'")
+    _refused(lambda: svi(init_strategy=3), TypeError, "init_strategy")
+    _refused(lambda: prior_predictive("model", jr.PRNGKey(0), 3), TypeError, "model")
+    _refused(lambda: credible_interval(np.zeros((10, 2)), axis=2), ValueError, "axis")
+    _refused(lambda: credible_interval([["a", "b"]] * 3), ValueError, "draws")
+    _refused(lambda: credible_interval(np.zeros(10), prob=np.float64(1.0)), ValueError, "prob")
+    _refused(lambda: predictive_coverage(np.zeros(3), np.zeros(4), np.ones(3)), ValueError,
+             "lo")
+    _refused(lambda: predictive_coverage(np.array([0.0, np.nan]), 0.0, 1.0), ValueError, "y")
+    _refused(lambda: mcmc_diagnostics({"x": np.zeros((2, 10))}, np.zeros((2, 9), bool)),
+             ValueError, "diverging")
+    _refused(lambda: mcmc_diagnostics({"x": [["a"] * 10] * 2}), ValueError,
+             r"samples_by_chain\['x'\]")
+
+
+def test_valid_numpy_scalars_are_accepted():
+    # NumPy scalars are valid numbers and counts (np.int64(50) used to be refused by some
+    # checks, np.float32 probabilities by others).
+    mean, lo, hi = credible_interval(np.arange(101.0), prob=np.float32(0.9))
+    assert float(lo) == pytest.approx(5.0) and float(hi) == pytest.approx(95.0)
+    summary, problems = mcmc_diagnostics({"x": np.asarray(jr.normal(jr.PRNGKey(0), (2, 50)))},
+                                         max_r_hat=np.float32(1.1), min_ess=np.int64(10))
+    assert "x" in summary
+    priors = default_priors(np.float64(7.0))
+    assert float(priors["beta"].base_dist.loc) == pytest.approx(14.0)
