@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 __all__ = [
@@ -112,8 +113,14 @@ def smelu(x: ArrayLike, beta: float = 1.0) -> jax.Array:
         G. I. Shamir, D. Lin, L. Coviello, "Smooth activations and reproducibility in deep
         networks", arXiv:2010.09931 (2020).
     """
-    if not isinstance(beta, jax.core.Tracer) and not float(beta) > 0:
-        raise ValueError(f"`beta` must be positive; got {beta}.")
+    if not isinstance(beta, jax.core.Tracer):
+        if isinstance(beta, (str, bytes, bool)) or not isinstance(
+            beta, (int, float, jax.Array, np.number, np.ndarray)
+        ) or np.ndim(beta) != 0:
+            raise TypeError(f"`beta` must be a positive number; got {type(beta).__name__} "
+                            f"{beta!r}.")
+        if not float(beta) > 0 or not math.isfinite(float(beta)):
+            raise ValueError(f"`beta` must be positive and finite; got {beta}.")
     x = jnp.asarray(x)
     quadratic = (x + beta) ** 2 / (4 * beta)
     return jnp.where(x <= -beta, jnp.zeros_like(x), jnp.where(x >= beta, x, quadratic))

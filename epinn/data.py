@@ -679,11 +679,11 @@ def chronological_split(
         >>> train.tolist(), test.tolist()
         ([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [5.0, 6.0, 7.0, 8.0, 9.0])
     """
+    fr = _check_fractions(fractions)
+    context = _check_window_int(context, "context", 0)
     s = _check_series(series)
     if s.shape[0] == 0:
         raise ValueError("`series` must be non-empty.")
-    fr = _check_fractions(fractions)
-    context = _check_window_int(context, "context", 0)
     parts, start = [], 0
     for size in _split_sizes(s.shape[0], fr):
         parts.append(s[max(start - context, 0) : start + size])
@@ -775,9 +775,9 @@ def ratio_transform(counts: ArrayLike, offset: float = 1.0, axis: int = 0) -> ja
         [3.0, 7.0]
     """
     offset = _check_offset(offset)
+    axis = _check_window_int(axis, "axis", -(2**31))  # the type now, the range below
     c = _check_counts(counts, offset)
-    axis = _check_window_int(axis, "axis", -max(c.ndim, 1))
-    if c.ndim == 0 or axis >= c.ndim or c.shape[axis] < 2:
+    if c.ndim == 0 or not -c.ndim <= axis < c.ndim or c.shape[axis] < 2:
         raise ValueError(f"`counts` needs at least 2 steps along axis {axis}; got {c.shape}.")
     c = jnp.moveaxis(c, axis, 0) + offset
     return jnp.moveaxis(c[1:] / c[:-1], 0, axis)
@@ -799,12 +799,13 @@ def inverse_ratio_transform(
         The counts after ``initial``, the shape of ``ratios``.
     """
     offset = _check_offset(offset)
+    axis = _check_window_int(axis, "axis", -(2**31))
     r = _asarray(ratios, "ratios")
-    if r.ndim == 0:
-        raise ValueError("`ratios` must have a time axis; got a scalar.")
-    axis = _check_window_int(axis, "axis", -r.ndim)
+    if not -r.ndim <= axis < r.ndim:
+        raise ValueError(f"`axis` {axis} is not a time axis of `ratios` of shape {r.shape}.")
+    c0 = _asarray(initial, "initial")
     r = jnp.moveaxis(r, axis, 0)
-    c = (_asarray(initial, "initial") + offset) * jnp.cumprod(r, axis=0) - offset
+    c = (c0 + offset) * jnp.cumprod(r, axis=0) - offset
     return jnp.moveaxis(c, 0, axis)
 
 
@@ -901,6 +902,7 @@ class LogRatioScaler(NamedTuple):
 
 
 def _check_window_pair(inputs, targets, offset, target_feature):
+    target_feature = _check_window_int(target_feature, "target_feature", 0)
     x = _check_counts(inputs, offset, "inputs")
     y = _check_counts(targets, offset, "targets")
     if x.ndim != 3:
@@ -909,7 +911,6 @@ def _check_window_pair(inputs, targets, offset, target_feature):
         raise ValueError(
             f"`targets` must be (windows, horizon) with {x.shape[0]} windows; got {y.shape}."
         )
-    target_feature = _check_window_int(target_feature, "target_feature", 0)
     if not 0 <= target_feature < x.shape[-1]:
         raise ValueError(
             f"`target_feature` must index one of the {x.shape[-1]} features; "

@@ -6,6 +6,7 @@ Cross-entropies from logits use :mod:`optax`; the rest are short enough to write
 (``optax.l2_loss`` is :math:`\\tfrac12 (y - \\hat y)^2`, not the plain squared error).
 """
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.typing import ArrayLike
+
+from .activations import _unknown_name
+from .data import _asarray
 
 __all__ = [
     "LOSSES",
@@ -31,7 +35,7 @@ _EPS = 1e-7  # probability clip: log(1e-7) ~ -16.1 is finite and representable i
 
 
 def _same_shape(predictions: ArrayLike, targets: ArrayLike) -> tuple[jax.Array, jax.Array]:
-    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    predictions, targets = _asarray(predictions, "predictions"), _asarray(targets, "targets")
     if predictions.shape != targets.shape:
         raise ValueError(
             f"`targets` must have the shape of `predictions` {predictions.shape}; "
@@ -153,7 +157,7 @@ def categorical_cross_entropy(
         >>> print(round(float(categorical_cross_entropy(p, jnp.array([1]))), 4))
         0.2877
     """
-    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    predictions, targets = _asarray(predictions, "predictions"), _asarray(targets, "targets")
     if targets.shape == predictions.shape:
         if from_logits:
             return jnp.mean(optax.softmax_cross_entropy(predictions, targets))
@@ -198,7 +202,7 @@ def gaussian_nll(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
         >>> print(round(float(gaussian_nll(jnp.array([[0.0, 0.0]]), jnp.array([[0.0]]))), 4))
         0.9189
     """
-    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    predictions, targets = _asarray(predictions, "predictions"), _asarray(targets, "targets")
     if targets.ndim == 0 or predictions.shape != (*targets.shape[:-1], 2 * targets.shape[-1]):
         raise ValueError(
             f"`targets` of shape (..., d) need `predictions` of shape (..., 2d) holding "
@@ -207,6 +211,18 @@ def gaussian_nll(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
         )
     mean, log_var = jnp.split(predictions, 2, axis=-1)
     return 0.5 * jnp.mean(jnp.log(2 * jnp.pi) + log_var + (targets - mean) ** 2 * jnp.exp(-log_var))
+
+
+def _check_lam(lam: Any) -> None:
+    """A penalty strength: a number >= 0 (traced values pass unchecked)."""
+    if isinstance(lam, jax.core.Tracer):
+        return
+    if isinstance(lam, (str, bytes, bool)) or np.ndim(lam) != 0 or not isinstance(
+        lam, (int, float, np.number, np.ndarray, jax.Array)
+    ):
+        raise TypeError(f"`lam` must be a number >= 0; got {type(lam).__name__} {lam!r}.")
+    if not (math.isfinite(float(lam)) and float(lam) >= 0):
+        raise ValueError(f"`lam` must be finite and non-negative; got {lam}.")
 
 
 def _is_kernel(path: tuple[Any, ...]) -> bool:
@@ -231,8 +247,7 @@ def l1_penalty(params: Any, lam: float) -> jax.Array:
         >>> print(float(l1_penalty(p, 0.5)))
         1.5
     """
-    if isinstance(lam, int | float) and lam < 0:
-        raise ValueError(f"`lam` must be non-negative; got {lam}.")
+    _check_lam(lam)
     leaves = [w for path, w in jax.tree_util.tree_leaves_with_path(params) if _is_kernel(path)]
     if not leaves:
         raise ValueError("`params` has no 'kernel' leaves (weight matrices) to penalise.")
@@ -266,9 +281,8 @@ def gradient_penalty(
         >>> print(float(gradient_penalty(f, {"w": 1.0}, jnp.array([1.0, 3.0]), 1.0)))
         5.0
     """
-    if isinstance(lam, int | float) and lam < 0:
-        raise ValueError(f"`lam` must be non-negative; got {lam}.")
-    x = jnp.asarray(x)
+    _check_lam(lam)
+    x = _asarray(x, "x")
     if x.ndim == 0:
         raise ValueError("`x` must have a leading batch axis; got a scalar.")
 
@@ -304,10 +318,7 @@ def get_loss(name_or_callable: str | Callable[..., jax.Array]) -> Callable[..., 
     if isinstance(name_or_callable, str):
         fn = LOSSES.get(name_or_callable.lower())
         if fn is None:
-            raise ValueError(
-                f"Unknown loss `name_or_callable`={name_or_callable!r}; "
-                f"valid names are {sorted(LOSSES)}."
-            )
+            raise _unknown_name("loss", name_or_callable, LOSSES, "name_or_callable")
         return fn
     if callable(name_or_callable):
         return name_or_callable

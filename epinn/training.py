@@ -51,8 +51,8 @@ from jax.sharding import Mesh, PartitionSpec
 from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
-from .data import _check_key, batch_indices
-from .sharding import replicated, resolve_mesh
+from .activations import _did_you_mean, _unknown_name
+from .data import _asarray, _check_key, batch_indices
 from .losses import (
     LOSSES,
     _check_target_values,
@@ -62,6 +62,7 @@ from .losses import (
     mae,
     mse,
 )
+from .sharding import replicated, resolve_mesh
 
 __all__ = [
     "METRICS",
@@ -158,8 +159,9 @@ def get_optimizer(
         factory = OPTIMIZERS.get(name_or_tx.lower())
         if factory is None:
             raise ValueError(
-                f"Unknown `optimizer` {name_or_tx!r}; valid names are {sorted(OPTIMIZERS)} "
-                "(or pass an optax.GradientTransformation)."
+                f"Unknown `optimizer` {name_or_tx!r}{_did_you_mean(name_or_tx, OPTIMIZERS)}; "
+                f"valid names are {sorted(OPTIMIZERS)} (or pass an "
+                "optax.GradientTransformation)."
             )
         for k, v in kwargs.items():  # numbers (or flags such as nesterov=True)
             if isinstance(v, str) or (isinstance(v, float) and not math.isfinite(v)):
@@ -231,7 +233,7 @@ def r2_score(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
         >>> print(float(r2_score(jnp.array([1.0, 2.0, 4.0]), y)))
         0.5
     """
-    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    predictions, targets = _asarray(predictions, "predictions"), _asarray(targets, "targets")
     if predictions.shape != targets.shape:
         raise ValueError(
             f"`targets` must have the shape of `predictions` {predictions.shape}; "
@@ -262,7 +264,9 @@ def accuracy(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
         >>> print(float(accuracy(jnp.array([0.7, 0.2]), jnp.array([1.0, 0.0]))))
         1.0
     """
-    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    predictions, targets = _asarray(predictions, "predictions"), _asarray(targets, "targets")
+    if predictions.ndim == 0:
+        raise ValueError("`predictions` must have a sample axis; got a scalar.")
     if predictions.ndim == 1 or predictions.shape[-1] == 1:
         pred_class = predictions.reshape(predictions.shape[0], -1)[:, 0] > 0.5
         true = targets.reshape(targets.shape[0], -1)
@@ -322,8 +326,9 @@ def get_metric(name_or_callable: str | Callable) -> tuple[str, Callable]:
         name = name_or_callable.lower()
         if name not in METRICS:
             raise ValueError(
-                f"Unknown metric {name_or_callable!r} in `metrics`; valid names are "
-                f"{sorted(METRICS)} (or pass a callable)."
+                f"Unknown metric {name_or_callable!r} in `metrics`"
+                f"{_did_you_mean(name, METRICS)}; valid names are {sorted(METRICS)} (or pass "
+                "a callable)."
             )
         return name, METRICS[name]
     if callable(name_or_callable):
@@ -347,7 +352,7 @@ def _resolve_metrics(metrics: Sequence[str | Callable]) -> dict[str, Callable]:
 
 def _resolve_loss(loss: str | Callable) -> Callable:
     if isinstance(loss, str) and loss.lower() not in LOSSES:
-        raise ValueError(f"Unknown `loss` {loss!r}; valid names are {sorted(LOSSES)}.")
+        raise _unknown_name("loss", loss, LOSSES, "loss")
     if not isinstance(loss, str) and not callable(loss):
         raise TypeError(f"`loss` must be a name or a callable; got {type(loss).__name__}.")
     return get_loss(loss)
@@ -480,9 +485,19 @@ class EarlyStopping(flax.struct.PyTreeNode):
             raise TypeError(f"`patience` must be an int; got {type(self.patience).__name__}.")
         if self.patience < 0:
             raise ValueError(f"`patience` must be >= 0; got {self.patience}.")
+        if isinstance(self.min_delta, bool) or not isinstance(
+            self.min_delta, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(
+                f"`min_delta` must be a number >= 0; got {type(self.min_delta).__name__}."
+            )
+        if not isinstance(self.restore_best, (bool, np.bool_)):
+            raise TypeError(
+                f"`restore_best` must be True or False; got {type(self.restore_best).__name__}."
+            )
         if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
             raise ValueError(f"`min_delta` must be finite and >= 0; got {self.min_delta}.")
-        if self.mode not in ("min", "max", "auto"):
+        if not isinstance(self.mode, str) or self.mode not in ("min", "max", "auto"):
             raise ValueError(f"`mode` must be 'min', 'max' or 'auto'; got {self.mode!r}.")
 
     @property
@@ -575,15 +590,14 @@ def _make_apply_fns(model: Any) -> _Apply:
 
 
 def _as_array(a: ArrayLike, name: str) -> jax.Array:
-    try:
-        a = jnp.asarray(a)
-    except TypeError as err:
-        raise TypeError(f"`{name}` must be an array; got {type(a).__name__}.") from err
-    except ValueError as err:  # ragged nested lists
-        raise ValueError(f"`{name}` must be a rectangular array: {err}") from err
-    if not (jnp.issubdtype(a.dtype, jnp.floating) or jnp.issubdtype(a.dtype, jnp.integer)
-            or a.dtype == jnp.bool_):
+    if not isinstance(a, jax.Array):
+        try:
+            a = np.asarray(a)
+        except (TypeError, ValueError) as err:  # ragged nested lists
+            raise ValueError(f"`{name}` must be a rectangular array: {err}") from None
+    if a.dtype.kind not in "biuf":
         raise TypeError(f"`{name}` must hold real numbers; got dtype {a.dtype}.")
+    a = jnp.asarray(a)
     if a.ndim == 0:
         raise ValueError(f"`{name}` must have a leading sample axis; got a scalar.")
     if a.shape[0] == 0:
@@ -1007,7 +1021,8 @@ def fit(
         if early_stopping.monitor not in available:
             raise ValueError(
                 f"`early_stopping` monitors {early_stopping.monitor!r}, which this fit does "
-                f"not record; available: {available}."
+                f"not record{_did_you_mean(early_stopping.monitor, available)}; available: "
+                f"{available}."
             )
         early_stopping = early_stopping.reset()
     needs_key = batch_size < n or getattr(model, "dropout_rate", 0.0) > 0
@@ -1290,7 +1305,11 @@ def save_checkpoint(
     payload = {"params": params}
     if opt_state is not None:
         payload["opt_state"] = opt_state
-    data = flax.serialization.to_bytes(payload)
+    try:
+        data = flax.serialization.to_bytes(payload)
+    except (TypeError, ValueError) as err:  # msgpack: objects that are not arrays or numbers
+        raise TypeError(f"`params` and `opt_state` must be PyTrees of arrays and numbers to be "
+                        f"saved: {err}") from err
     meta["sha256"] = _sha256(data)
     try:
         text = json.dumps(meta, indent=2, allow_nan=True)
@@ -1324,13 +1343,14 @@ def _epinn_version() -> str:
 
 
 def _restore(template: PyTree, state: Any, name: str) -> PyTree:
+    arg = "template" if name == "params" else "opt_state_template"
     try:
         restored = flax.serialization.from_state_dict(template, state)
     except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"The checkpoint's {name} do not match the structure of `{name}` "
-                         f"template: {err}") from err
+        raise ValueError(f"The checkpoint's {name} do not match the structure of `{arg}`: "
+                         f"{err}") from err
     if jax.tree_util.tree_structure(restored) != jax.tree_util.tree_structure(template):
-        raise ValueError(f"The checkpoint's {name} do not match the template's structure.")
+        raise ValueError(f"The checkpoint's {name} do not match the structure of `{arg}`.")
     # flax does not compare shapes or dtypes; do it leaf by leaf.
     flat_t = jax.tree_util.tree_leaves_with_path(template)
     flat_r = jax.tree_util.tree_leaves(restored)

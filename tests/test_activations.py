@@ -119,3 +119,25 @@ def test_get_activation_rejects_bad_parameter_values():
         get_activation("leaky_relu", negative_slope=float("nan"))
     with pytest.raises(TypeError, match="beta"):
         get_activation("smelu", beta="2")
+
+
+def test_bad_names_and_values_are_named_before_compilation():
+    """Unknown names suggest the closest valid one; conversions name their argument."""
+    from tests.helpers import count_compilations
+
+    jnp.zeros(1) + 1  # warm up eager ops
+    cases = [
+        (lambda: get_activation("sigmiod"), ValueError, "did you mean 'sigmoid'"),
+        (lambda: get_activation("Tanhh"), ValueError, "did you mean 'tanh'"),
+        (lambda: get_activation("zzz"), ValueError, r"valid names are \['elu'"),
+        (lambda: smelu(jnp.ones(3), beta="2"), TypeError, "`beta`"),
+        (lambda: smelu(jnp.ones(3), beta=[1.0, 2.0]), TypeError, "`beta`"),
+        (lambda: smelu(jnp.ones(3), beta=float("inf")), ValueError, "`beta`"),
+        (lambda: get_activation("elu", alpha="1"), TypeError, "`alpha`"),
+        (lambda: get_activation("relu", slope=1.0), TypeError, r"\*\*kwargs.*slope"),
+    ]
+    for call, err, match in cases:
+        with count_compilations() as c, pytest.raises(err, match=match):
+            call()
+        assert c.count == 0, match
+    assert float(smelu(jnp.array(3.0), beta=np.float32(1.0))) == 3.0

@@ -269,3 +269,52 @@ def test_keys_and_scaler_shapes_are_checked():
     m = epinn.MinMaxScaler.fit(jnp.arange(10.0).reshape(5, 2))
     with pytest.raises(ValueError, match="`z`"):
         m.inverse_transform(jnp.ones(3))
+
+
+def test_unconvertible_arguments_named_before_compilation(key):
+    """float()/asarray of user input: each error names its argument; nothing compiles."""
+    from epinn.data import (
+        LogRatioScaler,
+        chronological_split,
+        inverse_log_transform,
+        inverse_ratio_transform,
+        log_transform,
+        ratio_transform,
+        sliding_windows,
+    )
+    from tests.helpers import count_compilations
+
+    jnp.zeros(1) + 1  # warm up eager ops
+    x, a9, o3, w, t = jnp.ones((6, 2)), jnp.arange(9.0), jnp.ones(3), jnp.ones((2, 3, 1)), \
+        jnp.ones((2, 2))
+    cases = [
+        (lambda: train_val_test_split(x, fractions=("0.8", "0.2")), TypeError, "`fractions`"),
+        (lambda: train_val_test_split(x, fractions="ab"), TypeError, "`fractions`"),
+        (lambda: train_val_test_split(x, [["a", "b"]] * 6, fractions=(1.0,), shuffle=False),
+         TypeError, r"`arrays\[1\]`"),
+        (lambda: Standardizer.fit("abc"), TypeError, "`x`"),
+        (lambda: Standardizer.fit(x, axis="0"), TypeError, "`axis`"),
+        (lambda: MinMaxScaler.fit(x, feature_range=("a", 1)), ValueError, "`feature_range`"),
+        (lambda: sliding_windows("abc", 2, 1), TypeError, "`series`"),
+        (lambda: sliding_windows(a9, "3", 1), TypeError, "`input_len`"),
+        (lambda: sliding_windows(a9, 3, 1.0), TypeError, "`horizon`"),
+        (lambda: chronological_split(a9, (0.5, 0.5), context="1"), TypeError,
+         "`context`"),
+        (lambda: log_transform(o3, offset="1"), TypeError, "`offset`"),
+        (lambda: log_transform(["a"]), TypeError, "`counts`"),
+        (lambda: inverse_log_transform("z"), TypeError, "`z`"),
+        (lambda: ratio_transform(o3, axis="0"), TypeError, "`axis`"),
+        (lambda: inverse_ratio_transform(o3, initial="a"), TypeError, "`initial`"),
+        (lambda: inverse_ratio_transform("r", initial=1.0), TypeError, "`ratios`"),
+        (lambda: LogRatioScaler.fit(w, t, target_feature="0"), TypeError, "`target_feature`"),
+        (lambda: LogRatioScaler.fit(w, t, offset=None),
+         TypeError, "`offset`"),
+    ]
+    for call, err, match in cases:
+        with count_compilations() as c, pytest.raises(err, match=match):
+            call()
+        assert c.count == 0, match
+    # NumPy integers are valid sizes and axes.
+    xw, yw = sliding_windows(jnp.arange(9.0), np.int64(3), np.int32(2), stride=np.int64(1))
+    assert xw.shape == (5, 3, 1) and yw.shape == (5, 2)
+    assert Standardizer.fit(x, axis=np.int64(0)).mean.shape == (2,)

@@ -201,3 +201,29 @@ def test_cross_entropies_reject_concrete_targets_out_of_range():
         categorical_cross_entropy(jnp.zeros((2, 3)), jnp.array([-1, 0]), from_logits=True)
     # Under jit the values are unknown: no check, the loss is computed as before.
     assert np.isfinite(jax.jit(binary_cross_entropy)(jnp.array([0.5]), jnp.array([1.0])))
+
+
+def test_bad_inputs_named_before_compilation():
+    """Unknown names suggest the closest; unconvertible inputs name their argument."""
+    from tests.helpers import count_compilations
+
+    jnp.zeros(1) + 1  # warm up eager ops
+    y = jnp.ones((4, 1))
+    cases = [
+        (lambda: get_loss("binary_crossentropy"), ValueError,
+         "did you mean 'binary_cross_entropy'"),
+        (lambda: mse("abc", y), TypeError, "`predictions`"),
+        (lambda: mae(y, [["a"]] * 4), TypeError, "`targets`"),
+        (lambda: gaussian_nll(None, y), TypeError, "`predictions`"),
+        (lambda: categorical_cross_entropy(jnp.ones((4, 2)), "x"), TypeError, "`targets`"),
+        (lambda: l1_penalty({"kernel": jnp.ones(2)}, "0.1"), TypeError, "`lam`"),
+        (lambda: l1_penalty({"kernel": jnp.ones(2)}, float("nan")), ValueError, "`lam`"),
+        (lambda: l1_penalty({"kernel": jnp.ones(2)}, -1), ValueError, "`lam`"),
+        (lambda: gradient_penalty(lambda p, x: x, {}, "abc", 1.0), TypeError, "`x`"),
+        (lambda: gradient_penalty(lambda p, x: x, {}, y, [1.0, 2.0]), TypeError, "`lam`"),
+    ]
+    for call, err, match in cases:
+        with count_compilations() as c, pytest.raises(err, match=match):
+            call()
+        assert c.count == 0, match
+    assert float(l1_penalty({"kernel": jnp.ones(2)}, np.float32(0.5))) == 1.0

@@ -13,7 +13,6 @@ import optax
 import pytest
 
 import epinn
-from tests.helpers import count_compilations
 from epinn.data import batch_indices
 from epinn.training import (
     METRICS,
@@ -32,6 +31,7 @@ from epinn.training import (
     rmse,
     save_checkpoint,
 )
+from tests.helpers import count_compilations
 
 XOR_X = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 XOR_Y = jnp.array([[0.0], [1.0], [1.0], [0.0]])
@@ -454,6 +454,57 @@ def test_bad_inputs(regression, key):
         fit(linear, params, x[:, :2], y, verbose=0)
 
 
+def test_bad_arguments_named_before_any_compilation(regression, key):
+    """Each bad argument is named (type and message) before anything is compiled."""
+    x, y, params = regression
+    jnp.zeros(1) + 1  # warm up eager ops
+    cases = [
+        (dict(learning_rate="0.01"), TypeError, "`learning_rate`"),
+        (dict(learning_rate=float("nan")), ValueError, "`learning_rate`"),
+        (dict(epochs=50.0), TypeError, "`epochs`"),
+        (dict(epochs="5"), TypeError, "`epochs`"),
+        (dict(epochs=np.int64(0)), ValueError, "`epochs`"),
+        (dict(batch_size="8"), TypeError, "`batch_size`"),
+        (dict(optimizer="rmsprp"), ValueError, "`optimizer`.*did you mean 'rmsprop'"),
+        (dict(loss="gausian_nll"), ValueError, "`loss`.*did you mean 'gaussian_nll'"),
+        (dict(metrics=("acuracy",)), ValueError, "metrics.*did you mean 'accuracy'"),
+        (dict(metrics=(3,)), TypeError, "metrics"),
+        (dict(verbose="yes"), TypeError, "`verbose`"),
+        (dict(early_stopping=EarlyStopping(monitor="val_los")), ValueError,
+         "early_stopping.*did you mean 'val_loss'"),
+        (dict(early_stopping="yes"), TypeError, "early_stopping"),
+        (dict(validation_data=(x, [["a"]] * 64)), TypeError, r"validation_data\[1\]"),
+    ]
+    for kwargs, err, match in cases:
+        kwargs = {"verbose": 0, "epochs": 1, "validation_data": (x, y), **kwargs}
+        with count_compilations() as c, pytest.raises(err, match=match):
+            fit(linear, params, x, y, key=key, **kwargs)
+        assert c.count == 0, kwargs
+    for call, err, match in [
+        (lambda: fit(linear, params, "abc", y, verbose=0), TypeError, "`x`"),
+        (lambda: fit(linear, params, x, None, verbose=0), TypeError, "`y`"),
+        (lambda: EarlyStopping(min_delta="0.1"), TypeError, "`min_delta`"),
+        (lambda: EarlyStopping(patience=2.0), TypeError, "`patience`"),
+        (lambda: EarlyStopping(mode=None), ValueError, "`mode`"),
+        (lambda: EarlyStopping(restore_best="no"), TypeError, "`restore_best`"),
+        (lambda: get_optimizer("sgd", "1e-2"), TypeError, "`learning_rate`"),
+        (lambda: predict(linear, params, x, batch_size=0), ValueError, "`batch_size`"),
+        (lambda: predict(linear, params, x, batch_size="2"), TypeError, "`batch_size`"),
+        (lambda: evaluate(linear, params, x, y, metrics=("rsme",)), ValueError,
+         "did you mean 'rmse'"),
+        (lambda: r2_score("abc", y), TypeError, "`predictions`"),
+        (lambda: rmse(y, {"a": 1}), TypeError, "`targets`"),
+        (lambda: accuracy(y, [["x"]]), TypeError, "`targets`"),
+    ]:
+        with count_compilations() as c, pytest.raises(err, match=match):
+            call()
+        assert c.count == 0, match
+    # NumPy integer counts are valid counts.
+    _, hist = fit(linear, params, x, y, epochs=np.int64(2), batch_size=np.int32(16), key=key,
+                  verbose=0)
+    assert len(hist) == 2
+
+
 # ------------------------------------------------------------------- predict, metrics
 
 
@@ -649,6 +700,15 @@ def test_checkpoint_integrity_and_file_errors(tmp_path, key):
     with pytest.raises(TypeError, match="JSON-serialisable"):
         save_checkpoint(tmp_path / "c.msgpack", params, config={"f": {1, 2}})
     assert not (tmp_path / "c.msgpack").exists()  # nothing half-written
+    with pytest.raises(TypeError, match="`params`.*arrays"):
+        save_checkpoint(tmp_path / "d.msgpack", {"w": object()})
+    assert not (tmp_path / "d.msgpack").exists()
+    for template in (None, 3, [1, 2]):
+        with pytest.raises(ValueError, match="`template`"):
+            load_checkpoint(path, template)
+    with pytest.raises(ValueError, match="`opt_state_template`"):
+        save_checkpoint(path, params, opt_state={"count": jnp.zeros(())})
+        load_checkpoint(path, params, opt_state_template=[1, 2])
 
 
 def test_checkpoint_without_hash_loads_with_a_warning(tmp_path, key):
