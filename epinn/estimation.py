@@ -45,7 +45,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import diffrax
 import equinox as eqx
@@ -74,8 +74,13 @@ from .sharding import shard_map_batch
 
 __all__ = [
     "OBSERVABLES",
+    "BOUND_TOL",
     "ConvergenceWarning",
     "FitResult",
+    "IdentifiabilityWarning",
+    "MAX_LOG_SE",
+    "MIN_R2",
+    "MisfitWarning",
     "fit_parameters",
     "fit_parameters_batch",
 ]
@@ -86,8 +91,32 @@ _LOSSES = ("mse", "poisson", "negbin")
 _Z95 = 1.959963984540054
 
 
+#: A free parameter is practically unidentified when the Laplace standard deviation of its
+#: theta (log x; logit for ``reporting``) exceeds this, or when it takes part in an
+#: eigen-direction of the Fisher information with a larger standard deviation: its 95%
+#: interval spans more than a factor :math:`e^{2 \cdot 1.96} \approx 50`.
+MAX_LOG_SE = 1.0
+#: A free parameter is at its bound when moving it alone there lowers the log-likelihood by
+#: less than this (a small fraction of the 1.92 of a 95% likelihood-ratio interval).
+BOUND_TOL = 0.1
+#: :class:`MisfitWarning` when :math:`R^2` (``mse``) or the deviance explained (count
+#: losses) is below this.
+MIN_R2 = 0.5
+
+
 class ConvergenceWarning(UserWarning):
     """A fit stopped before its convergence criterion was met."""
+
+
+class IdentifiabilityWarning(UserWarning):
+    """The data do not determine some parameters: an estimate at a bound or a flat ridge.
+
+    The message names the parameters and what to do: fix one, add data, or use a prior.
+    """
+
+
+class MisfitWarning(UserWarning):
+    """The fitted model cannot reproduce the data's shape (low :math:`R^2`)."""
 
 
 def _full_precision(fit):
@@ -110,7 +139,7 @@ def _full_precision(fit):
 
 @dataclass(frozen=True)
 class FitResult:
-    """The result of a parameter estimate (shared by epinn's estimators).
+    r"""The result of a parameter estimate (shared by epinn's estimators).
 
     Attributes:
         params: every model parameter (fitted and fixed) plus ``N`` (and ``reporting``,
@@ -132,7 +161,29 @@ class FitResult:
         R0: basic reproduction number at the estimate.
         method: a short label of the estimator.
         n_steps: optimiser steps taken by the best start.
-        extras: anything method-specific (e.g. all starts' losses).
+        extras: anything method-specific (e.g. all starts' losses; for
+            :func:`fit_parameters` the raw Laplace intervals ``"laplace_intervals"`` and
+            the log-likelihood lost by moving each parameter to its bound,
+            ``"bound_drops"``).
+        at_bound: free parameters whose estimate is at a bound of their domain (a rate or
+            an initial state at 0, a reporting fraction at 0 or 1, ``phi`` at infinity):
+            moving one there loses less than :data:`BOUND_TOL` of log-likelihood. Their
+            ``intervals`` and ``stderr`` are NaN (a likelihood-ratio interval from
+            :func:`epinn.profile.profile_likelihood` is one-sided), and so is ``R0``'s when
+            it depends on them.
+        unidentified: free parameters (and ``"R0"``) that the data do not determine in
+            practice: their Laplace 95% interval would span more than a factor ~50
+            (:data:`MAX_LOG_SE`), alone or along a near-flat direction of the likelihood
+            they share with others. Their ``intervals`` and ``stderr`` are NaN.
+        goodness: goodness of fit: ``r2`` (:math:`1 - \text{RSS}/\text{TSS}`, TSS about
+            each series' mean), ``lag1_autocorrelation`` of the (Pearson) residuals,
+            ``runs_z``/``runs_p`` (Wald-Wolfowitz runs test of residual signs; a small
+            ``runs_p`` means too few runs, i.e. systematic misfit), and for count losses
+            ``deviance_explained`` (:math:`1 - D/D_0` against a constant mean) and
+            ``dispersion`` (Pearson :math:`\chi^2/(n - p)`; well above 1 means
+            overdispersion, e.g. use ``loss="negbin"``).
+        diagnostics: the findings behind ``at_bound``, ``unidentified`` and a misfit, in
+            words (one per line; empty when there are none).
     """
 
     params: dict[str, float]
@@ -150,6 +201,47 @@ class FitResult:
     method: str = "least_squares"
     n_steps: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    at_bound: tuple[str, ...] = ()
+    unidentified: tuple[str, ...] = ()
+    goodness: dict[str, float] = field(default_factory=dict)
+    diagnostics: str = ""
+
+    def note(self, name: str) -> str | None:
+        """Why the interval of ``name`` is not reported (``"at bound"``, ``"not
+        identified"``, ``"depends on a parameter at its bound"``), or ``None``."""
+        if name in self.at_bound:
+            return "at bound"
+        if name in self.unidentified:
+            if name == "R0" and any(k in self.at_bound for k in self.free):
+                return "depends on a parameter at its bound"
+            return "not identified"
+        if name == "recovery_time":
+            return self.note("gamma")
+        return None
+
+    def report(self) -> str:
+        """A plain-text table of the estimates with 95% intervals, or the reason there is
+        none, followed by the goodness of fit and the diagnostics."""
+        s = self.summary()
+        rows = []
+        for k, v in s.items():
+            if (not isinstance(v, (dict, float, int)) or isinstance(v, bool)
+                    or (isinstance(v, dict) and "mean" not in v)):
+                continue
+            if isinstance(v, dict):
+                why = v.get("note")
+                ci = f"({v['lo']:.4g}, {v['hi']:.4g})" if why is None else why
+                rows.append(f"  {k:<14} {v['mean']:<12.5g} {ci}")
+            elif k != "loss":
+                rows.append(f"  {k:<14} {v:<12.5g}")
+        lines = [f"{self.method}: loss {self.loss:.6g}, converged {self.converged}",
+                 f"  {'name':<14} {'estimate':<12} 95% interval", *rows]
+        if self.goodness:
+            lines.append("  goodness: " + ", ".join(f"{k} {v:.3g}"
+                                                   for k, v in self.goodness.items()))
+        if self.diagnostics:
+            lines += ["  " + m for m in self.diagnostics.splitlines()]
+        return "\n".join(lines)
 
     @property
     def recovery_time(self) -> float:
@@ -168,6 +260,8 @@ class FitResult:
             if self.intervals and "gamma" in self.intervals:
                 lo, hi = self.intervals["gamma"]
                 out["recovery_time"] = {"mean": rec, "lo": 1.0 / hi, "hi": 1.0 / lo}
+                if self.note("gamma"):
+                    out["recovery_time"]["note"] = self.note("gamma")
             else:
                 out["recovery_time"] = rec
         for k in self.free:
@@ -175,18 +269,268 @@ class FitResult:
                 out[k] = self._entry(k, self.params.get(k, self.y0.get(k[:-1], math.nan)))
         out["loss"] = self.loss
         out["converged"] = self.converged
+        if self.at_bound or self.unidentified:
+            out["at_bound"] = list(self.at_bound)
+            out["unidentified"] = list(self.unidentified)
+        if self.goodness:
+            out["goodness"] = dict(self.goodness)
         return out
 
     def _entry(self, name: str, value: float) -> Any:
         if self.intervals and name in self.intervals:
             lo, hi = self.intervals[name]
-            return {"mean": float(value), "lo": float(lo), "hi": float(hi)}
+            entry = {"mean": float(value), "lo": float(lo), "hi": float(hi)}
+            if self.note(name):  # NaN ends, and why
+                entry["note"] = self.note(name)
+            return entry
         return float(value)
+
+
+# --------------------------------------------------------------------------------------
+# Diagnostics: identifiability, bounds and goodness of fit (host side, after a fit)
+# --------------------------------------------------------------------------------------
+
+
+class _Identifiability(NamedTuple):
+    """What :func:`_identifiability` found (names in the order of ``free``)."""
+
+    at_bound: tuple[str, ...]
+    unidentified: tuple[str, ...]
+    r0_trusted: bool
+    messages: tuple[str, ...]
+
+
+def _theta_label(name: str) -> str:
+    return f"logit {name}" if name == "reporting" else f"log {name}"
+
+
+def _bound_of(name: str, theta: float) -> str:
+    if name == "phi":
+        return "infinity (no overdispersion: the Poisson limit)"
+    if name == "reporting":
+        return "1" if theta > 0 else "0"
+    return "0"
+
+
+def _identifiability(free, theta, info, drops, g_r0) -> _Identifiability:
+    r"""Parameters at a bound, practically unidentified directions, and whether R0's
+    interval can be trusted, from the Fisher information ``info`` of theta at the optimum.
+
+    * at a bound: moving the parameter alone to its bound loses less than
+      :data:`BOUND_TOL` of log-likelihood (``drops``, from :func:`_bound_drops`);
+    * unidentified: among the others, an eigen-direction of the information whose
+      standard deviation :math:`1/\sqrt{\lambda}` exceeds :data:`MAX_LOG_SE` (its
+      parameters with weight :math:`|v_i| \ge 0.25` are named), or a parameter whose own
+      Laplace standard error in theta exceeds it.
+    """
+    theta = np.asarray(theta, dtype=float)
+    drops = np.asarray(drops, dtype=float)
+    info = np.asarray(info, dtype=float)
+    g_r0 = np.asarray(g_r0, dtype=float)
+    at_bound = [k for k, d in zip(free, drops) if d < BOUND_TOL]
+    messages = []
+    for i, k in enumerate(free):
+        if k in at_bound:
+            b = _bound_of(k, theta[i])
+            messages.append(
+                f"{k} is at its bound {b}: the fit with {k} at {b} is as good (log-likelihood "
+                f"lower by {max(drops[i], 0.0):.2g}), so its Laplace interval means nothing; "
+                f"a likelihood-ratio interval (epinn.profile_likelihood) is one-sided."
+            )
+    r0_trusted = not any(k in at_bound and abs(g) > 1e-3 for k, g in zip(free, g_r0))
+    rest = [i for i, k in enumerate(free) if k not in at_bound]
+    unidentified: set[str] = set()
+    if rest:
+        F = info[np.ix_(rest, rest)]
+        if not np.all(np.isfinite(F)):
+            unidentified.update(free[i] for i in rest)
+            messages.append("the Fisher information at the estimate is not finite.")
+            return _Identifiability(tuple(at_bound), tuple(k for k in free if k in unidentified),
+                                    False, tuple(messages))
+        w, V = np.linalg.eigh(0.5 * (F + F.T))
+        tiny = 1e-12 * max(float(np.max(np.abs(w))), 1e-300)
+        sd = np.where(w > tiny, 1.0 / np.sqrt(np.maximum(w, tiny)), np.inf)
+        var_r0 = 0.0
+        for j in np.argsort(-sd):
+            v = V[:, j]
+            along = float(g_r0[rest] @ v)
+            var_r0 += along**2 * (sd[j] ** 2 if np.isfinite(sd[j]) else
+                                  (np.inf if abs(along) > 1e-6 else 0.0))
+            if sd[j] <= MAX_LOG_SE:
+                continue
+            order = [m for m in np.argsort(-np.abs(v)) if abs(v[m]) >= 0.25]
+            names = [free[rest[m]] for m in order]
+            unidentified.update(names)
+            factor = (f"a factor {math.exp(2 * _Z95 * sd[j]):.3g}" if np.isfinite(sd[j])
+                      and 2 * _Z95 * sd[j] < 700 else "any amount")
+            combo = " ".join(f"{v[m]:+.2f} {_theta_label(free[rest[m]])}" for m in order)
+            what = (f"{names[0]} is not identified" if len(names) == 1 else
+                    f"{', '.join(names[:-1])} and {names[-1]} are not identified separately")
+            messages.append(
+                f"{what}: along ({combo}) the estimate can move by {factor} (95%, Laplace) "
+                "with the fit almost as good."
+            )
+        se = np.sqrt(np.maximum(np.einsum("ij,j,ij->i", V, np.where(np.isfinite(sd), sd, 0.0)
+                                          ** 2, V), 0.0))
+        se = np.where(np.any((~np.isfinite(sd))[None, :] & (np.abs(V) > 1e-6), axis=1),
+                      np.inf, se)
+        for m, i in enumerate(rest):
+            if se[m] > MAX_LOG_SE and free[i] not in unidentified:
+                unidentified.add(free[i])
+                messages.append(
+                    f"{free[i]} is not identified: the standard error of "
+                    f"{_theta_label(free[i])} is {se[m]:.3g} (> {MAX_LOG_SE})."
+                )
+        if r0_trusted and not math.sqrt(var_r0) <= MAX_LOG_SE:
+            r0_trusted = False
+            messages.append(f"R0 is not identified: the standard error of log R0 is "
+                            f"{math.sqrt(var_r0):.3g} (> {MAX_LOG_SE}).")
+    if at_bound or unidentified:
+        messages.append(
+            "Fix one of the parameters named (give its value in `init` and leave it out of "
+            "`free`), add data that inform it, or use a prior (epinn.fit_epidemic); "
+            "epinn.profile_likelihood shows what the data say about each."
+        )
+    return _Identifiability(tuple(at_bound), tuple(k for k in free if k in unidentified),
+                            r0_trusted, tuple(messages))
+
+
+def _pooled_serial(series):
+    """Lag-1 autocorrelation and the Wald-Wolfowitz runs test, pooled over the series.
+
+    Returns ``(rho1, runs_z, runs_p)``; ``runs_p`` is the one-sided p-value of too few
+    runs of residual signs (systematic misfit), from the normal approximation.
+    """
+    num = den = 0.0
+    runs = mean = var = 0.0
+    for r in series:
+        r = np.asarray(r, dtype=float)
+        c = r - r.mean()
+        num += float(np.sum(c[1:] * c[:-1]))
+        den += float(np.sum(c**2))
+        s = np.sign(r[r != 0])
+        n1, n2 = int(np.sum(s > 0)), int(np.sum(s < 0))
+        if n1 and n2:
+            n = n1 + n2
+            runs += 1 + int(np.sum(s[1:] != s[:-1]))
+            mean += 2.0 * n1 * n2 / n + 1
+            var += 2.0 * n1 * n2 * (2.0 * n1 * n2 - n) / (n**2 * (n - 1))
+    rho = num / den if den > 0 else math.nan
+    if var > 0:
+        z = (runs - mean) / math.sqrt(var)
+        return rho, z, 0.5 * math.erfc(-z / math.sqrt(2.0))
+    return rho, math.nan, math.nan
+
+
+def _deviance(y, mu, loss, phi):
+    mu = np.maximum(mu, 1e-300)
+    ylog = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0)
+    if loss == "poisson":
+        return 2.0 * float(np.sum(ylog - (y - mu)))
+    return 2.0 * float(np.sum(ylog - (y + phi) * np.log((y + phi) / (mu + phi))))
+
+
+def _goodness(obs, pred, loss, phi, n_free) -> dict[str, float]:
+    r"""Goodness-of-fit statistics of the fitted series (see :class:`FitResult`)."""
+    y = {k: np.asarray(v, dtype=float) for k, v in obs.items()}
+    mu = {k: np.asarray(pred[k], dtype=float) for k in y}
+    rss = sum(float(np.sum((mu[k] - y[k]) ** 2)) for k in y)
+    tss = sum(float(np.sum((y[k] - y[k].mean()) ** 2)) for k in y)
+    n = sum(v.size for v in y.values())
+    out = {"r2": 1.0 - rss / tss if tss > 0 else math.nan}
+    if loss == "mse":
+        pearson = [mu[k] - y[k] for k in y]
+    else:
+        ph = math.inf if loss == "poisson" else phi
+        sd = {k: np.sqrt(np.maximum(mu[k] + (0 if loss == "poisson" else mu[k] ** 2 / ph),
+                                    1e-300)) for k in y}
+        pearson = [(y[k] - mu[k]) / sd[k] for k in y]
+        dev = sum(_deviance(y[k], mu[k], loss, phi) for k in y)
+        dev0 = sum(_deviance(y[k], np.full_like(y[k], y[k].mean()), loss, phi) for k in y)
+        out["deviance_explained"] = 1.0 - dev / dev0 if dev0 > 0 else math.nan
+        out["dispersion"] = float(sum(np.sum(p**2) for p in pearson)) / max(n - n_free, 1)
+    rho, z, p = _pooled_serial(pearson)
+    out.update(lag1_autocorrelation=rho, runs_z=z, runs_p=p)
+    return out
+
+
+def _misfit(goodness, loss) -> list[str]:
+    """Findings about the fit's shape and noise (empty when none)."""
+    msgs = []
+    q_name = "r2" if loss == "mse" else "deviance_explained"
+    q = goodness[q_name]
+    label = "R^2" if loss == "mse" else "deviance explained"
+    if math.isfinite(q) and q < MIN_R2:
+        msgs.append(
+            f"the model explains little of the data ({label} {q:.2f} < {MIN_R2}; residual "
+            f"lag-1 autocorrelation {goodness['lag1_autocorrelation']:.2f}, runs-test p "
+            f"{goodness['runs_p']:.2g}): it cannot reproduce the data's shape (e.g. several "
+            "waves, a changing transmission rate). Its estimates and intervals describe a "
+            "curve unlike the data; consider another model (e.g. a time-varying beta, "
+            "epinn.fit_neural_beta) or fitting one wave at a time."
+        )
+    return msgs
 
 
 # --------------------------------------------------------------------------------------
 # Validation (plain Python, before compilation)
 # --------------------------------------------------------------------------------------
+
+
+def _as_float(name: str, v: Any) -> float:
+    """``float(v)``, or a ValueError/TypeError naming the argument ``name``."""
+    if isinstance(v, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"`{name}` must be a number; got {v!r}.")
+    try:
+        return float(v)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"`{name}` must be a number; got {v!r}.") from err
+
+
+def _as_array(name: str, v: Any) -> np.ndarray:
+    """``np.asarray(v, dtype=float)``, or an error naming the argument ``name``."""
+    try:
+        return np.asarray(v, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"`{name}` must be an array of numbers; got {v!r:.80}.") from err
+
+
+def _as_count(name: str, v: Any, *, minimum: int = 1, maximum: int = 2**31 - 1) -> int:
+    """An integer (Python or NumPy, not bool) in ``[minimum, maximum]``, else an error.
+
+    The upper limit keeps loop counters inside int32, the type JAX uses for them by
+    default (``max_steps=2**40`` overflowed inside the compiled solver).
+    """
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int; got {v!r}.")
+    if not minimum <= int(v) <= maximum:
+        raise ValueError(f"`{name}` must be an int in [{minimum}, {maximum}]; got {v!r}.")
+    return int(v)
+
+
+def _as_tolerance(name: str, v: Any) -> float | None:
+    """``None`` or a positive finite float, else an error naming ``name``."""
+    if v is None:
+        return None
+    x = _as_float(name, v)
+    if not math.isfinite(x) or x <= 0:
+        raise ValueError(f"`{name}` must be positive and finite; got {v!r}.")
+    return x
+
+
+def _check_settings(**settings):
+    """Validate the optimiser/solver settings of a fit by name; returns them in order.
+
+    Counts (``steps``, ``n_starts``, ``max_steps``, ``batch_size``) must be ints (NumPy
+    ints too) of at least 1; tolerances ``None`` or positive and finite.
+    """
+    out = []
+    for name, v in settings.items():
+        if name in ("rtol", "atol", "tol"):
+            out.append(_as_tolerance(name, v))
+        else:
+            out.append(_as_count(name, v))
+    return tuple(out)
 
 
 def _check_inputs(model, ts, data, y0, init, free, loss, t0, *, can_free=True):
@@ -200,12 +544,14 @@ def _check_inputs(model, ts, data, y0, init, free, loss, t0, *, can_free=True):
         raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {model!r}.")
     if loss not in _LOSSES:
         raise ValueError(f"`loss` must be one of {_LOSSES}; got {loss!r}.")
-    ts = np.asarray(ts, dtype=float)
+    ts = _as_array("ts", ts)
     if ts.ndim != 1 or ts.size < 2:
         raise ValueError(f"`ts` must be 1-D with at least 2 times; got shape {ts.shape}.")
     if not np.all(np.isfinite(ts)) or not np.all(np.diff(ts) > 0):
         raise ValueError("`ts` must be finite and strictly increasing.")
-    t0 = float(ts[0]) if t0 is None else float(t0)
+    t0 = float(ts[0]) if t0 is None else _as_float("t0", t0)
+    if not math.isfinite(t0):
+        raise ValueError(f"`t0` must be finite; got {t0!r}.")
     if t0 > ts[0]:
         raise ValueError(f"`t0` ({t0}) must not be after the first observation time {ts[0]}.")
     if not isinstance(data, Mapping) or not data:
@@ -222,7 +568,7 @@ def _check_inputs(model, ts, data, y0, init, free, loss, t0, *, can_free=True):
                 f"`data[{name!r}]` counts events in (t_prev, t]; set `t0` before `ts[0]` "
                 "so the first interval is defined."
             )
-        a = np.asarray(v, dtype=float)
+        a = _as_array(f"data[{name!r}]", v)
         if a.shape != ts.shape:
             raise ValueError(
                 f"`data[{name!r}]` has shape {a.shape}; expected {ts.shape} to match `ts`."
@@ -251,9 +597,11 @@ def _check_inputs(model, ts, data, y0, init, free, loss, t0, *, can_free=True):
             f"`y0` must name exactly the compartments {model.compartments}; "
             f"missing {missing}, unknown {unknown}."
         )
-    init = dict(init)
+    if not isinstance(init, Mapping):
+        raise TypeError(f"`init` must be a mapping by parameter name; got {init!r}.")
+    init = {k: _as_float(f"init[{k!r}]", v) for k, v in init.items()}
     if "N" not in init:
-        init["N"] = float(sum(float(v) for v in y0.values()))
+        init["N"] = float(sum(_as_float(f"y0[{c!r}]", v) for c, v in y0.items()))
     init.setdefault("reporting", 1.0)
     if loss == "negbin":
         init.setdefault("phi", 10.0)
@@ -272,7 +620,8 @@ def _check_inputs(model, ts, data, y0, init, free, loss, t0, *, can_free=True):
     if not 0 < init["reporting"] <= 1:
         raise ValueError(f"`init['reporting']` must be in (0, 1]; got {init['reporting']}.")
     for c, v in y0.items():
-        if not math.isfinite(float(v)) or float(v) < 0:
+        v = _as_float(f"y0[{c!r}]", v)
+        if not math.isfinite(v) or v < 0:
             raise ValueError(f"`y0[{c!r}]` must be non-negative and finite; got {v!r}.")
     if free is None:
         free = tuple(model.rate_names)
@@ -350,7 +699,10 @@ def _from_theta(name: str, th):
 
 
 def _from_theta_np(name: str, th: float) -> float:
-    return 1.0 / (1.0 + math.exp(-th)) if name == "reporting" else math.exp(th)
+    with np.errstate(over="ignore"):  # a huge interval end is inf, not an OverflowError
+        if name == "reporting":
+            return float(1.0 / (1.0 + np.exp(-np.float64(th))))
+        return float(np.exp(np.float64(th)))
 
 
 def _merge_grids(grid: np.ndarray, fine_points: int):
@@ -441,6 +793,10 @@ class _Problem(eqx.Module):
         if freed and "S" not in freed and "S" in y0:
             total = sum(self.y0.values())
             y0["S"] = total - sum(y0[c] for c in self.model.compartments if c != "S")
+        if "R0" in p:
+            # R0 held fixed (epinn.profile): beta follows from it and the other rates, as
+            # R0 is proportional to beta in every built-in model.
+            p["beta"] = p["R0"] / _R0(self.model, {**self.model_params(p), "beta": 1.0})
         return p, y0
 
     def model_params(self, p):
@@ -631,8 +987,8 @@ def _jacobian_once(problem: _Problem):
 
 
 def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True):
-    """Optimise from ``theta0``; return theta, history, steps, converged, loss, covariance
-    and (``mse``) the grid's solution at theta.
+    """Optimise from ``theta0``; return theta, history, steps, converged, loss, covariance,
+    Fisher information (of theta) and (``mse``) the grid's solution at theta.
 
     The covariance of theta (Laplace) is computed here from the Jacobian or Hessian that the
     optimiser has at its last point, so each derivative program is compiled once: for
@@ -648,13 +1004,14 @@ def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True):
         f = _jacobian_once(problem)
         theta, hist, n, done, state = _iterate(lm, lambda th, _: f(th), theta0, steps, record)
         r = state.f_info.residual
-        if not covariance:
-            nan = jnp.full((theta.shape[0],) * 2, jnp.nan, theta.dtype)
-            return theta, hist, n, done, jnp.mean(r**2), nan, None
         J = state.f_info.jac.as_matrix()
         sigma2 = jnp.sum(r**2) / max(problem.n - theta.shape[0], 1)
+        info = J.T @ J / sigma2
+        if not covariance:
+            nan = jnp.full((theta.shape[0],) * 2, jnp.nan, theta.dtype)
+            return theta, hist, n, done, jnp.mean(r**2), nan, info, None
         cov = sigma2 * jnp.linalg.pinv(J.T @ J)
-        return theta, hist, n, done, jnp.mean(r**2), cov, state.aux
+        return theta, hist, n, done, jnp.mean(r**2), cov, info, state.aux
     # Likelihoods: LM on the Anscombe residuals (its objective, 0.5 * sum r^2, is recorded),
     # then Newton on the exact NLL (the NLL is recorded).
     record = lambda th, state: 0.5 * jnp.sum(state.f_info.residual**2)  # noqa: E731
@@ -677,7 +1034,42 @@ def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True):
     decrement = 0.5 * g @ jnp.linalg.solve(H, g)
     done = jnp.isfinite(decrement) & (jnp.abs(decrement) < 1e-4)
     loss = jnp.where(better, nll_both[1], nll_both[0])
-    return theta, jnp.concatenate([hist, hist_n]), n + n_n, done, loss, jnp.linalg.pinv(H), None
+    cov = jnp.linalg.pinv(H) if covariance else jnp.full_like(H, jnp.nan)
+    return theta, jnp.concatenate([hist, hist_n]), n + n_n, done, loss, cov, H, None
+
+
+#: How far a parameter is pushed towards its bound to test whether it sits there: 30 in
+#: theta (a factor e^30 ~ 1e13 for log-parametrised values, a reporting fraction within
+#: ~1e-13 of 0 or 1).
+_PUSH = 30.0
+
+
+def _bound_drops(problem: _Problem, theta):
+    r"""Log-likelihood lost when each free parameter alone is moved to its bound.
+
+    Rates, initial states are pushed towards 0, ``phi`` towards infinity (the Poisson limit),
+    ``reporting`` towards the nearer of 0 and 1; ``N`` has no such bound (``inf``). For
+    ``mse`` the drop is that of the Gaussian likelihood with the noise variance fixed at
+    :math:`\hat\sigma^2 = \mathrm{RSS}/(n-p)`: :math:`	frac{n-p}{2}(\mathrm{RSS}'/
+    \mathrm{RSS} - 1)`; for the count losses the increase of the negative log-likelihood.
+    """
+    P = theta.shape[0]
+    sign = []
+    for i, k in enumerate(problem.free):
+        if k == "reporting":
+            sign.append(jnp.where(theta[i] > 0, 1.0, -1.0))
+        else:
+            sign.append(jnp.asarray({"phi": 1.0, "N": 0.0}.get(k, -1.0)))
+    push = _PUSH * jnp.diag(jnp.stack(sign).astype(theta.dtype))
+    values = jax.vmap(problem.nll)(jnp.concatenate([theta[None], theta + push]))
+    base, pushed = values[0], values[1:]
+    if problem.loss == "mse":
+        scale = max(problem.n - P, 1) / 2.0 / jnp.maximum(base, jnp.finfo(theta.dtype).tiny)
+        drops = scale * (pushed - base)
+    else:
+        drops = pushed - base
+    no_bound = jnp.asarray([k == "N" for k in problem.free])
+    return jnp.where(no_bound | ~jnp.isfinite(drops), jnp.inf, drops)
 
 
 @eqx.filter_jit
@@ -687,11 +1079,12 @@ def _run(problem: _Problem, starts, steps: int, tol: float, fine):
         runs = jax.tree.map(lambda x: x[None], _optimise(problem, starts[0], steps, tol, tol))
     else:
         runs = jax.vmap(lambda th: _optimise(problem, th, steps, tol, tol))(starts)
-    thetas, *_, losses, _, solutions = runs
+    thetas, *_, losses, _, _, solutions = runs
     ok = jnp.isfinite(losses) & jnp.all(jnp.isfinite(thetas), axis=1)
     best = jnp.argmin(jnp.where(ok, losses, jnp.inf))
     solution = None if solutions is None else jax.tree.map(lambda a: a[best], solutions)
-    return runs[:-1], best, _finalise(problem, thetas[best], fine, solution)
+    return runs[:-1], best, _finalise(problem, thetas[best], fine, solution), _bound_drops(
+        problem, thetas[best])
 
 
 def _finalise(problem: _Problem, theta, fine, solution=None):
@@ -778,12 +1171,29 @@ def fit_parameters(
         rtol, atol: ODE tolerances (default 1e-8/1e-10 in float64, 1e-6/1e-8 in float32).
         tol: optimiser tolerance (default 1e-10 in float64, 1e-5 in float32).
         max_steps: ODE solver step limit.
-        warn: warn (:class:`ConvergenceWarning`) when the fit does not converge.
+        warn: warn (:class:`ConvergenceWarning`) when the fit does not converge, and
+            after a converged fit :class:`IdentifiabilityWarning` when parameters are at a
+            bound or not identified, :class:`MisfitWarning` when the model cannot
+            reproduce the data's shape.
 
     Returns:
         :class:`FitResult`. ``converged`` is ``False`` (and, with ``warn``, a
         :class:`ConvergenceWarning` says why) when the optimiser's criterion was not met,
         the loss or an estimate is not finite, or the ODE solve fails at the estimate.
+        ``at_bound`` and ``unidentified`` name the parameters whose Laplace intervals
+        cannot be trusted (those intervals are NaN; the reasons are in ``diagnostics``),
+        and ``goodness`` holds :math:`R^2`, residual autocorrelation, a runs test and,
+        for counts, deviance explained and dispersion.
+
+    Identifiability is judged at the optimum :math:`\hat\theta` from the Fisher
+    information :math:`F` of :math:`\theta` (:math:`J^\top J/\hat\sigma^2` or the
+    Hessian of the NLL): a parameter is *at a bound* when setting it alone to the bound
+    lowers the log-likelihood by less than :data:`BOUND_TOL`, and parameters are *not
+    identified* when an eigenvector :math:`v` of :math:`F` (the others) with
+    :math:`1/\sqrt{\lambda} >` :data:`MAX_LOG_SE` gives them weight
+    :math:`|v_i| \ge 0.25`, or their own standard error in :math:`\theta` exceeds it.
+    :class:`MisfitWarning` is raised when :math:`R^2` (``mse``) or the deviance explained
+    (count losses) is below :data:`MIN_R2`.
 
     Raises:
         ValueError: unknown names, data with NaN or negative counts (or non-integer counts
@@ -804,10 +1214,11 @@ def fit_parameters(
     """
     if optimizer not in ("levenberg_marquardt", "lm"):
         raise ValueError(f"`optimizer` must be 'levenberg_marquardt'; got {optimizer!r}.")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"`steps` must be a positive int; got {steps!r}.")
-    if not isinstance(n_starts, int) or n_starts < 1:
-        raise ValueError(f"`n_starts` must be a positive int; got {n_starts!r}.")
+    steps, n_starts, max_steps, rtol, atol, tol = _check_settings(
+        steps=steps, n_starts=n_starts, max_steps=max_steps, rtol=rtol, atol=atol, tol=tol)
+    start_scale = _as_float("start_scale", start_scale)
+    if not math.isfinite(start_scale) or start_scale < 0:
+        raise ValueError(f"`start_scale` must be non-negative and finite; got {start_scale}.")
     if n_starts > 1 and key is None:
         raise ValueError("`key` is required when `n_starts` > 1 (the starts are random).")
     if key is not None:
@@ -834,10 +1245,10 @@ def fit_parameters(
     fine = None  # mse: the fitted trajectory comes from the optimiser's merged grid
     if fine_points == 0:
         fine = np.linspace(problem.grid[0], problem.grid[-1], n_fine)
-    runs, best, (p, y0_hat, r0, g, pred, traj) = _run(problem, starts, steps, tol, fine)
-    thetas, hists, ns, dones, losses_np, covs = jax.device_get(runs)
+    runs, best, (p, y0_hat, r0, g, pred, traj), drops = _run(problem, starts, steps, tol, fine)
+    thetas, hists, ns, dones, losses_np, covs, infos = jax.device_get(runs)
     best = int(best)
-    p, y0_hat, r0, g, pred = jax.device_get((p, y0_hat, r0, g, pred))
+    p, y0_hat, r0, g, pred, drops = jax.device_get((p, y0_hat, r0, g, pred, drops))
     theta = thetas[best]
     # Converged: the optimiser's criterion met, with finite parameters and a successful
     # solve at the estimate (a failed solve scores a constant penalty, where the
@@ -864,12 +1275,30 @@ def fit_parameters(
         intervals[k] = (lo, hi)
     r0 = float(r0)
     se_log_r0 = float(np.sqrt(max(g @ cov @ g, 0.0)))
-    intervals["R0"] = (r0 * math.exp(-_Z95 * se_log_r0), r0 * math.exp(_Z95 * se_log_r0))
+    with np.errstate(over="ignore"):
+        intervals["R0"] = (r0 * float(np.exp(-_Z95 * se_log_r0)),
+                           r0 * float(np.exp(_Z95 * se_log_r0)))
+    laplace = dict(intervals)
     if not np.all(np.isfinite(se_theta)):
         stderr, intervals = None, None
 
+    ident = _identifiability(free, theta_np, infos[best], drops, g)
+    unidentified = ident.unidentified + (() if ident.r0_trusted else ("R0",))
+    for k in (*ident.at_bound, *unidentified):
+        # An interval that cannot be trusted is not reported as if it could (the Laplace
+        # numbers stay in extras["laplace_intervals"]).
+        if intervals is not None:
+            intervals[k] = (math.nan, math.nan)
+        if stderr is not None and k in stderr:
+            stderr[k] = math.nan
+    fitted = {k: np.asarray(v) for k, v in pred.items()}
+    goodness = (_goodness(obs, fitted, loss, params.get("phi", math.nan), len(free))
+                if solved else {})
+    misfit = _misfit(goodness, loss) if goodness else []
     if not converged and warn:
         _warn_unconverged(steps, float(losses_np[best]), nonfinite, solved, max_steps)
+    if converged and warn:
+        _warn_diagnostics(ident, misfit)
     return FitResult(
         params=params,
         y0=y0_out,
@@ -881,12 +1310,26 @@ def fit_parameters(
         stderr=stderr,
         intervals=intervals,
         ts=ts,
-        fitted={k: np.asarray(v) for k, v in pred.items()},
+        fitted=fitted,
         trajectory=traj,
         method={"mse": "least_squares", "poisson": "poisson_mle", "negbin": "negbin_mle"}[loss],
         n_steps=int(ns[best]),
-        extras={"start_losses": losses_np.tolist()},
+        extras={"start_losses": losses_np.tolist(), "laplace_intervals": laplace,
+                "bound_drops": dict(zip(free, np.asarray(drops, dtype=float).tolist()))},
+        at_bound=ident.at_bound,
+        unidentified=unidentified,
+        goodness=goodness,
+        diagnostics="\n".join((*ident.messages, *misfit)),
     )
+
+
+def _warn_diagnostics(ident: _Identifiability, misfit: list[str]) -> None:
+    """Warn about parameters the data do not determine and about a misfit."""
+    if ident.at_bound or ident.unidentified:
+        warnings.warn("fit_parameters: " + " ".join(ident.messages), IdentifiabilityWarning,
+                      stacklevel=4)  # the caller of fit_parameters (through _full_precision)
+    if misfit:
+        warnings.warn("fit_parameters: " + " ".join(misfit), MisfitWarning, stacklevel=4)
 
 
 def _warn_unconverged(steps, loss, nonfinite, solved, max_steps):
@@ -918,10 +1361,10 @@ class _BatchFit(eqx.Module):
 
         def one(y):
             p = eqx.tree_at(lambda q: q.y, problem, y)
-            theta, _, n, done, loss, _, _ = _optimise(p, theta0, self.steps, self.tol, self.tol,
-                                                   covariance=False)
+            theta, _, n, done, loss, _, info, _ = _optimise(p, theta0, self.steps, self.tol,
+                                                         self.tol, covariance=False)
             params, y0 = p.unpack(theta)
-            return params, y0, loss, done, n
+            return params, y0, loss, done, n, theta, info, _bound_drops(p, theta)
 
         return jax.lax.map(one, ys, batch_size=min(self.batch_size, _leading(ys)))
 
@@ -1019,10 +1462,30 @@ class _StackedBatchFit(eqx.Module):
         lam = 1e-3 * jnp.max(A_diag, 1) / jnp.maximum(jnp.max(A_diag, 1), 1e-12)
         init = (0, th, r, J, lam, jnp.full((B,), 2.0, th.dtype), jnp.ones(B, bool),
                 jnp.zeros(B, bool))
-        n, th, r, _, _, _, _, done = jax.lax.while_loop(
+        n, th, r, J, _, _, _, done = jax.lax.while_loop(
             lambda c: (c[0] < self.steps) & jnp.any(c[6]), body, init)
         params, y0 = jax.vmap(problem.unpack)(th)
-        return params, y0, jnp.mean(r**2, 1), done, jnp.full((B,), n)
+        mse = jnp.mean(r**2, 1)
+        sigma2 = jnp.sum(r**2, 1) / max(problem.n - P, 1)
+        info = jnp.einsum("bnp,bnq->bpq", J, J) / sigma2[:, None, None]
+        return (params, y0, mse, done, jnp.full((B,), n), th, info,
+                _stacked_bound_drops(problem, cfg, th, y, mse))
+
+
+def _stacked_bound_drops(problem: _Problem, cfg, th, y, mse):
+    """:func:`_bound_drops` of every member (``mse``), one stacked solve per parameter."""
+    B, P = th.shape
+    pushed = []
+    for i, k in enumerate(problem.free):
+        sign = jnp.where(th[:, i] > 0, 1.0, -1.0) if k == "reporting" else -1.0
+        pushed.append(th.at[:, i].add(sign * _PUSH))
+    # All P pushes of all B members as one stacked solve of P * B members.
+    y_all = jax.tree.map(lambda a: jnp.tile(a, (P,) + (1,) * (a.ndim - 1)), y)
+    r = _stacked_residuals(problem, cfg, jnp.concatenate(pushed), y_all)
+    scale = max(problem.n - P, 1) / 2.0 / jnp.maximum(mse, jnp.finfo(th.dtype).tiny)
+    d = scale * (jnp.mean(r**2, 1).reshape(P, B) - mse)
+    no_bound = jnp.asarray([k == "N" for k in problem.free])[:, None]
+    return jnp.where(no_bound | ~jnp.isfinite(d), jnp.inf, d).T
 
 
 def _stacked_residuals(problem: _Problem, cfg, thetas, y):
@@ -1062,6 +1525,7 @@ def fit_parameters_batch(
     batch_size: int = 128,
     mesh: Mesh | None | bool = None,
     method: str | None = None,
+    warn: bool = False,
 ) -> dict[str, np.ndarray]:
     r"""Fit many data sets with the same model and set-up in one compiled call.
 
@@ -1093,10 +1557,17 @@ def fit_parameters_batch(
             default device only. Each device fits a contiguous block of data sets; the
             results come back in input order.
 
+        warn: warn (:class:`IdentifiabilityWarning`, once, with counts) when some data
+            sets have parameters at a bound or not identified. Off by default: a batch
+            reports them as arrays (below) and does not warn, as it does not warn about
+            convergence either.
+
     Returns:
         ``{name: (B,) array}`` for every parameter and initial state, plus ``"loss"``,
-        ``"converged"`` (``False`` also where an estimate is not finite) and
-        ``"n_steps"``.
+        ``"converged"`` (``False`` also where an estimate is not finite), ``"n_steps"``,
+        and ``"at_bound"``, ``"unidentified"``: ``(B, len(free))`` booleans, columns in
+        the order of ``free`` (the criteria of :attr:`FitResult.at_bound` and
+        :attr:`FitResult.unidentified`).
 
     Raises:
         ValueError: as :func:`fit_parameters`, for any data set of the batch.
@@ -1114,12 +1585,14 @@ def fit_parameters_batch(
     """
     if not isinstance(data, Mapping) or not data:
         raise ValueError("`data` must be a non-empty mapping {observation name: (B, T) array}.")
-    arrays = {k: np.asarray(v, dtype=float) for k, v in data.items()}
+    arrays = {k: _as_array(f"data[{k!r}]", v) for k, v in data.items()}
     shapes = {k: a.shape for k, a in arrays.items()}
     if any(a.ndim != 2 for a in arrays.values()) or len({s[0] for s in shapes.values()}) != 1:
         raise ValueError(f"`data` arrays must all be (B, len(ts)); got shapes {shapes}.")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive int; got {batch_size!r}.")
+    if next(iter(shapes.values()))[0] == 0:
+        raise ValueError(f"`data` holds no data sets (an empty batch); got shapes {shapes}.")
+    steps, batch_size, max_steps, rtol, atol, tol = _check_settings(
+        steps=steps, batch_size=batch_size, max_steps=max_steps, rtol=rtol, atol=atol, tol=tol)
     if method not in (None, "stacked", "vmap"):
         raise ValueError(f"`method` must be None, 'stacked' or 'vmap'; got {method!r}.")
     # Validate every data set (plain numpy, cheap) through the single-fit checks.
@@ -1141,12 +1614,12 @@ def fit_parameters_batch(
         if loss != "mse":
             raise ValueError(f"`method='stacked'` needs loss='mse'; got loss={loss!r}.")
         # No optimistix inside: shard_map works, and each device fits its own block.
-        params, y0s, losses, done, n = shard_map_batch(
+        params, y0s, losses, done, n, thetas, infos, drops = shard_map_batch(
             _StackedBatchFit(int(steps), float(tol), int(batch_size)), ys, mesh=mesh,
             shared=(problem, jnp.asarray(problem.theta0())),
         )
     else:
-        params, y0s, losses, done, n = shard_map_batch(
+        params, y0s, losses, done, n, thetas, infos, drops = shard_map_batch(
             _BatchFit(int(steps), float(tol), int(batch_size)), ys, mesh=mesh,
             shared=(problem, jnp.asarray(problem.theta0())), partitioner="gspmd",
         )
@@ -1157,4 +1630,22 @@ def fit_parameters_batch(
     out.update(loss=np.asarray(losses),
                converged=np.asarray(done) & np.isfinite(losses) & finite,
                n_steps=np.asarray(n))
+    thetas, infos, drops = (np.asarray(a, dtype=float) for a in (thetas, infos, drops))
+    at_bound = np.zeros(thetas.shape, bool)
+    unidentified = np.zeros(thetas.shape, bool)
+    for b in range(thetas.shape[0]):
+        # A zero R0 gradient: R0's interval is not reported by batches.
+        ident = _identifiability(free_, thetas[b], infos[b], drops[b], np.zeros(len(free_)))
+        at_bound[b] = [k in ident.at_bound for k in free_]
+        unidentified[b] = [k in ident.unidentified for k in free_]
+    out.update(at_bound=at_bound, unidentified=unidentified)
+    if warn and (at_bound.any() or unidentified.any()):
+        counts = ", ".join(f"{k} at a bound in {int(at_bound[:, i].sum())}, not identified "
+                           f"in {int(unidentified[:, i].sum())}" for i, k in enumerate(free_)
+                           if at_bound[:, i].any() or unidentified[:, i].any())
+        warnings.warn(
+            f"fit_parameters_batch: of {thetas.shape[0]} data sets, {counts} (see "
+            "out['at_bound'] and out['unidentified'], columns in the order of `free`). Fix "
+            "a parameter, add data or use a prior; epinn.profile_likelihood shows what the "
+            "data say.", IdentifiabilityWarning, stacklevel=3)
     return out

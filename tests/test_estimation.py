@@ -319,3 +319,163 @@ def test_failed_solves_are_not_converged(loss):
                              loss=loss, max_steps=2, steps=3)
     assert not res.converged
     assert all(np.isfinite(v) for v in res.params.values())
+
+
+# --------------------------------------------------------------------------------------
+# Identifiability, bounds and misfit (issue 21); bad settings named before compiling (22)
+# --------------------------------------------------------------------------------------
+
+
+def _zika():
+    from epinn.datasets import load_zika_yap
+
+    data = load_zika_yap()
+    N = float(data.population)
+    # Weekly counts: week k covers (k, k+1] with t0 = 0 the start of the first week.
+    return data.t + 1.0, data.counts, {"S": N - 1, "I": 1.0, "R": 0.0}, N
+
+
+def test_boarding_school_fit_has_no_diagnostics(ls_fit):
+    # The fixture ran under filterwarnings=error: no IdentifiabilityWarning/MisfitWarning.
+    assert ls_fit.at_bound == () and ls_fit.unidentified == () and ls_fit.diagnostics == ""
+    g = ls_fit.goodness
+    assert g["r2"] == pytest.approx(
+        1 - np.sum((ls_fit.fitted["I"] - BOARDING) ** 2)
+        / np.sum((BOARDING - BOARDING.mean()) ** 2), rel=1e-12)
+    assert g["r2"] > 0.95
+    r = ls_fit.fitted["I"] - BOARDING
+    c = r - r.mean()
+    assert g["lag1_autocorrelation"] == pytest.approx(np.sum(c[1:] * c[:-1]) / np.sum(c**2))
+    assert 0 < g["runs_p"] < 1
+    assert "not identified" not in ls_fit.report()
+
+
+@pytest.mark.slow
+def test_zika_poisson_boundary_warns_and_marks_gamma(x64):
+    from epinn.estimation import IdentifiabilityWarning
+
+    ts, counts, y0, N = _zika()
+    with pytest.warns(IdentifiabilityWarning, match="gamma is at its bound 0"):
+        res = fit_parameters(SIR(), ts, {"incidence": counts}, y0=y0,
+                             init={"beta": 2.0, "gamma": 1.0, "N": N, "reporting": 0.1},
+                             free=("beta", "gamma", "reporting"), t0=0.0, loss="poisson")
+    assert res.at_bound == ("gamma",)
+    assert "R0" in res.unidentified  # R0 = beta / gamma -> infinity with gamma
+    assert np.isnan(res.intervals["gamma"]).all() and np.isnan(res.intervals["R0"]).all()
+    assert np.isfinite(res.intervals["beta"]).all()
+    s = res.summary()
+    assert s["gamma"]["note"] == "at bound" and "note" not in s["beta"]
+    # The report names the reason instead of printing the meaningless intervals.
+    rows = {line.split()[0]: line for line in res.report().splitlines()[2:7]}
+    assert rows["gamma"].endswith("at bound") and "(" not in rows["gamma"]
+    assert rows["R0"].endswith("depends on a parameter at its bound")
+    assert "(" in rows["beta"]
+    g = res.goodness
+    assert 0.5 < g["deviance_explained"] < 1 and g["dispersion"] > 0
+
+
+@pytest.mark.slow
+def test_zika_least_squares_ridge_names_the_unidentified_set(x64):
+    from epinn.estimation import IdentifiabilityWarning
+
+    ts, counts, y0, N = _zika()
+    with pytest.warns(IdentifiabilityWarning, match="not identified") as rec:
+        res = fit_parameters(SIR(), ts, {"incidence": counts}, y0=y0,
+                             init={"beta": 1.5, "gamma": 1.0, "N": N, "reporting": 0.1},
+                             free=("beta", "gamma", "reporting", "I0"), t0=0.0)
+    flagged = set(res.unidentified) | set(res.at_bound)
+    assert len(flagged - {"R0"}) >= 2, res.diagnostics
+    for k in flagged - {"R0"}:
+        assert k in str(rec[0].message)
+        assert np.isnan(res.intervals[k]).all()
+
+
+def test_two_wave_curve_warns_misfit(x64):
+    from epinn.estimation import MisfitWarning
+
+    t = np.arange(1.0, 41.0)
+    two = np.round(100 * np.exp(-((t - 10) ** 2) / 8) + 100 * np.exp(-((t - 30) ** 2) / 8))
+    with pytest.warns(MisfitWarning, match="cannot reproduce the data's shape"):
+        res = fit_parameters(SIR(), t, {"I": two}, y0={"S": 999.0, "I": 1.0, "R": 0.0},
+                             init={"beta": 0.5, "gamma": 0.2, "N": 1000.0}, t0=0.0)
+    assert res.goodness["r2"] < 0.5
+    assert res.goodness["runs_p"] < 1e-3  # systematic residuals
+    assert "R^2" in res.diagnostics
+
+
+@pytest.mark.parametrize("method", ["vmap", "stacked"])
+def test_batch_reports_bounds_and_identifiability(method, x64):
+    from epinn.estimation import IdentifiabilityWarning, fit_parameters_batch
+
+    # Data set 0 is an SIR curve (beta 0.8, gamma 0.5); data set 1 decays with a log that
+    # curves upwards, which any transmission (beta > 0) would bend downwards: its least-
+    # squares beta goes to the bound 0.
+    y0 = {"S": 900.0, "I": 100.0, "R": 0.0}
+    traj = solve(SIR(), {"beta": 0.8, "gamma": 0.5, "N": 1000.0}, y0, np.arange(0.0, 15.0),
+                 rtol=1e-10, atol=1e-10)
+    decay = 50 * np.exp(-0.5 * DAYS) + 50 * np.exp(-0.1 * DAYS)
+    data = {"I": np.stack([np.asarray(traj["I"])[1:], decay])}
+    init = {"beta": 0.5, "gamma": 0.3, "N": 1000.0}
+    with pytest.warns(IdentifiabilityWarning, match="beta at a bound in 1, not identified in 0"):
+        out = fit_parameters_batch(SIR(), DAYS, data, y0=y0, init=init, t0=0.0, warn=True,
+                                   method=method)
+    assert out["at_bound"].tolist() == [[False, False], [True, False]]
+    assert out["unidentified"].tolist() == [[False, False], [False, False]]
+    assert out["beta"][0] == pytest.approx(0.8, rel=1e-5)
+    # Without warn=True a batch reports and does not warn (filterwarnings=error).
+    quiet = fit_parameters_batch(SIR(), DAYS, data, y0=y0, init=init, t0=0.0, method=method)
+    assert quiet["at_bound"].tolist() == out["at_bound"].tolist()
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"data": {"I": np.zeros((0, 14))}}, ValueError, "empty batch"),
+        ({"steps": 0}, ValueError, "steps"),
+        ({"steps": -3}, ValueError, "steps"),
+        ({"steps": 50.0}, TypeError, "steps"),
+        ({"steps": True}, TypeError, "steps"),
+        ({"init": {"beta": "abc", "gamma": 0.3, "N": 763.0}}, TypeError, "init\\['beta'\\]"),
+        ({"init": {"beta": None, "gamma": 0.3, "N": 763.0}}, TypeError, "init\\['beta'\\]"),
+        ({"y0": {"S": "x", "I": 1.0, "R": 0.0}}, TypeError, "y0\\['S'\\]"),
+        ({"max_steps": 2**40}, ValueError, "max_steps"),
+        ({"batch_size": np.int64(0)}, ValueError, "batch_size"),
+        ({"tol": -1.0}, ValueError, "tol"),
+        ({"rtol": "1e-6"}, TypeError, "rtol"),
+        ({"atol": float("nan")}, ValueError, "atol"),
+        ({"t0": "zero"}, TypeError, "t0"),
+        ({"ts": ["a"] * 14}, ValueError, "ts"),
+        ({"data": {"I": [["a"] * 14]}}, ValueError, "data\\['I'\\]"),
+    ],
+)
+@pytest.mark.parametrize("batch", [False, True])
+def test_bad_settings_named_before_compilation(kwargs, exc, match, batch):
+    from epinn.estimation import fit_parameters_batch
+    from tests.helpers import count_compilations
+
+    if not batch and "batch_size" in kwargs:
+        pytest.skip("fit_parameters has no batch_size")
+    args = dict(ts=DAYS, data={"I": np.stack([BOARDING] * 2)}, y0=Y0, init=INIT, t0=0.0)
+    args.update(kwargs)
+    ts, data = args.pop("ts"), args.pop("data")
+    if not batch:
+        if "empty" in match:
+            pytest.skip("a single fit has no batch")
+        data = {k: np.asarray(v, dtype=object)[0] if np.ndim(v) == 2 else v
+                for k, v in data.items()}
+    model = SIR()
+    fit = fit_parameters_batch if batch else fit_parameters
+    with count_compilations() as c, pytest.raises(exc, match=match):
+        fit(model, ts, data, **args)
+    assert c.count == 0
+
+
+def test_numpy_int_steps_are_valid(x64):
+    from epinn.estimation import fit_parameters_batch
+
+    res = fit_parameters(SIR(), DAYS, {"I": BOARDING}, y0=Y0, init=INIT, t0=0.0,
+                         steps=np.int64(50))
+    assert res.converged
+    out = fit_parameters_batch(SIR(), DAYS, {"I": BOARDING[None]}, y0=Y0, init=INIT, t0=0.0,
+                               steps=np.int64(50), batch_size=np.int64(1))
+    assert bool(out["converged"][0])
