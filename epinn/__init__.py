@@ -80,6 +80,13 @@ from .sharding import resolve_mesh as resolve_mesh
 from .sharding import shard_batch as shard_batch
 from .sharding import shard_map_batch as shard_map_batch
 from .sharding import vmap_blocks as vmap_blocks
+# --- flows (the model definition) ---------------------------------------------------
+from .flows import Flow as Flow
+from .flows import Model as Model
+from .flows import flow as flow
+from .flows import infection as infection
+from .flows import next_generation_matrices as next_generation_matrices
+from .flows import stratify as stratify
 # --- compartmental -------------------------------------------------------------------
 from .compartmental import R0 as R0
 from .compartmental import SEIR as SEIR
@@ -109,6 +116,7 @@ from .observation import Gaussian as Gaussian
 from .observation import NegativeBinomial as NegativeBinomial
 from .observation import NoiseModel as NoiseModel
 from .observation import Poisson as Poisson
+from .observation import observables as observables
 from .observation import observe as observe
 from .observation import simulate_observations as simulate_observations
 # --- datasets ------------------------------------------------------------------------

@@ -33,10 +33,10 @@ monotone ``ts``) are only checked on concrete inputs: under ``jax.jit``, ``jax.v
 
 from __future__ import annotations
 
-import abc
+import dataclasses
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import diffrax
@@ -48,6 +48,17 @@ import optimistix as optx
 from jax.sharding import Mesh
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
+from .flows import (
+    Model,
+    _evaluate_rate,
+    _evaluate_rates,
+    _infected_index,
+    _is_time_varying,
+    _r0_member,
+    flow,
+    infection,
+    next_generation_matrices,
+)
 from .sharding import batch_sharding, loop_kernel_bytes, map_blocks, replicated, resolve_mesh
 
 __all__ = [
@@ -82,22 +93,6 @@ _SUM_RTOL = 1e-5
 # --------------------------------------------------------------------------------------
 # Rates
 # --------------------------------------------------------------------------------------
-
-
-def _is_time_varying(value: Any) -> bool:
-    """True for a rate given as a function of time (callable or diffrax path)."""
-    return isinstance(value, diffrax.AbstractPath) or (
-        callable(value) and not isinstance(value, (jax.Array, np.ndarray))
-    )
-
-
-def _evaluate_rate(value: Any, t: ArrayLike) -> Array:
-    """Value of a rate at time ``t``: diffrax paths via ``.evaluate``, callables via call."""
-    if isinstance(value, diffrax.AbstractPath):
-        return value.evaluate(t)
-    if _is_time_varying(value):
-        return value(t)
-    return value
 
 
 class NetworkRate(eqx.Module):
@@ -210,69 +205,55 @@ class SIRVitalDynamicsParams(NamedTuple):
     N: Any
 
 
-class CompartmentalModel(eqx.Module):
-    """Base class of the compartmental models.
-
-    Subclasses declare ``compartments`` (state order), ``rate_names``, ``infected`` (the
-    compartments of the linearised infected subsystem used by :func:`growth_rate`) and
-    implement ``_flows``. ``Params`` is a NamedTuple of the rates plus ``N``.
-    """
-
-    compartments: ClassVar[tuple[str, ...]]
-    rate_names: ClassVar[tuple[str, ...]]
-    infected: ClassVar[tuple[str, ...]]
-    Params: ClassVar[type]
-    # True when S decreases only by infection, so cumulative infections = S(t0) - S(t)
-    # exactly and no extra state is integrated.
-    _infections_from_S: ClassVar[bool] = True
-    # True when the final-size relation ln(S0/S_inf) = R0 (S0 + infected0 - S_inf) / N holds.
-    _has_final_size: ClassVar[bool] = True
-    # A compartment computed from the conserved total instead of being integrated (None when
-    # the total is not conserved for every y0).
-    _derived: ClassVar[str | None] = "R"
-
-    @abc.abstractmethod
-    def _flows(self, y: Array, r: Mapping[str, Array]) -> tuple[list[Array], Array]:
-        """Derivatives (list in compartment order) and the infection flow beta S I / N."""
-
-    @abc.abstractmethod
-    def _r0(self, r: Mapping[str, Array]) -> Array:
-        """Basic reproduction number from (evaluated) rates."""
-
-    def _rates_at(self, t: ArrayLike, args: Mapping[str, Any]) -> dict[str, Array]:
-        r = {name: _evaluate_rate(args[name], t) for name in self.rate_names}
-        r["N"] = args["N"]
-        return r
-
-    def vector_field(self, t: ArrayLike, y: Array, args: Mapping[str, Any]) -> Array:
-        """Right-hand side :math:`dy/dt` in diffrax's ``(t, y, args)`` convention.
-
-        Args:
-            t: time.
-            y: compartments along the first axis, shape ``(C,)`` (or ``(C, members)``).
-            args: the parameter mapping: every name in ``rate_names`` (a value or a function
-                of time) and ``N``.
-
-        Returns:
-            :math:`dy/dt`, same shape as ``y``.
-        """
-        dy, _ = self._flows(y, self._rates_at(t, args))
-        return jnp.stack(dy, axis=0)
-
-    def infection_flow(self, t: ArrayLike, y: Array, args: Mapping[str, Any]) -> Array:
-        r"""New infections per unit time, :math:`\beta(t) S I / N` (the incidence rate)."""
-        _, new = self._flows(y, self._rates_at(t, args))
-        return new
-
-    def _index(self, name: str) -> int:
-        return self.compartments.index(name)
+CompartmentalModel = Model
+"""The class of every compartmental model (an alias of :class:`epinn.Model`)."""
 
 
-def _force(y: Array, r: Mapping[str, Array], s: int, i: int) -> Array:
-    return r["beta"] * y[s] * y[i] / r["N"]
+# The built-in models are definitions in the flow language. Their rate functions live at
+# module level, so that two instances (``SIR() == SIR()``) are equal and share compilations.
 
 
-class SIR(CompartmentalModel):
+def _si(t, y, p):
+    return p.beta * y.S * y.I / p.N
+
+
+def _recovery(t, y, p):
+    return p.gamma * y.I
+
+
+def _disease_death(t, y, p):
+    return p.mu * y.I
+
+
+def _waning(t, y, p):
+    return p.omega * y.R
+
+
+def _onset(t, y, p):
+    return p.sigma * y.E
+
+
+def _birth(t, y, p):
+    return p.mu * p.N
+
+
+def _death_S(t, y, p):
+    return p.mu * y.S
+
+
+def _death_I(t, y, p):
+    return p.mu * y.I
+
+
+def _death_R(t, y, p):
+    return p.mu * y.R
+
+
+_SIR_FLOWS = (infection("S", "I", _si), flow("I", "R", _recovery))
+_SEIR_FLOWS = (infection("S", "E", _si), flow("E", "I", _onset), flow("I", "R", _recovery))
+
+
+class SIR(Model):
     r"""Kermack-McKendrick SIR model.
 
     .. math::
@@ -285,21 +266,13 @@ class SIR(CompartmentalModel):
         (('S', 'I', 'R'), ('beta', 'gamma'))
     """
 
-    compartments: ClassVar[tuple[str, ...]] = ("S", "I", "R")
-    rate_names: ClassVar[tuple[str, ...]] = ("beta", "gamma")
-    infected: ClassVar[tuple[str, ...]] = ("I",)
     Params: ClassVar[type] = SIRParams
 
-    def _flows(self, y, r):
-        new = _force(y, r, 0, 1)
-        rec = r["gamma"] * y[1]
-        return [-new, new - rec, rec], new
-
-    def _r0(self, r):
-        return r["beta"] / r["gamma"]
+    def __init__(self):
+        super().__init__(("S", "I", "R"), ("beta", "gamma"), _SIR_FLOWS, name="SIR")
 
 
-class SIRD(CompartmentalModel):
+class SIRD(Model):
     r"""SIR with disease deaths at rate :math:`\mu` from I.
 
     .. math::
@@ -308,21 +281,16 @@ class SIRD(CompartmentalModel):
         \dot R = \gamma I,\ \dot D = \mu I, \qquad R_0 = \beta / (\gamma + \mu).
     """
 
-    compartments: ClassVar[tuple[str, ...]] = ("S", "I", "R", "D")
-    rate_names: ClassVar[tuple[str, ...]] = ("beta", "gamma", "mu")
-    infected: ClassVar[tuple[str, ...]] = ("I",)
     Params: ClassVar[type] = SIRDParams
 
-    def _flows(self, y, r):
-        new = _force(y, r, 0, 1)
-        rec, die = r["gamma"] * y[1], r["mu"] * y[1]
-        return [-new, new - rec - die, rec, die], new
-
-    def _r0(self, r):
-        return r["beta"] / (r["gamma"] + r["mu"])
+    def __init__(self):
+        super().__init__(
+            ("S", "I", "R", "D"), ("beta", "gamma", "mu"),
+            (*_SIR_FLOWS, flow("I", "D", _disease_death, name="deaths")), name="SIRD",
+        )
 
 
-class SIRS(CompartmentalModel):
+class SIRS(Model):
     r"""SIR with waning immunity at rate :math:`\omega` (R back to S).
 
     .. math::
@@ -333,23 +301,16 @@ class SIRS(CompartmentalModel):
     There is no final size (the disease can become endemic).
     """
 
-    compartments: ClassVar[tuple[str, ...]] = ("S", "I", "R")
-    rate_names: ClassVar[tuple[str, ...]] = ("beta", "gamma", "omega")
-    infected: ClassVar[tuple[str, ...]] = ("I",)
     Params: ClassVar[type] = SIRSParams
-    _infections_from_S: ClassVar[bool] = False
-    _has_final_size: ClassVar[bool] = False
 
-    def _flows(self, y, r):
-        new = _force(y, r, 0, 1)
-        rec, wane = r["gamma"] * y[1], r["omega"] * y[2]
-        return [-new + wane, new - rec, rec - wane], new
-
-    def _r0(self, r):
-        return r["beta"] / r["gamma"]
+    def __init__(self):
+        super().__init__(
+            ("S", "I", "R"), ("beta", "gamma", "omega"),
+            (*_SIR_FLOWS, flow("R", "S", _waning)), name="SIRS",
+        )
 
 
-class SEIR(CompartmentalModel):
+class SEIR(Model):
     r"""SEIR model: infected people are first exposed (E), infectious after mean
     :math:`1/\sigma`.
 
@@ -359,21 +320,14 @@ class SEIR(CompartmentalModel):
         \dot I = \sigma E - \gamma I,\ \dot R = \gamma I, \qquad R_0 = \beta / \gamma.
     """
 
-    compartments: ClassVar[tuple[str, ...]] = ("S", "E", "I", "R")
-    rate_names: ClassVar[tuple[str, ...]] = ("beta", "sigma", "gamma")
-    infected: ClassVar[tuple[str, ...]] = ("E", "I")
     Params: ClassVar[type] = SEIRParams
 
-    def _flows(self, y, r):
-        new = _force(y, r, 0, 2)
-        onset, rec = r["sigma"] * y[1], r["gamma"] * y[2]
-        return [-new, new - onset, onset - rec, rec], new
-
-    def _r0(self, r):
-        return r["beta"] / r["gamma"]
+    def __init__(self):
+        super().__init__(("S", "E", "I", "R"), ("beta", "sigma", "gamma"), _SEIR_FLOWS,
+                         name="SEIR")
 
 
-class SEIRD(CompartmentalModel):
+class SEIRD(Model):
     r"""SEIR with disease deaths at rate :math:`\mu` from I.
 
     .. math::
@@ -383,21 +337,16 @@ class SEIRD(CompartmentalModel):
         \qquad R_0 = \beta / (\gamma + \mu).
     """
 
-    compartments: ClassVar[tuple[str, ...]] = ("S", "E", "I", "R", "D")
-    rate_names: ClassVar[tuple[str, ...]] = ("beta", "sigma", "gamma", "mu")
-    infected: ClassVar[tuple[str, ...]] = ("E", "I")
     Params: ClassVar[type] = SEIRDParams
 
-    def _flows(self, y, r):
-        new = _force(y, r, 0, 2)
-        onset, rec, die = r["sigma"] * y[1], r["gamma"] * y[2], r["mu"] * y[2]
-        return [-new, new - onset, onset - rec - die, rec, die], new
-
-    def _r0(self, r):
-        return r["beta"] / (r["gamma"] + r["mu"])
+    def __init__(self):
+        super().__init__(
+            ("S", "E", "I", "R", "D"), ("beta", "sigma", "gamma", "mu"),
+            (*_SEIR_FLOWS, flow("I", "D", _disease_death, name="deaths")), name="SEIRD",
+        )
 
 
-class SIRVitalDynamics(CompartmentalModel):
+class SIRVitalDynamics(Model):
     r"""SIR with births and natural deaths at the same per-capita rate :math:`\mu`.
 
     .. math::
@@ -409,22 +358,16 @@ class SIRVitalDynamics(CompartmentalModel):
     equilibrium instead).
     """
 
-    compartments: ClassVar[tuple[str, ...]] = ("S", "I", "R")
-    rate_names: ClassVar[tuple[str, ...]] = ("beta", "gamma", "mu")
-    infected: ClassVar[tuple[str, ...]] = ("I",)
     Params: ClassVar[type] = SIRVitalDynamicsParams
-    _infections_from_S: ClassVar[bool] = False
-    _has_final_size: ClassVar[bool] = False
-    _derived: ClassVar[str | None] = None  # the total relaxes to N only when sum(y0) = N
 
-    def _flows(self, y, r):
-        new = _force(y, r, 0, 1)
-        mu = r["mu"]
-        rec = r["gamma"] * y[1]
-        return [mu * r["N"] - new - mu * y[0], new - rec - mu * y[1], rec - mu * y[2]], new
-
-    def _r0(self, r):
-        return r["beta"] / (r["gamma"] + r["mu"])
+    def __init__(self):
+        super().__init__(
+            ("S", "I", "R"), ("beta", "gamma", "mu"),
+            (flow(None, "S", _birth, name="births"), infection("S", "I", _si),
+             flow("S", None, _death_S), flow("I", "R", _recovery), flow("I", None, _death_I),
+             flow("R", None, _death_R)),
+            name="SIRVitalDynamics",
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -460,6 +403,12 @@ class Trajectory(eqx.Module):
     success: Bool[Array, "*members"]
     num_steps: Int[Array, "*members"]
     compartments: tuple[str, ...] = eqx.field(static=True)
+    groups: tuple[str, ...] | None = eqx.field(static=True)
+    infections_from: str = eqx.field(static=True)
+    flows: tuple[str, ...] = eqx.field(static=True)
+    count_rules: tuple[tuple[str, str, str], ...] = eqx.field(static=True)
+    counted: tuple[str, ...] = eqx.field(static=True)
+    _counts: Float[Array, "*members T k"] | None
 
     def __init__(
         self,
@@ -469,36 +418,76 @@ class Trajectory(eqx.Module):
         success: ArrayLike,
         num_steps: ArrayLike,
         compartments: tuple[str, ...],
+        *,
+        groups: tuple[str, ...] | None = None,
+        infections_from: str = "S",
+        flows: tuple[str, ...] = (),
+        count_rules: tuple[tuple[str, str, str], ...] = (),
+        counts: tuple[tuple[str, ...], ArrayLike | None] = ((), None),
     ):
         compartments = tuple(compartments)
-        if cumulative_infections is None and "S" not in compartments:
+        if cumulative_infections is None and infections_from not in compartments:
             raise ValueError(
-                "`cumulative_infections=None` derives them as S(t0) - S(t), which needs an "
-                f"'S' compartment; got compartments {compartments}."
+                f"`cumulative_infections=None` derives them as {infections_from}(t0) - "
+                f"{infections_from}(t), which needs an {infections_from!r} compartment; got "
+                f"compartments {compartments}."
             )
         self.ts, self.ys, self.success, self.num_steps = ts, ys, success, num_steps
         self._cumulative = cumulative_infections
         self.compartments = compartments
+        self.groups = None if groups is None else tuple(groups)
+        self.infections_from = infections_from
+        self.flows, self.count_rules = tuple(flows), tuple(count_rules)
+        self.counted, self._counts = tuple(counts[0]), counts[1]
+
+    def flow_count(self, name: str) -> Float[Array, "*members T"]:
+        """Cumulative count of flow ``name`` since ``ts[0]`` (summed over groups).
+
+        Read off a compartment where the model's definition allows it
+        (:meth:`epinn.Model.count_rule`: deaths into ``D``), else integrated when
+        :func:`solve` was asked for it (``counts=(name,)``).
+        """
+        if name in self.counted:
+            return self._counts[..., self.counted.index(name)]
+        for flow_name, kind, c in self.count_rules:
+            if flow_name == name:
+                y = self[c]
+                if self.groups is not None:
+                    y = jnp.sum(y, axis=-2)
+                return y - y[..., :1] if kind == "target" else y[..., :1] - y
+        if name not in self.flows:
+            raise KeyError(f"Unknown flow {name!r}; the flows are {self.flows}."
+                           + _closest(name, self.flows))
+        raise ValueError(
+            f"The count of flow {name!r} does not follow from the compartments (other flows "
+            f"share them); solve with counts=({name!r},) to integrate it."
+        )
 
     @property
     def cumulative_infections(self) -> Float[Array, "*members T"]:
         """Infections since ``ts[0]``: stored, or :math:`S(t_0) - S(t)` from ``ys``."""
         if self._cumulative is not None:
             return self._cumulative
-        s = self["S"]
+        s = self[self.infections_from]
+        if self.groups is not None:
+            s = jnp.sum(s, axis=-2)
         return s[..., :1] - s
 
     def __getitem__(self, name: str) -> Float[Array, "*members T"]:
+        """One compartment over time: ``(*members, T)``, or ``(*members, G, T)`` by group."""
         if name not in self.compartments:
             raise KeyError(
                 f"Unknown compartment {name!r}; valid names are {self.compartments}."
             )
-        return self.ys[..., self.compartments.index(name)]
+        j = self.compartments.index(name)
+        if self.groups is None:
+            return self.ys[..., j]
+        return jnp.swapaxes(self.ys[..., j, :], -1, -2)
 
     @property
     def is_ensemble(self) -> bool:
         """True when ``ys`` has a leading members axis."""
-        return self.ys.ndim == 3
+        return self.ys.ndim == (3 if self.groups is None else 4)
 
 
 # --------------------------------------------------------------------------------------
@@ -517,7 +506,7 @@ def _is_tracer(x: Any) -> bool:
 def _check_model(model: Any) -> None:
     if not isinstance(model, CompartmentalModel):
         raise TypeError(
-            f"`model` must be a CompartmentalModel instance such as SIR(); got {model!r}."
+            f"`model` must be an epinn.Model (such as SIR(), or your own); got {model!r}."
         )
 
 
@@ -536,30 +525,73 @@ def _normalize_params(
 ) -> tuple[dict[str, Any], Array]:
     """Check names, shapes and (when concrete) values; return (rates, N) as arrays.
 
-    Time-varying rates are passed through unchanged.
+    Each value is a scalar (broadcast) or has the parameter's declared shape, with at most
+    ``max_ndim`` leading ensemble axes. Time-varying rates are passed through unchanged.
     """
     p = _as_mapping(params)
     expected = (*model.rate_names, "N")
     missing = [k for k in expected if k not in p]
     unknown = [k for k in p if k not in expected]
-    name = type(model).__name__
+    name = model.name
     if missing:
         raise ValueError(f"`params` is missing {missing} for {name}; expected keys {expected}.")
     if unknown:
-        raise ValueError(f"`params` has unknown keys {unknown} for {name}; expected {expected}.")
+        hint = _closest(unknown[0], expected)
+        raise ValueError(
+            f"`params` has unknown keys {unknown} for {name}; expected {expected}.{hint}"
+        )
+    shapes = model.param_shapes
     rates: dict[str, Any] = {}
     for k in model.rate_names:
         v = p[k]
         if _is_time_varying(v):
             rates[k] = v
             continue
-        rates[k] = _as_float_array(v, f"params['{k}']", max_ndim)
+        rates[k] = _declared_array(v, f"params['{k}']", shapes[k], max_ndim)
         _check_values(rates[k], f"params['{k}']", positive=False)
     if _is_time_varying(p["N"]):
         raise ValueError("`params['N']` must be a constant population, not a function of t.")
-    N = _as_float_array(p["N"], "params['N']", max_ndim)
+    N = _declared_array(p["N"], "params['N']", shapes["N"], max_ndim)
+    if model.groups is not None and N.ndim == 0:
+        raise ValueError(
+            f"`params['N']` must hold the size of each of the {model.n_groups} groups "
+            f"{model.groups}; got a scalar."
+        )
     _check_values(N, "params['N']", positive=True)
     return rates, N
+
+
+def _closest(name: str, valid: tuple[str, ...]) -> str:
+    import difflib  # noqa: PLC0415
+
+    close = difflib.get_close_matches(str(name), valid, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _declared_array(v: Any, what: str, shape: tuple[int, ...], max_ndim: int | None) -> Array:
+    """``v`` as a float array: a scalar, or the declared ``shape`` after ensemble axes."""
+    a = _as_float_array(v, what, None)
+    if a.ndim == 0:
+        return a
+    if shape and a.shape[a.ndim - len(shape):] != shape:
+        raise ValueError(
+            f"`{what}` must be a scalar or have the declared shape {shape} (after any "
+            f"ensemble axis); got shape {a.shape}."
+        )
+    batch = a.ndim - len(shape)
+    if max_ndim is not None and batch > max_ndim:
+        hint = " (use solve_ensemble for a leading ensemble axis)" if max_ndim == 0 else ""
+        raise ValueError(
+            f"`{what}` must have at most {max_ndim} ensemble axis/axes before its declared "
+            f"shape {shape}; got shape {a.shape}{hint}."
+        )
+    return a
+
+
+def _batch_size(a: Any, shape: tuple[int, ...]) -> int | None:
+    """The ensemble axis' length of a value with declared ``shape``, or None."""
+    nd = jnp.ndim(a)
+    return jnp.shape(a)[0] if nd == len(shape) + 1 else None
 
 
 def _as_float_array(v: Any, what: str, max_ndim: int | None) -> Array:
@@ -620,35 +652,70 @@ def _check_rate_functions(rates: Mapping[str, Any], ts: Array) -> None:
 
 
 def _normalize_y0(model: CompartmentalModel, y0: Any, *, max_ndim: int) -> Array:
-    """Return y0 as an array (..., C) in model order; check names, shape and values."""
-    C = model.compartments
+    """Return y0 as a flat array ``(..., C * G)`` in model order; check names, shape, values.
+
+    Unstratified: a mapping of scalars (or ``(M,)`` arrays) or an array ``(..., C)``.
+    Stratified: a mapping of ``(G,)`` arrays (scalars broadcast), or ``(..., C, G)``.
+    """
+    C, G, grouped = model.compartments, model.n_groups, model.groups is not None
     if isinstance(y0, Mapping):
         unknown = [k for k in y0 if k not in C]
         missing = [k for k in C if k not in y0]
         if unknown:
-            raise ValueError(f"`y0` has unknown compartments {unknown}; valid names are {C}.")
+            raise ValueError(
+                f"`y0` has unknown compartments {unknown}; valid names are {C}."
+                + _closest(unknown[0], C))
         if missing:
             raise ValueError(f"`y0` is missing compartments {missing}; expected all of {C}.")
-        cols = [_as_float_array(y0[k], f"y0['{k}']", max_ndim - 1) for k in C]
+        cols = [_as_float_array(y0[k], f"y0['{k}']", max_ndim + grouped) for k in C]
+        if grouped:
+            for k, c in zip(C, cols):
+                if c.ndim and c.shape[-1] != G:
+                    raise ValueError(
+                        f"`y0['{k}']` must have one value per group ({G}) along its last "
+                        f"axis; got shape {c.shape}."
+                    )
+            cols = [c if c.ndim else jnp.broadcast_to(c, (G,)) for c in cols]
         shape = jnp.broadcast_shapes(*(c.shape for c in cols))
-        arr = jnp.stack([jnp.broadcast_to(c, shape) for c in cols], axis=-1)
+        arr = jnp.stack([jnp.broadcast_to(c, shape) for c in cols], axis=-1 - grouped)
     else:
-        arr = _as_float_array(y0, "y0", max_ndim)
-        if arr.ndim == 0 or arr.shape[-1] != len(C):
+        arr = _as_float_array(y0, "y0", max_ndim + 1 + grouped)
+        want = (len(C), G) if grouped else (len(C),)
+        if arr.ndim < len(want) or arr.shape[arr.ndim - len(want):] != want:
+            order = f"{len(C)} x {G} entries (compartments {C} by groups)" if grouped else (
+                f"{len(C)} entries in the order {C}")
             raise ValueError(
-                f"`y0` must have {len(C)} entries in the order {C} along its last axis; "
-                f"got shape {arr.shape}."
+                f"`y0` must have {order} along its last axes (shape {want} after any "
+                f"ensemble axis); got shape {arr.shape}."
             )
+    if grouped:
+        arr = arr.reshape(*arr.shape[:-2], len(C) * G)
     _check_values(arr, "y0", positive=False)
     return arr
 
 
-def _check_sum(y0: Array, N: Array) -> None:
+def _check_sum(y0: Array, N: Array, model: CompartmentalModel | None = None) -> None:
+    """The compartments hold the whole population: ``sum(y0) = N`` (per group).
+
+    Within a relative :data:`_SUM_RTOL` (float32 inputs such as ``N - I0``). A sum below
+    ``N`` usually means fractions given against a count ``N`` (or the reverse), which
+    would run and silently describe another epidemic, so it is refused like a sum above.
+    """
     if _is_tracer((y0, N)):
         return
-    total, n = np.asarray(y0).sum(-1), np.asarray(N)
+    y, n = np.asarray(y0), np.asarray(N)
+    if model is not None and model.groups is not None:
+        total = y.reshape(*y.shape[:-1], len(model.compartments), model.n_groups).sum(-2)
+    else:
+        total = y.sum(-1)
     if np.any(total > n * (1 + _SUM_RTOL)):
         raise ValueError(f"`y0` sums to {total}, more than the population params['N'] = {n}.")
+    if np.any(total < n * (1 - _SUM_RTOL)):
+        raise ValueError(
+            f"`y0` sums to {total}, less than the population params['N'] = {n}: the "
+            "compartments must hold the whole population (give y0 and N in the same units: "
+            "counts with N the population size, or fractions with N = 1)."
+        )
 
 
 def _normalize_ts(ts: Any) -> Array:
@@ -776,40 +843,82 @@ class _Parts(NamedTuple):
     from_rows: Callable
 
 
-def _parts(model: CompartmentalModel) -> _Parts:
+def _scale(model: CompartmentalModel, N: Array) -> Array:
+    """The population a state is divided by: ``N``, or the sum of the group sizes."""
+    return N if model.groups is None else jnp.sum(N, axis=-1)
+
+
+@functools.lru_cache(maxsize=64)
+def _parts(model: CompartmentalModel, counted: tuple[str, ...] = ()) -> _Parts:
+    """The integration of ``model``; ``counted`` flows' cumulative counts ride along.
+
+    The extra states after the compartments are the cumulative infections (when they
+    cannot be read off a compartment) and then one per counted flow. ``outputs`` then
+    returns ``(fractions, cumulative infections, counts (T, k))``.
+    """
+    if counted:
+        return _counting_parts(model, counted)
     extra = not model._infections_from_S
     d = None if model._derived is None else model._index(model._derived)
+    G, C = model.n_groups, len(model.compartments)
+    homogeneous = model.structure.homogeneous
+
+    def block(x, k):  # compartment k of a flat state (C * G, ...) or ((C - 1) * G, ...)
+        return x[k] if G == 1 else x[k * G:(k + 1) * G]
+
+    def totals(x0):  # the population of each group, (...) or (G, ...)
+        return jnp.sum(x0, axis=0) if G == 1 else sum(block(x0, k) for k in range(C))
 
     def full(x, total):  # insert the derived compartment (conservation law)
         if d is None:
             return x
         # summed slice by slice: elementwise, so XLA fuses it (a reduction over the few
         # compartments became a separate library call on CPU)
-        rest = total - sum(x[k] for k in range(x.shape[0]))
-        return jnp.concatenate([x[:d], rest[None], x[d:]], axis=0)
+        rest = total - sum(block(x, k) for k in range(C - 1))
+        rest = rest[None] if G == 1 else rest
+        return jnp.concatenate([x[: d * G], rest, x[d * G :]], axis=0)
 
     def inputs(rates, x0):
-        args = {**rates, "N": jnp.ones((), x0.dtype), "_total": jnp.sum(x0, axis=0)}
-        x_init = x0 if d is None else jnp.concatenate([x0[:d], x0[d + 1 :]], axis=0)
+        args = {**rates, "_total": totals(x0)}
+        N = rates.get("N")
+        if N is None:  # fractions of a population of one (unstratified callers only)
+            args["N"] = jnp.ones((), x0.dtype)
+        elif homogeneous:  # the rates scale with (y, N): integrate fractions exactly
+            args["N"] = jnp.ones_like(N) if G == 1 else N / _scale(model, N)[..., None]
+        else:  # rates are evaluated at counts
+            args["_scale"] = _scale(model, N)
+        x_init = x0 if d is None else jnp.concatenate([x0[: d * G], x0[(d + 1) * G :]], axis=0)
         if extra:
             x_init = jnp.concatenate([x_init, jnp.zeros_like(x0[:1])], axis=0)
         return args, x_init
 
     def field(t, x, args):
-        r = model._rates_at(t, args)
+        r = _evaluate_rates(args, t)
         y = full(x[:-1] if extra else x, args["_total"])
-        dy, new = model._flows(y, r)
+        scale = args.get("_scale")
+        if scale is not None:
+            y = y * scale
+        dy, new = model._derivative(t, y, r)
         if d is not None:
             dy = dy[:d] + dy[d + 1 :]
-        return jnp.stack([*dy, new] if extra else dy, axis=0)
+        if G == 1:
+            out = jnp.stack([*dy, new] if extra else dy, axis=0)
+        else:
+            out = jnp.concatenate([*dy, new[None]] if extra else dy, axis=0)
+        return out if scale is None else out / scale
+
+    def source_total(xs, axis):  # the infection source compartment, summed over groups
+        s = model._index(model.infections_from)
+        sl = jax.lax.slice_in_dim(xs, s * G, (s + 1) * G, axis=axis)
+        return jnp.sum(sl, axis=axis) if G > 1 else jnp.squeeze(sl, axis)
 
     def outputs(xs, args):  # xs: (T, state[, members])
         if extra:
             xs, cum = xs[:, :-1], xs[:, -1]
         xs = jax.vmap(lambda x: full(x, args["_total"]))(xs)
         if not extra:
-            s = model._index("S")
-            cum = xs[:1, s] - xs[:, s]
+            src = source_total(xs, 1)
+            cum = src[:1] - src
         return xs, cum
 
     def rows(x, args):  # a stacked state (state, members) -> member rows (members, C[+1])
@@ -819,10 +928,47 @@ def _parts(model: CompartmentalModel) -> _Parts:
     def from_rows(ys):  # (members, T, C[+1]) -> fractions (members, T, C), cumulative
         if extra:
             return ys[..., :-1], ys[..., -1]
-        s = model._index("S")
-        return ys, ys[:, :1, s] - ys[:, :, s]
+        src = source_total(ys, 2)
+        return ys, src[:, :1] - src
 
     return _Parts(inputs, field, outputs, rows, from_rows)
+
+
+def _counting_parts(model: CompartmentalModel, counted: tuple[str, ...]) -> _Parts:
+    """:func:`_parts` with integrated flow counts (single solves; no member rows)."""
+    base = _parts(model)
+    k = len(counted)
+    own = not model._infections_from_S  # base integrates the infections itself
+
+    def inputs(rates, x0):
+        args, x_init = base.inputs(rates, x0)
+        return args, jnp.concatenate([x_init, jnp.zeros((k, *x0.shape[1:]), x0.dtype)], axis=0)
+
+    def field(t, x, args):
+        dx = base.field(t, x[:-k], args)
+        r = _evaluate_rates(args, t)
+        G = model.n_groups
+        y = x[:-k][: x.shape[0] - k - own] if own else x[:-k]
+        d = model._derived
+        if d is not None:
+            total = args["_total"]
+            di = model._index(d)
+            blocks = [y[i] if G == 1 else y[i * G:(i + 1) * G] for i in range(y.shape[0] // G)]
+            rest = total - sum(blocks)
+            y = jnp.concatenate([y[: di * G], rest[None] if G == 1 else rest, y[di * G:]])
+        scale = args.get("_scale")
+        if scale is not None:
+            y = y * scale
+        _, _, rates = model._derivative(t, y, r, counted)
+        extra = jnp.stack(rates)
+        return jnp.concatenate([dx, extra if scale is None else extra / scale], axis=0)
+
+    def outputs(xs, args):
+        xs_, cum = base.outputs(xs[:, :-k], args)
+        counts = xs[:, -k:]
+        return xs_, cum, counts - counts[:1]
+
+    return _Parts(inputs, field, outputs, None, None)
 
 
 def _diffeqsolve(field, x_init, args, ts, cfg, norm, normalise_time=False):
@@ -985,6 +1131,19 @@ def _integrate(
     return xs, cum, ok, steps
 
 
+def _integrate_counts(model, rates, x0, ts, cfg, counted):
+    """:func:`_integrate` of one member with the cumulative counts of ``counted`` flows.
+
+    Returns fractions ``(T, C)``, cumulative infections ``(T,)``, counts ``(T, k)``
+    (fractions, zero at ``ts[0]``), success and step count.
+    """
+    parts = _parts(model, counted)
+    args, x_init = parts.inputs(rates, x0)
+    sol = _diffeqsolve(parts.field, x_init, args, ts, cfg, _max_rms_norm)
+    xs, cum, counts = parts.outputs(sol.ys, args)
+    return xs, cum, counts, diffrax.is_successful(sol.result), sol.stats["num_steps"]
+
+
 def _integrate_rows(
     model: CompartmentalModel,
     rates: Mapping[str, Any],
@@ -1060,16 +1219,27 @@ def _integrate_sensitivities(
 
 
 @eqx.filter_jit
-def _solve_core(model, rates, N, y0, ts, cfg) -> Trajectory:
-    xs, cum, ok, steps = _integrate(model, rates, y0 / N, ts, cfg)
-    return Trajectory(
-        ts=ts,
-        ys=xs * N,
-        cumulative_infections=cum * N,
-        success=ok,
-        num_steps=steps,
-        compartments=model.compartments,
-    )
+def _solve_core(model, rates, N, y0, ts, cfg, counted=()) -> Trajectory:
+    scale = _scale(model, N)
+    rates = {**rates, "N": N}
+    if not counted:
+        xs, cum, ok, steps = _integrate(model, rates, y0 / scale, ts, cfg)
+        return _trajectory(model, ts, xs * scale, cum * scale, ok, steps)
+    xs, cum, counts, ok, steps = _integrate_counts(model, rates, y0 / scale, ts, cfg, counted)
+    return _trajectory(model, ts, xs * scale, cum * scale, ok, steps,
+                       counts=(counted, counts * scale[..., None]))
+
+
+def _trajectory(model, ts, ys, cum, ok, steps, counts=((), None)) -> Trajectory:
+    """A :class:`Trajectory` from flat states ``(..., T, C * G)`` (groups unflattened)."""
+    if model.groups is not None:
+        ys = ys.reshape(*ys.shape[:-1], len(model.compartments), model.n_groups)
+    rules = tuple((f.name, *rule) for f in model.flows
+                  if (rule := model.count_rule(f.name)) is not None)
+    return Trajectory(ts=ts, ys=ys, cumulative_infections=cum, success=ok, num_steps=steps,
+                      compartments=model.compartments, groups=model.groups,
+                      infections_from=model.infections_from or "S",
+                      flows=model.flow_names(), count_rules=rules, counts=counts)
 
 
 def solve(
@@ -1085,6 +1255,7 @@ def solve(
     max_steps: int = 16384,
     adjoint: diffrax.AbstractAdjoint | None = None,
     throw: bool = True,
+    counts: Sequence[str] = (),
 ) -> Trajectory:
     r"""Integrate a compartmental model and save it at ``ts``.
 
@@ -1117,9 +1288,13 @@ def solve(
         adjoint: diffrax adjoint; default ``RecursiveCheckpointAdjoint()``.
         throw: raise on solver failure. With ``throw=False`` a failure sets
             ``traj.success = False`` and the values from the failure on are inf/NaN.
+        counts: names of flows whose cumulative counts to integrate alongside
+            (``traj.flow_count(name)``); flows whose count follows from a compartment
+            (:meth:`epinn.Model.count_rule`) need not be listed.
 
     Returns:
-        :class:`Trajectory` with ``ys`` of shape ``(len(ts), C)`` in counts.
+        :class:`Trajectory` with ``ys`` of shape ``(len(ts), C)`` (``(len(ts), C, G)``
+        with groups) in counts.
 
     Raises:
         ValueError: bad names, shapes or values of ``params``, ``y0``, ``ts`` or options.
@@ -1133,12 +1308,39 @@ def solve(
     """
     _check_model(model)
     rates, N = _normalize_params(model, params, max_ndim=0)
-    y0a = _normalize_y0(model, y0, max_ndim=1)
-    _check_sum(y0a, N)
+    y0a = _normalize_y0(model, y0, max_ndim=0)
+    _check_sum(y0a, N, model)
     tsa = _normalize_ts(ts)
     _check_rate_functions(rates, tsa)
     cfg = _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw)
-    return _solve_core(model, rates, N, y0a, tsa, cfg)
+    try:
+        return _solve_core(model, rates, N, y0a, tsa, cfg, _check_counts(model, counts))
+    except eqx.EquinoxRuntimeError as e:
+        shown = ", ".join(f"{k}={float(v):.4g}" for k, v in rates.items()
+                          if not _is_time_varying(v) and np.ndim(v) == 0)
+        raise RuntimeError(
+            f"solve failed for {model.name} ({shown}): {_solver_reason(e)} The solver "
+            f"took max_steps={cfg.max_steps} steps without reaching ts[-1] or the solution "
+            "stopped being finite (a stiff problem, e.g. a very large rate). Raise "
+            "`max_steps`, check the rates, or pass `throw=False` to get `success=False`."
+        ) from None
+
+
+def _check_counts(model: CompartmentalModel, counts: Any) -> tuple[str, ...]:
+    """The flows whose counts must be integrated (unknown names refused)."""
+    if isinstance(counts, str):
+        counts = (counts,)
+    if not isinstance(counts, Sequence):
+        raise TypeError(f"`counts` must be a sequence of flow names; got {counts!r}.")
+    out = []
+    for name in counts:
+        if name not in model.flow_names():
+            raise ValueError(
+                f"`counts` names the unknown flow {name!r}; the flows of {model.name} are "
+                f"{model.flow_names()}." + _closest(str(name), model.flow_names()))
+        if model.count_rule(name) is None and name not in out:
+            out.append(name)
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------------------
@@ -1156,18 +1358,19 @@ def _ensemble_inputs(
     or ``(M, C)``), for the compiled program to broadcast (:func:`_broadcast_members`).
     """
     rates, N = _normalize_params(model, params, max_ndim=1)
-    y0a = _normalize_y0(model, y0, max_ndim=2)
+    y0a = _normalize_y0(model, y0, max_ndim=1)
+    shapes = model.param_shapes
     sizes: dict[str, int] = {}
     for k, v in rates.items():
-        if not _is_time_varying(v) and v.ndim == 1:
+        if not _is_time_varying(v) and _batch_size(v, shapes[k]) is not None:
             sizes[f"params['{k}']"] = v.shape[0]
-    if N.ndim == 1:
+    if _batch_size(N, shapes["N"]) is not None:
         sizes["params['N']"] = N.shape[0]
     if y0a.ndim == 2:
         sizes["y0"] = y0a.shape[0]
     if len(set(sizes.values())) > 1:
         raise ValueError(f"Ensemble axes of `params`/`y0` disagree: {sizes}.")
-    _check_sum(y0a, N)  # before broadcasting: numpy broadcasts the totals against N
+    _check_sum(y0a, N, model)  # before broadcasting: numpy broadcasts the totals against N
     if not sizes:
         return rates, N, y0a, None
     M = next(iter(sizes.values()))
@@ -1175,11 +1378,10 @@ def _ensemble_inputs(
         raise ValueError(f"The ensemble axis of {next(iter(sizes))} is empty.")
     if not broadcast:
         return rates, N, y0a, M
-    out = {
-        k: v if _is_time_varying(v) else jnp.broadcast_to(v, (M,)) for k, v in rates.items()
-    }
-    N = jnp.broadcast_to(N, (M,))
-    y0a = jnp.broadcast_to(y0a, (M, len(model.compartments)))
+    out = {k: v if _is_time_varying(v) else jnp.broadcast_to(v, (M, *shapes[k]))
+           for k, v in rates.items()}
+    N = jnp.broadcast_to(N, (M, *shapes["N"]))
+    y0a = jnp.broadcast_to(y0a, (M, y0a.shape[-1]))
     return out, N, y0a, M
 
 
@@ -1203,14 +1405,14 @@ def _leading_eigenvalue(J: Array) -> Array:
 
 def _growth_rate_member(model, r, y0):
     """Leading eigenvalue of the infected subsystem linearised at y0 (one member)."""
-    idx = jnp.array([model._index(c) for c in model.infected])
+    idx = jnp.asarray(_infected_index(model))
 
     def infected_field(z):
         y = y0.at[idx].set(z)
-        dy, _ = model._flows(y, r)
-        return jnp.stack(dy)[idx]
+        dy, _ = model._derivative(0.0, y, r)
+        return jnp.concatenate([jnp.reshape(b, (-1,)) for b in dy])[idx]
 
-    J = jax.jacfwd(infected_field)(jnp.zeros(len(model.infected), y0.dtype))
+    J = jax.jacfwd(infected_field)(jnp.zeros(idx.shape[0], y0.dtype))
     return _leading_eigenvalue(J)
 
 
@@ -1245,7 +1447,7 @@ def _chunk_solve(model, method, varying, cfg, ts, own_loop=False, keep_cum=True)
     derives them from S when they are read (see :class:`Trajectory`).
     """
     def single(const, N, y0):
-        return _integrate(model, {**const, **varying}, y0 / N, ts, cfg)
+        return _integrate(model, {**const, **varying, "N": N}, y0 / _scale(model, N), ts, cfg)
 
     def run(chunk):
         const, N, y0 = chunk
@@ -1254,13 +1456,15 @@ def _chunk_solve(model, method, varying, cfg, ts, own_loop=False, keep_cum=True)
             xs, cum, ok, steps = jax.vmap(single)(const, N, y0)
         elif own_loop:  # stacked state (C, members), saved as member rows
             rates = {**const, **varying}
-            xs, cum, ok, steps = _integrate_rows(model, rates, y0.T / N, ts, cfg)
+            xs, cum, ok, steps = _integrate_rows(
+                model, {**rates, "N": N}, y0.T / _scale(model, N), ts, cfg)
         else:
             xs, cum, ok, steps = single(const, N, y0.T)  # state (C, members)
             T, C = xs.shape[:2]  # (T, C, m) -> (m, T, C) as a 2-D transpose: faster on CPU
             xs, cum = xs.reshape(T * C, m).T.reshape(m, T, C), cum.T
-        cum = cum * N[:, None] if keep_cum else None
-        return (xs * N[:, None, None], cum, jnp.broadcast_to(ok, (m,)),
+        scale = _scale(model, N)
+        cum = cum * scale[:, None] if keep_cum else None
+        return (xs * scale[:, None, None], cum, jnp.broadcast_to(ok, (m,)),
                 jnp.broadcast_to(steps, (m,)))
 
     return run
@@ -1414,7 +1618,7 @@ class _Ensemble(eqx.Module):
 
     def program(self, const, N, y0, shared, mesh):
         """The whole ensemble solve (traced by :meth:`__call__` or :func:`_compiled`)."""
-        const, N, y0 = _broadcast_members(const, N, y0)
+        const, N, y0 = _broadcast_members(self.model, const, N, y0)
         M = N.shape[0]
         d = 1 if mesh is None else mesh.size
         pad = -M % d  # whole blocks for the devices: copies of the last member
@@ -1491,9 +1695,7 @@ def _compiled(ensemble, treedef, static, layout, mesh, packed):
 def _summarise_chunk(model, ts, out, w):
     """Per-member peak and final size; weighted moments and extremes over the chunk."""
     xs, cum, ok, steps = out  # (m, T, C), (m, T), (m,), (m,)
-    traj = Trajectory(ts=ts, ys=xs, cumulative_infections=cum, success=ok, num_steps=steps,
-                      compartments=model.compartments)
-    per_member = (*peak(traj, "I"), cum[:, -1], ok, steps)
+    per_member = (*_peak_of(ts, _prevalence(model, xs)), cum[:, -1], ok, steps)
     wf = w.astype(xs.dtype)[:, None, None]
     count = jnp.sum(wf)
     mean = jnp.sum(wf * xs, axis=0) / jnp.maximum(count, 1.0)
@@ -1622,16 +1824,74 @@ def solve_ensemble(
         model, params, y0, ts, method, chunk_size, sort_members,
         (solver, rtol, atol, dt0, max_steps, adjoint, throw), mesh, False,
     )
-    (xs, cum, ok, steps), all_ok = _call_ensemble(ensemble, args, mesh)
+    try:
+        (xs, cum, ok, steps), all_ok = _call_ensemble(ensemble, args, mesh)
+    except eqx.EquinoxRuntimeError as e:  # diffeqsolve's own check (explicit solver/adjoint)
+        out = _call_ensemble(ensemble, _no_throw(args), mesh)[0]
+        raise RuntimeError(_failure_message(model, args, out[2], cfg_of(args), e)) from None
+    if ensemble.method == "stacked" and not _is_tracer(all_ok) and not bool(all_ok):
+        # One failing member stops its whole stacked chunk: solve the failed members one
+        # by one (independent step sizes), so the healthy ones keep their results.
+        xs, cum, ok, steps = _rescue(model, ensemble, args, mesh, (xs, cum, ok, steps))
+        all_ok = jnp.all(ok)
+        if cfg_of(args).throw and not bool(all_ok):
+            raise RuntimeError(_failure_message(model, args, ok, cfg_of(args)))
     xs = _check_success(ensemble, args, all_ok, xs)
-    return Trajectory(
-        ts=args[-1][1],
-        ys=xs,
-        cumulative_infections=cum,
-        success=ok,
-        num_steps=steps,
-        compartments=model.compartments,
+    return _trajectory(model, args[-1][1], xs, cum, ok, steps)
+
+
+def cfg_of(args: tuple) -> _Config:
+    return args[-1][2]
+
+
+def _no_throw(args: tuple) -> tuple:
+    varying, ts, cfg = args[-1]
+    return (*args[:-1], (varying, ts, dataclasses.replace(cfg, throw=False)))
+
+
+def _rescue(model, ensemble, args, mesh, out):
+    """Re-solve the failed members of a stacked ensemble one by one (``method="vmap"``)."""
+    xs, cum, ok, steps = out
+    failed = np.flatnonzero(~np.asarray(ok))
+    const, N, y0, shared = _no_throw(args)
+    const, N, y0 = _broadcast_members(model, *jax.tree_util.tree_map(np.asarray,
+                                                                       (const, N, y0)))
+    pick = lambda a: jnp.asarray(np.asarray(a)[failed])  # noqa: E731
+    sub = (jax.tree_util.tree_map(pick, const), pick(N), pick(y0), shared)
+    single = _Ensemble(model, ensemble.chunk_size, "vmap", False, False, False)
+    (xs_f, cum_f, ok_f, steps_f), _ = _call_ensemble(single, sub, None)
+    put = lambda a, b: None if a is None else a.at[failed].set(b)  # noqa: E731
+    return put(xs, xs_f), put(cum, cum_f), put(ok, ok_f), put(steps, steps_f)
+
+
+def _failure_message(model, args, ok, cfg, error=None) -> str:
+    """Name the failed members (indices and parameters) and what to do."""
+    const, N, y0, _ = args
+    const, N, y0 = _broadcast_members(model, *jax.tree_util.tree_map(np.asarray,
+                                                                       (const, N, y0)))
+    failed = np.flatnonzero(~np.asarray(ok))
+    def describe(i):
+        values = [f"{k}={np.asarray(v)[i]:.4g}" for k, v in const.items() if np.ndim(v) == 1]
+        return f"{i} ({', '.join(values)})"
+
+    shown = ", ".join(describe(i) for i in failed[:5])
+    more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+    why = "" if error is None else f" ({_solver_reason(error)})"
+    return (
+        f"The ensemble solve of {model.name} failed for {len(failed)} of {len(ok)} members"
+        f"{why}: member {shown}{more}. They reached the maximum number of solver steps "
+        f"(max_steps={cfg.max_steps}) or stopped being finite (a stiff or exploding member). Raise `max_steps`, check those "
+        "members' parameters, or pass `throw=False`: the failed members are then marked in "
+        "`success` and the others keep their results."
     )
+
+
+def _solver_reason(error: Exception) -> str:
+    """diffrax's own message, without equinox's stack-trace preamble and debugging tips."""
+    for ln in str(error).splitlines():
+        if ln.startswith("equinox.EquinoxRuntimeError: "):
+            return ln.removeprefix("equinox.EquinoxRuntimeError: ").strip()
+    return type(error).__name__
 
 
 def _check_success(ensemble: _Ensemble, args: tuple, all_ok: Array, x: Array) -> Array:
@@ -1734,18 +1994,22 @@ def _on_host(a: Array) -> Array | np.ndarray:
     return a if _is_tracer(a) else np.asarray(a)
 
 
-def _broadcast_members(const, N, y0):
-    """An ensemble's inputs broadcast to ``M`` members: rates and N ``(M,)``, y0 ``(M, C)``.
+def _broadcast_members(model, const, N, y0):
+    """An ensemble's inputs broadcast to ``M`` members: ``(M, *declared shape)``, y0 ``(M, n)``.
 
     ``M`` is the length of the batched inputs (checked to agree before), or 1. Done in the
     compiled program, so that unbatched inputs are neither expanded member by member on
     the host nor copied to the devices.
     """
-    sizes = [a.shape[0] for a in (*const.values(), N) if a.ndim == 1]
+    shapes = model.param_shapes
+    sizes = [_batch_size(v, shapes[k]) for k, v in const.items()]
+    sizes += [_batch_size(N, shapes["N"])]
     sizes += [y0.shape[0]] if y0.ndim == 2 else []
+    sizes = [m for m in sizes if m is not None]
     M = sizes[0] if sizes else 1
-    const = {k: jnp.broadcast_to(v, (M,)) for k, v in const.items()}
-    return const, jnp.broadcast_to(N, (M,)), jnp.broadcast_to(y0, (M, y0.shape[-1]))
+    const = {k: jnp.broadcast_to(v, (M, *shapes[k])) for k, v in const.items()}
+    N = jnp.broadcast_to(N, (M, *shapes["N"]))
+    return const, N, jnp.broadcast_to(y0, (M, y0.shape[-1]))
 
 
 class EnsembleSummary(eqx.Module):
@@ -1841,6 +2105,12 @@ def ensemble_summary(
         >>> out.mean.shape, out.peak_time.shape
         ((6, 3), (2,))
     """
+    _check_model(model)
+    if model.groups is not None:
+        raise ValueError(
+            f"ensemble_summary does not summarise stratified models yet ({model.name} has "
+            "groups); use solve_ensemble and reduce its trajectories."
+        )
     ensemble, args, mesh = _prepare_ensemble(
         model, params, y0, ts, method, chunk_size, sort_members,
         (solver, rtol, atol, dt0, max_steps, None, throw), mesh, True,
@@ -1885,46 +2155,114 @@ def _rates_at_times(rates: Mapping[str, Any], t: Any, what: str) -> dict[str, Ar
 
 
 def _check_r0_finite(r0: Array) -> Array:
-    """A concrete R0 must be finite: the removal rates (gamma, + mu) must not all vanish."""
+    """A concrete R0 must be finite: the removal rates must not all vanish."""
     if not _is_tracer(r0) and not np.all(np.isfinite(np.asarray(r0))):
         raise ValueError(
-            "R0 is not finite: the removal rate (`params['gamma']`, plus `params['mu']` "
-            "where the model has it) must be positive."
+            "R0 is not finite: the removal rate, i.e. the rates of leaving the infected "
+            "compartments (e.g. `params['gamma']`, plus `params['mu']` where the model has "
+            "it), must be positive."
         )
     return r0
 
 
-def R0(model: CompartmentalModel, params: Any, t: ArrayLike | None = None) -> Array:
-    r"""Basic reproduction number.
+def _map_members(model: CompartmentalModel, fn: Callable, r: Mapping[str, Any], *extra):
+    """Apply ``fn(r_member, *extra_member)`` over the broadcast batch shape of ``r``.
 
-    SIR, SIRS, SEIR: :math:`R_0 = \beta/\gamma`; SIRD, SEIRD: :math:`\beta/(\gamma + \mu)`;
-    SIR with vital dynamics: :math:`\beta/(\gamma + \mu)`.
+    Each value of ``r`` is a scalar or has its declared shape after batch axes; each of
+    ``extra`` has a trailing axis of its own after the batch axes.
+    """
+    shapes = model.param_shapes
+    batch = jnp.broadcast_shapes(
+        *(jnp.shape(v)[: max(jnp.ndim(v) - len(shapes[k]), 0)] if jnp.ndim(v) else ()
+          for k, v in r.items()),
+        *(jnp.shape(e)[:-1] for e in extra),
+    )
+    if not batch:
+        return fn({k: jnp.broadcast_to(v, shapes[k]) for k, v in r.items()}, *extra)
+    flat = {k: jnp.broadcast_to(v, (*batch, *shapes[k])).reshape(-1, *shapes[k])
+            for k, v in r.items()}
+    ex = [jnp.broadcast_to(e, (*batch, e.shape[-1])).reshape(-1, e.shape[-1]) for e in extra]
+    out = jax.vmap(fn)(flat, *ex)
+    return jax.tree_util.tree_map(lambda o: o.reshape(*batch, *o.shape[1:]), out)
+
+
+def _check_hops(hops: Any) -> int:
+    if isinstance(hops, bool) or not isinstance(hops, (int, np.integer)) or hops < 1:
+        raise ValueError(f"`hops` must be a positive int; got {hops!r}.")
+    return int(hops)
+
+
+def R0(
+    model: CompartmentalModel, params: Any, t: ArrayLike | None = None, *, hops: int = 1
+) -> Array:
+    r"""Basic reproduction number from the next-generation matrix, for any model.
+
+    With :math:`F` (new infections) and :math:`V` (other flows out of the infected
+    compartments) the Jacobians at the disease-free state
+    (:func:`~epinn.flows.next_generation_matrices`, van den Driessche & Watmough 2002),
+
+    .. math:: R_0 = \rho(F V^{-1}),
+
+    the spectral radius of the next-generation matrix :math:`K = F V^{-1}`, whose entry
+    :math:`K_{ij}` is the expected number of new infections in compartment :math:`i` caused
+    by one individual entering compartment :math:`j`. SIR, SIRS, SEIR: :math:`\beta/\gamma`;
+    SIRD, SEIRD and vital dynamics: :math:`\beta/(\gamma + \mu)`; with a contact matrix the
+    Perron root over the groups.
+
+    For a model whose transmission takes two hops (host -> vector -> host),
+    :math:`\rho(K)` is the number per *generation*, the geometric mean over the two hops;
+    much of the vector-borne literature (Ross-Macdonald) reports its square, the
+    host-to-host number: ``hops=2`` returns :math:`\rho(K)^2`.
 
     Args:
-        model: the model.
-        params: as :func:`solve`; constant rates may carry any (broadcastable) shape.
+        model: any :class:`~epinn.Model`.
+        params: as :func:`solve`; constant rates may carry any (broadcastable) batch shape
+            before their declared shapes.
         t: time(s) at which to evaluate time-varying rates (required if there are any).
+        hops: report :math:`\rho(K)^{\text{hops}}` (1: per generation; 2: host to host).
 
     Returns:
-        :math:`R_0` (broadcast shape of the rates).
+        :math:`R_0` (the broadcast batch shape of the rates).
 
     Raises:
-        ValueError: bad ``params``, or a concrete :math:`R_0` that is not finite (a zero
-            removal rate).
+        ValueError: bad ``params``, a model without infection flows, or a concrete
+            :math:`R_0` that is not finite (a zero removal rate).
 
     Examples:
         >>> float(R0(SIRD(), {"beta": 0.6, "gamma": 0.2, "mu": 0.1, "N": 1.0}))
         2.0
     """
     _check_model(model)
-    rates, _ = _normalize_params(model, params, max_ndim=None)
-    return _check_r0_finite(model._r0(_rates_at_times(rates, t, "R0")))
+    hops = _check_hops(hops)
+    if not model.infected:
+        raise ValueError(
+            f"`model` {model.name} has no infection flow driven by its compartments "
+            "(epinn.infection), so it has no reproduction number."
+        )
+    rates, N = _normalize_params(model, params, max_ndim=None)
+    r = {**_rates_at_times(rates, t, "R0"), "N": N}
+    r0 = _map_members(model, lambda rm: _r0_member(model, rm), r)
+    return _check_r0_finite(r0 if hops == 1 else r0**hops)
+
+
+def _rt_member(model, r, y):
+    """:math:`\rho(F(y) V^{-1})` with the non-infected compartments of ``y`` (one member)."""
+    idx = jnp.asarray(_infected_index(model))
+    F, V = next_generation_matrices(model, r, 0.0, state=y.at[idx].set(0.0))
+    K = F @ jnp.linalg.inv(V) if F.shape[0] > 1 else F / V
+    from .flows import _spectral_radius  # noqa: PLC0415
+
+    return _spectral_radius(K)
 
 
 def effective_reproduction_number(
     model: CompartmentalModel, params: Any, traj: Trajectory
 ) -> Array:
-    r"""Effective reproduction number :math:`R_t = R_0(t)\, S(t) / N` at ``traj.ts``.
+    r"""Effective reproduction number :math:`R_t` at ``traj.ts``.
+
+    The next-generation number with the susceptibles of the trajectory in place of the
+    disease-free state: :math:`R_t = \rho(F(y(t)) V^{-1})`; for SIR-type models
+    :math:`R_t = R_0(t)\, S(t) / N`.
 
     Args:
         model: the model that produced ``traj``.
@@ -1933,7 +2271,7 @@ def effective_reproduction_number(
         traj: a trajectory of ``model``.
 
     Returns:
-        :math:`R_t`, same shape as ``traj["S"]``.
+        :math:`R_t`, shape ``(T,)`` or ``(M, T)``.
 
     Raises:
         ValueError: ``params['N']`` below the population of ``traj`` (parameters of
@@ -1947,21 +2285,25 @@ def effective_reproduction_number(
     """
     _check_trajectory(model, traj)
     rates, N = _normalize_params(model, params, max_ndim=1)
+    shapes = model.param_shapes
+    ys = traj.ys.reshape(*traj.ys.shape[: traj.ys.ndim - 1 - (model.groups is not None)], -1)
     if traj.is_ensemble:  # constant (M,) entries pair with members: (M, 1) x (T,)
-        rates = {k: v if _is_time_varying(v) or v.ndim == 0 else v[:, None]
-                 for k, v in rates.items()}
-        N = N if N.ndim == 0 else N[:, None]
-    total = jnp.sum(traj.ys[..., 0, :], axis=-1)  # the population at ts[0]
+        rates = {k: v if _is_time_varying(v) or _batch_size(v, shapes[k]) is None
+                 else v.reshape(v.shape[0], 1, *shapes[k]) for k, v in rates.items()}
+        N = N if _batch_size(N, shapes["N"]) is None else N.reshape(N.shape[0], 1, *shapes["N"])
+    total = jnp.sum(ys[..., 0, :], axis=-1)  # the population at ts[0]
     if not (_is_tracer(total) or _is_tracer(N)):
-        n0 = np.broadcast_to(np.asarray(N).reshape(np.shape(total)) if np.ndim(N) else
-                             np.asarray(N), np.shape(total))
+        n_total = np.asarray(N).sum(-1) if model.groups is not None else np.asarray(N)
+        n0 = np.broadcast_to(n_total.reshape(np.shape(total)) if np.ndim(n_total) else
+                             n_total, np.shape(total))
         if np.any(np.asarray(total) > n0 * (1 + 1e-3)):  # y0 may sum to less than N
             raise ValueError(
                 f"`params['N']` ({np.asarray(N).ravel()}) is smaller than the population of "
                 f"`traj`, whose compartments sum to {np.asarray(total)}."
             )
-    r0 = model._r0(_rates_at_times(rates, traj.ts, "effective_reproduction_number"))
-    return r0 * traj["S"] / N
+    r = {**_rates_at_times(rates, traj.ts, "effective_reproduction_number"), "N": N}
+    rt = _map_members(model, lambda rm, y: _rt_member(model, rm, y), r, ys)
+    return _check_r0_finite(rt)
 
 
 def _check_trajectory(model: CompartmentalModel, traj: Any) -> None:
@@ -1975,13 +2317,19 @@ def _check_trajectory(model: CompartmentalModel, traj: Any) -> None:
         )
 
 
-def incidence(traj: Trajectory) -> Array:
-    r"""New infections in each interval :math:`(t_{i}, t_{i+1}]`.
+def incidence(traj: Trajectory, flow: str | None = None) -> Array:
+    r"""New infections in each interval :math:`(t_{i}, t_{i+1}]` (or counts of one flow).
 
-    Exact for every model: the infection flow :math:`\int \beta S I/N\,dt` is integrated as
-    an extra state (SIRS, vital dynamics), or equals :math:`S(t_i) - S(t_{i+1})` when S only
-    decreases by infection (SIR, SIRD, SEIR, SEIRD). The latter difference carries roundoff
-    of about ``eps * N`` (~1e-7 N in float32): use float64 for small counts in a large N.
+    The integral of the model's infection flows over each interval, exact for every
+    model: read off the compartment infections leave when nothing else changes it
+    (:math:`S(t_i) - S(t_{i+1})` for SIR, SIRD, SEIR, SEIRD), integrated as an extra state
+    otherwise (SIRS, vital dynamics, vaccination). The difference carries roundoff of about
+    ``eps * N`` (~1e-7 N in float32): use float64 for small counts in a large N.
+
+    Args:
+        traj: a trajectory.
+        flow: count this flow instead (e.g. ``"deaths"`` of SIRD, or one of several
+            infection flows); see :meth:`Trajectory.flow_count`.
 
     Returns:
         shape ``(T - 1,)`` or ``(members, T - 1)``.
@@ -1994,6 +2342,8 @@ def incidence(traj: Trajectory) -> Array:
     """
     if not isinstance(traj, Trajectory):
         raise TypeError(f"`traj` must be a Trajectory; got {type(traj)}.")
+    if flow is not None:
+        return jnp.diff(traj.flow_count(flow), axis=-1)
     return jnp.diff(traj.cumulative_infections, axis=-1)
 
 
@@ -2037,7 +2387,21 @@ def peak(traj: Trajectory, compartment: str = "I") -> tuple[Array, Array]:
             f"Unknown `compartment` {compartment!r}; valid names are {traj.compartments}."
         )
     y = traj[compartment]
-    ts = traj.ts
+    if traj.groups is not None:
+        y = jnp.sum(y, axis=-2)  # the whole population's prevalence
+    return _peak_of(traj.ts, y)
+
+
+def _prevalence(model: CompartmentalModel, xs: Array) -> Array:
+    """``I`` (or the infected compartments' sum), over groups, from flat ``(..., T, C * G)``."""
+    G = model.n_groups
+    names = ("I",) if "I" in model.compartments else model.infected
+    cols = [model._index(c) * G + g for c in names for g in range(G)]
+    return sum(xs[..., j] for j in cols)
+
+
+def _peak_of(ts: Array, y: Array) -> tuple[Array, Array]:
+    """:func:`peak` of a series ``y`` ``(..., T)`` saved at ``ts``."""
     T = ts.shape[0]
     k = jnp.argmax(y, axis=-1)
     kc = jnp.clip(k, 1, T - 2) if T >= 3 else k
@@ -2124,19 +2488,23 @@ class FinalSize(NamedTuple):
 def final_size(model: CompartmentalModel, params: Any, y0: Any) -> FinalSize:
     r"""Final size of an epidemic from the final-size equation (no simulation).
 
-    For SIR, SIRD, SEIR and SEIRD, :math:`dS/dR_\text{rem} = -(R_0/N) S` where
-    :math:`R_\text{rem}` collects the removed compartments, so :math:`S_\infty` solves
+    Where the relation provably holds (:attr:`~epinn.Model.final_size_reason` is
+    ``None``: a closed population, infections from one compartment S that nothing else
+    changes, an infection rate :math:`S\, w^\top X / N` linear in the infected
+    compartments :math:`X`, linear flows out of them), integrating
+    :math:`\dot S / S = -w^\top X / N` gives
 
-    .. math:: \ln\frac{S_0}{S_\infty} = \frac{R_0}{N}\big(S_0 + J_0 - S_\infty\big),
+    .. math:: \ln\frac{S_0}{S_\infty} = \frac{1}{N}\big(a^\top X_0
+        + R_0 (S_0 - S_\infty)\big),
 
-    with :math:`J_0` the initially infected (E + I). When the compartments sum to N this
-    is :math:`(R_0/N)(N - S_\infty - R(0))`. The root below :math:`N/R_0` is found by
-    Newton's method on :math:`u = \ln S_\infty` with ``optimistix`` (started from the lower
-    bound :math:`S_0 e^{-R_0 (S_0 + J_0)/N}`, where the convex residual makes Newton
-    monotone) and differentiated implicitly.
+    with :math:`a^\top = \mathbf 1^\top F V^{-1}` the expected infections caused by one
+    individual in each infected compartment (for SIR, SEIR and their variants
+    :math:`a^\top X_0 = R_0 (E_0 + I_0)`). The root below :math:`N/R_0` is found by Newton's
+    method on :math:`u = \ln S_\infty` with ``optimistix`` (started from the lower bound,
+    where the convex residual makes Newton monotone) and differentiated implicitly.
 
     Args:
-        model: ``SIR()``, ``SIRD()``, ``SEIR()`` or ``SEIRD()`` (constant rates).
+        model: a model for which the relation holds (SIR, SIRD, SEIR, SEIRD, or your own).
         params: as :func:`solve_ensemble` (may carry a leading ensemble axis).
         y0: initial state with :math:`S_0 > 0`.
 
@@ -2144,8 +2512,9 @@ def final_size(model: CompartmentalModel, params: Any, y0: Any) -> FinalSize:
         :class:`FinalSize` ``(susceptible, infections, attack_rate)``.
 
     Raises:
-        ValueError: for models without a final size (SIRS, vital dynamics), time-varying
-            rates, :math:`S_0 = 0` or a zero removal rate (infinite :math:`R_0`).
+        ValueError: a model for which the relation does not hold (the message says why:
+            waning immunity, demography, vaccination...), time-varying rates,
+            :math:`S_0 = 0` or a zero removal rate (infinite :math:`R_0`).
 
     Examples:
         >>> fs = final_size(SIR(), {"beta": 2.0, "gamma": 1.0, "N": 1.0}, [1.0 - 1e-6, 1e-6, 0.0])
@@ -2153,22 +2522,30 @@ def final_size(model: CompartmentalModel, params: Any, y0: Any) -> FinalSize:
         0.7968
     """
     _check_model(model)
-    if not model._has_final_size:
+    if model.final_size_reason is not None:
         raise ValueError(
-            f"`model` {type(model).__name__} has no final size (waning immunity or "
-            "demography make the disease endemic); use SIR, SIRD, SEIR or SEIRD."
+            f"`model` {model.name} has no final-size relation: {model.final_size_reason}. "
+            "Integrate it to a late time with solve() and read cumulative_infections instead."
         )
     rates, N, y0a, _ = _ensemble_inputs(model, params, y0)
     for k, v in rates.items():
         if _is_time_varying(v):
             raise ValueError(f"`params['{k}']` must be constant for final_size.")
-    s_idx = model._index("S")
+    s_idx = model._index(model.infections_from)
     S0 = y0a[..., s_idx]
     if not _is_tracer(S0) and np.any(np.asarray(S0) <= 0):
-        raise ValueError("`y0['S']` must be positive for final_size.")
-    J0 = sum(y0a[..., model._index(c)] for c in model.infected)
-    c = _check_r0_finite(model._r0(rates)) / N
-    s_inf = _solve_final_size(S0, J0, c)
+        raise ValueError(f"`y0['{model.infections_from}']` must be positive for final_size.")
+    idx = jnp.asarray(_infected_index(model))
+
+    def member(rm, y):
+        F, V = next_generation_matrices(model, rm)
+        K = F @ jnp.linalg.inv(V)
+        r0 = jnp.trace(K)  # K = e a^T has rank one: its spectral radius is its trace
+        return r0, jnp.sum(K, axis=0) @ y[idx]
+
+    r0, a_x0 = _map_members(model, member, {**rates, "N": N}, y0a)
+    r0 = _check_r0_finite(r0)
+    s_inf = _solve_final_size(S0, a_x0 / r0, r0 / N)
     return FinalSize(susceptible=s_inf, infections=S0 - s_inf, attack_rate=(S0 - s_inf) / N)
 
 

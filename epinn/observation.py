@@ -32,6 +32,7 @@ from .data import _check_key
 
 __all__ = [
     "OBSERVABLES",
+    "observables",
     "observe",
     "NoiseModel",
     "Gaussian",
@@ -41,7 +42,9 @@ __all__ = [
 ]
 
 OBSERVABLES = ("prevalence", "incidence", "cumulative", "deaths", "cumulative_deaths")
-"""Names accepted by :func:`observe`."""
+"""Names :func:`observe` accepts for every model with the compartments and flows they read
+(``"deaths"`` is the SIRD/SEIRD flow of that name: deaths per interval); besides these,
+any compartment or flow of the model (:func:`observables`)."""
 
 
 def _is_tracer(x: Any) -> bool:
@@ -68,32 +71,101 @@ def _check_reporting(reporting: ArrayLike) -> Array:
     return r
 
 
+def observables(traj: Trajectory) -> tuple[str, ...]:
+    """The names :func:`observe` accepts for ``traj`` (the vocabulary, for its model).
+
+    ``"prevalence"``, ``"incidence"``, ``"cumulative"``, every compartment, every flow
+    whose count is available (counts per interval) and ``"cumulative_<flow>"``.
+
+    Examples:
+        >>> from epinn.compartmental import SIRD, solve
+        >>> traj = solve(SIRD(), {"beta": 0.5, "gamma": 0.2, "mu": 0.05, "N": 100.0},
+        ...              [99.0, 1.0, 0.0, 0.0], jnp.arange(3.0))
+        >>> observables(traj)
+        ('prevalence', 'incidence', 'cumulative', 'S', 'I', 'R', 'D', 'S->I', 'deaths', \
+'cumulative_S->I', 'cumulative_deaths')
+    """
+    flows = [f for f in traj.flows
+             if f in traj.counted or any(f == r[0] for r in traj.count_rules)]
+    return (*OBSERVABLES[:3], *traj.compartments, *flows, *(f"cumulative_{f}" for f in flows))
+
+
+def _series(traj: Trajectory, what: str) -> Array:
+    """The observed series ``what`` of ``traj`` before reporting (time axis last)."""
+    if what == "prevalence":
+        name = "I" if "I" in traj.compartments else None
+        if name is None:
+            raise ValueError(
+                f"`what`='prevalence' reads the 'I' compartment; the trajectory has "
+                f"{traj.compartments}: name the compartment instead."
+            )
+        what = name
+    if what in ("deaths", "cumulative_deaths") and not traj.flows:
+        # a trajectory built by hand, without its model's flows: deaths are the D compartment
+        if "D" not in traj.compartments:
+            raise ValueError(
+                f"`what`={what!r} needs a 'D' compartment or a flow named 'deaths' (SIRD, "
+                f"SEIRD); the trajectory has {traj.compartments}."
+            )
+        D = traj["D"]
+        return jnp.diff(D, axis=-1) if what == "deaths" else D - D[..., :1]
+    if what == "incidence":
+        return incidence(traj)
+    if what == "cumulative":
+        return cumulative_cases(traj)
+    if what in traj.compartments:
+        y = traj[what]
+        return jnp.sum(y, axis=-2) if traj.groups is not None else y
+    if what.startswith("cumulative_") and what[len("cumulative_"):] in traj.flows:
+        return traj.flow_count(what[len("cumulative_"):])
+    if what in traj.flows:
+        return jnp.diff(traj.flow_count(what), axis=-1)
+    import difflib  # noqa: PLC0415
+
+    valid = observables(traj)
+    close = difflib.get_close_matches(str(what), valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"Unknown `what` {what!r}; valid names for this model are {valid}.{hint}")
+
+
 def observe(
     traj: Trajectory, what: str = "prevalence", reporting: ArrayLike = 1.0
 ) -> Array:
-    r"""Expected observed series of a trajectory.
+    r"""Expected observed series of a trajectory: one vocabulary for every model.
 
     ==========================  ==========================================  ============
     ``what``                    series (times :math:`\rho`)                  length
     ==========================  ==========================================  ============
+    a compartment, e.g. ``"I"``  its value :math:`y_c(t_i)` (summed over        T
+                                groups)
     ``"prevalence"``            :math:`I(t_i)`                               T
     ``"incidence"``             new infections in :math:`(t_{i-1}, t_i]`      T - 1
+                                (all infection flows)
     ``"cumulative"``            infections since :math:`t_0`                 T
-    ``"deaths"``                new deaths :math:`D(t_i) - D(t_{i-1})`       T - 1
-    ``"cumulative_deaths"``     :math:`D(t_i) - D(t_0)`                      T
+    a flow's name, e.g.         its count in :math:`(t_{i-1}, t_i]`           T - 1
+    ``"deaths"``
+    ``"cumulative_<flow>"``     its count since :math:`t_0`, e.g.            T
+                                ``"cumulative_deaths"`` = :math:`D(t_i) - D(t_0)`
     ==========================  ==========================================  ============
+
+    Counts over an interval cover :math:`(t_{i-1}, t_i]`: a weekly series whose week
+    :math:`k` runs from day :math:`7k` to :math:`7(k+1)` is observed with ``ts`` the week
+    boundaries :math:`0, 7, 14, \dots`. A flow's count is read off a compartment where the
+    model allows it (:meth:`epinn.Model.count_rule`; deaths into ``D``), otherwise it must
+    have been integrated (``solve(..., counts=(name,))``). :func:`observables` lists the
+    names for a trajectory.
 
     Args:
         traj: a trajectory (single or ensemble; the time axis is last).
-        what: one of :data:`OBSERVABLES`.
+        what: see the table.
         reporting: reporting fraction :math:`\rho \in (0, 1]` (scalar or broadcastable).
 
     Returns:
         :math:`\rho` times the series.
 
     Raises:
-        ValueError: unknown ``what``, deaths of a model without ``D``, or ``reporting``
-            outside (0, 1].
+        ValueError: unknown ``what`` (the valid names are listed, the closest suggested), a
+            flow count that was not integrated, or ``reporting`` outside (0, 1].
 
     Examples:
         >>> from epinn.compartmental import SIR, solve
@@ -104,29 +176,14 @@ def observe(
     """
     if not isinstance(traj, Trajectory):
         raise TypeError(f"`traj` must be a Trajectory; got {type(traj)}.")
-    if what not in OBSERVABLES:
-        raise ValueError(f"Unknown `what` {what!r}; choose one of {OBSERVABLES}.")
+    if not isinstance(what, str):
+        raise TypeError(f"`what` must be a name such as 'incidence'; got {what!r}.")
     rho = _check_reporting(reporting)
-    if what in ("deaths", "cumulative_deaths") and "D" not in traj.compartments:
-        raise ValueError(
-            f"`what`={what!r} needs a 'D' compartment (SIRD, SEIRD); the trajectory has "
-            f"{traj.compartments}."
-        )
-    if what == "prevalence":
-        series = traj["I"]
-    elif what == "incidence":
-        series = incidence(traj)
-    elif what == "cumulative":
-        series = cumulative_cases(traj)
-    elif what == "deaths":
-        series = jnp.diff(traj["D"], axis=-1)
-    else:
-        D = traj["D"]
-        series = D - D[..., :1]
+    series = _series(traj, what)
     _check_broadcast(
         rho.shape, series.shape,
         f"`reporting` of shape {rho.shape} does not broadcast with the {what!r} series of "
-        f"shape {series.shape} (length T - 1 for incidence and deaths).",
+        f"shape {series.shape} (length T - 1 for counts per interval).",
     )
     return rho * series
 

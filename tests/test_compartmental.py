@@ -951,7 +951,32 @@ def test_r0_final_size_and_rt_reject_inconsistent_parameters():
     traj = solve(SIR(), p, jnp.array([990.0, 10.0, 0.0]), jnp.arange(5.0))
     with pytest.raises(ValueError, match="smaller than the population"):
         effective_reproduction_number(SIR(), {**p, "N": 10.0}, traj)
-    # y0 may sum to less than N (part of the population outside the model): allowed.
-    part = solve(SIR(), p, jnp.array([490.0, 10.0, 0.0]), jnp.arange(5.0))
-    np.testing.assert_allclose(effective_reproduction_number(SIR(), p, part)[0],
-                               2.0 * 490.0 / 1000.0, rtol=1e-6)
+    # y0 must hold the whole population (issue 22: fractions against a count N ran and
+    # described another epidemic): a smaller sum is refused, in counts or in fractions.
+    with pytest.raises(ValueError, match="less than the population.*same units"):
+        solve(SIR(), p, jnp.array([490.0, 10.0, 0.0]), jnp.arange(5.0))
+    with pytest.raises(ValueError, match="less than the population"):
+        solve(SIR(), p, {"S": 0.99, "I": 0.01, "R": 0.0}, jnp.arange(5.0))
+    with pytest.raises(ValueError, match="less than the population"):
+        solve_ensemble(SIR(), p, jnp.array([[990.0, 10.0, 0.0], [0.99, 0.01, 0.0]]),
+                       jnp.arange(5.0))
+
+
+def test_solver_failure_names_the_cause_and_keeps_healthy_members():
+    """Issue 22, class 4: a stiff member fails alone, by name, with a readable message."""
+    ts = np.linspace(0.0, 100.0, 11)
+    with pytest.raises(RuntimeError, match=r"solve failed for SIR \(beta=1e\+04, gamma=0.1\): "
+                                           r"The maximum number of solver steps"):
+        solve(SIR(), {"beta": 1e4, "gamma": 0.1, "N": N}, [999.0, 1.0, 0.0], ts, max_steps=100)
+    betas = jnp.array([0.5, 1e4, 0.3, 2e4])
+    p = {"beta": betas, "gamma": 0.1, "N": N}
+    ens = solve_ensemble(SIR(), p, [999.0, 1.0, 0.0], ts, max_steps=100, throw=False,
+                         mesh=False)
+    np.testing.assert_array_equal(ens.success, [True, False, True, False])
+    for i in (0, 2):  # the healthy members equal their lone solves
+        lone = solve(SIR(), {"beta": float(betas[i]), "gamma": 0.1, "N": N}, [999.0, 1.0, 0.0],
+                     ts, max_steps=100)
+        np.testing.assert_allclose(ens.ys[i], lone.ys, rtol=1e-4, atol=1e-3)
+    with pytest.raises(RuntimeError, match=r"2 of 4 members.*member 1 \(beta=1e\+04, gamma=0.1\), "
+                                           r"3 \(beta=2e\+04, gamma=0.1\)"):
+        solve_ensemble(SIR(), p, [999.0, 1.0, 0.0], ts, max_steps=100, mesh=False)
