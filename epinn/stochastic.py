@@ -417,8 +417,9 @@ class _System(NamedTuple):
     source: np.ndarray  # (F,) index of the source compartment, -1 for inflows
     stoich: np.ndarray  # (F, C) -1/0/+1
     delta: np.ndarray  # (F * G, C * G) the change of the flat state by each channel
-    outflows: tuple[tuple[int, tuple[int, ...]], ...]  # (compartment, flows out of it)
-    inflows: tuple[int, ...]  # flows from outside
+    out_comp: np.ndarray  # (n_o,) the compartments that flows leave
+    out_flows: np.ndarray  # (n_o, K) the flows out of each, padded with F
+    inflows: np.ndarray  # (n_i,) flows from outside
 
 
 def _system(model: Model) -> _System:
@@ -427,10 +428,14 @@ def _system(model: Model) -> _System:
     source = np.array([-1 if f.source is None else model.compartments.index(f.source)
                        for f in model.flows], np.int32)
     delta = np.einsum("fc,gh->fgch", stoich, np.eye(G, dtype=np.int32)).reshape(F * G, C * G)
-    outflows = tuple((c, tuple(int(f) for f in np.flatnonzero(source == c)))
-                     for c in range(C) if np.any(source == c))
-    inflows = tuple(int(f) for f in np.flatnonzero(source < 0))
-    return _System(model, F, C, G, source, stoich, delta, outflows, inflows)
+    out_comp = np.array([c for c in range(C) if np.any(source == c)], np.int32)
+    groups = [np.flatnonzero(source == c) for c in out_comp]
+    K = max((len(g) for g in groups), default=0)
+    out_flows = np.full((len(groups), K), F, np.int32)
+    for i, g in enumerate(groups):
+        out_flows[i, :len(g)] = g
+    inflows = np.flatnonzero(source < 0).astype(np.int32)
+    return _System(model, F, C, G, source, stoich, delta, out_comp, out_flows, inflows)
 
 
 def _propensities(sys: _System, t: Array, y: Array, p: dict, varying: dict) -> Array:
@@ -456,7 +461,7 @@ class _State(NamedTuple):
     key: Array
 
 
-def _exact_member(sys: _System, varying: dict, max_events: int, ts: Array,
+def _exact_member(sys: _System, varying: dict, max_events: Array, ts: Array,
                   key: Array, y0: Array, p: dict):
     """Gillespie's direct method for one member, saving at ``ts``.
 
@@ -496,32 +501,38 @@ def _exact_member(sys: _System, varying: dict, max_events: int, ts: Array,
 
 def _leap_moves(sys: _System, key: Array, t: Array, y: Array, h: Array, p: dict,
                 varying: dict, method: str) -> Array:
-    """``(F, G)`` events of one step of length ``h`` (tau-leap or chain binomial)."""
+    """``(F, G)`` events of one step of length ``h`` (tau-leap or chain binomial).
+
+    One vectorised draw for the people leaving every compartment, ``K - 1`` for the
+    multinomial split among at most ``K`` competing flows (conditional binomials), and one
+    for the inflows.
+    """
     rates = _propensities(sys, t, y, p, varying)
     dtype = rates.dtype
-    yf = y.astype(dtype)
-    n_draws = sum(len(fs) for _, fs in sys.outflows) + len(sys.inflows)
-    keys = iter(jr.split(key, max(n_draws, 1)))
-    moves = [jnp.zeros((sys.G,), dtype)] * sys.F
-    for c, fs in sys.outflows:
-        R = rates[jnp.asarray(fs)]  # (k, G)
-        total = R.sum(0)
+    k_leave, k_in, k_split = jr.split(key, 3)
+    padded = jnp.concatenate([rates, jnp.zeros((1, sys.G), dtype)])  # row F: no flow
+    moves = jnp.zeros((sys.F + 1, sys.G), dtype)
+    if sys.out_comp.size:
+        R = padded[jnp.asarray(sys.out_flows)]  # (n_o, K, G)
+        total = R.sum(1)
+        present = y[jnp.asarray(sys.out_comp)].astype(dtype)  # (n_o, G)
         if method == "chain_binomial":
-            hazard = total / jnp.maximum(yf[c], 1.0)
-            leaving = jr.binomial(next(keys), yf[c], -jnp.expm1(-hazard * h), dtype=dtype)
+            hazard = total / jnp.maximum(present, 1.0)
+            leaving = jr.binomial(k_leave, present, -jnp.expm1(-hazard * h), dtype=dtype)
         else:
-            leaving = jnp.minimum(jr.poisson(next(keys), total * h).astype(dtype), yf[c])
-        remaining, rest = leaving, total
-        for j, f in enumerate(fs[:-1]):  # multinomial split by conditional binomials
-            share = jnp.where(rest > 0, jnp.clip(R[j] / jnp.where(rest > 0, rest, 1.0), 0, 1),
-                              0.0)
-            moves[f] = jr.binomial(next(keys), remaining, share, dtype=dtype)
-            remaining = remaining - moves[f]
-            rest = rest - R[j]
-        moves[fs[-1]] = remaining
-    for f in sys.inflows:
-        moves[f] = jr.poisson(next(keys), rates[f] * h).astype(dtype)
-    return jnp.round(jnp.stack(moves)).astype(jnp.int32)
+            leaving = jnp.minimum(jr.poisson(k_leave, total * h).astype(dtype), present)
+        remaining, rest, shares = leaving, total, []
+        for j, kj in enumerate(jr.split(k_split, max(R.shape[1] - 1, 1))[:R.shape[1] - 1]):
+            share = jnp.clip(R[:, j] / jnp.where(rest > 0, rest, 1.0), 0.0, 1.0)
+            n_j = jr.binomial(kj, remaining, jnp.where(rest > 0, share, 0.0), dtype=dtype)
+            shares.append(n_j)
+            remaining, rest = remaining - n_j, rest - R[:, j]
+        split = jnp.stack([*shares, remaining], axis=1)  # (n_o, K, G)
+        moves = moves.at[jnp.asarray(sys.out_flows)].add(split)
+    if sys.inflows.size:
+        idx = jnp.asarray(sys.inflows)
+        moves = moves.at[idx].add(jr.poisson(k_in, rates[idx] * h).astype(dtype))
+    return jnp.round(moves[:sys.F]).astype(jnp.int32)
 
 
 def _leap_member(sys: _System, varying: dict, method: str, dt: Array, ts: Array,
@@ -554,7 +565,7 @@ def _leap_member(sys: _System, varying: dict, method: str, dt: Array, ts: Array,
 
 
 @eqx.filter_jit
-def _run(model: Model, method: str, max_events: int, members: int, key: Array, y0: Array,
+def _run(model: Model, method: str, max_events: Array, members: int, key: Array, y0: Array,
          const: dict, varying: dict, ts: Array, dt: Array | None):
     sys = _system(model)
     shapes = model.param_shapes
@@ -650,7 +661,8 @@ def simulate(
     tsa = _normalize_ts(ts)
     _check_total(model, y0a, const["N"])
     _check_initial_rates(model, const, varying, y0a, tsa, members)
-    ys, counts, events, capped = _run(model, method, int(max_events), int(members), key,
+    ys, counts, events, capped = _run(model, method, jnp.asarray(max_events, jnp.int32),
+                                      int(members), key,
                                       jnp.asarray(y0a), const, varying, jnp.asarray(tsa),
                                       None if dt is None else jnp.asarray(dt))
     return StochasticTrajectory(
