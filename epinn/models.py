@@ -11,6 +11,7 @@ import numpy as np
 from flax.core import FrozenDict
 
 from .activations import _bind, _did_you_mean, _lookup, get_activation
+from .data import _asarray
 
 __all__ = ["MLP", "RNNForecaster", "rollout"]
 
@@ -289,7 +290,7 @@ def rollout(
     if not isinstance(model, RNNForecaster):
         raise TypeError(f"`model` must be an RNNForecaster; got {type(model).__name__}.")
     _check_positive_int(steps, "steps")
-    x = jnp.asarray(x)
+    x = _asarray(x, "x")
     if x.ndim != 3:
         raise ValueError(f"`x` must be batch x time x features (3-D); got shape {x.shape}.")
     n_out = 1 if model.n_outputs is None else model.n_outputs

@@ -626,6 +626,19 @@ def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
     return int(value)
 
 
+def _check_params_finite(params: PyTree) -> None:
+    """Initial parameters must be finite (checked on the host: no compilation)."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if isinstance(leaf, jax.core.Tracer):
+            continue
+        a = np.asarray(leaf)
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            raise ValueError(
+                f"`params` contains NaN or infinite values at {jax.tree_util.keystr(path)} "
+                "before training."
+            )
+
+
 def _first(a: jax.Array) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype)
 
@@ -994,6 +1007,7 @@ def fit(
     metric_fns = _resolve_metrics(metrics)
     tx = _fit_optimizer(optimizer, learning_rate)
     pred = _check_shapes(apply, loss_fn, metric_fns, regularizer, params, _first(x), _first(y))
+    _check_params_finite(params)
     has_val = validation_data is not None
     if has_val:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:

@@ -158,6 +158,14 @@ def test_forecaster_fields_named():
             epinn.RNNForecaster(**kwargs)
         assert c.count == 0, kwargs
     assert epinn.RNNForecaster(hidden=np.int64(8), horizon=np.int32(2)).hidden == 8
+    model = epinn.RNNForecaster(hidden=4, horizon=2)
+    x = jnp.ones((2, 5, 1))
+    params = jax.eval_shape(model.init, jr.PRNGKey(0), x)
+    for args, err, match in [((x, "3"), ValueError, "`steps`"), ((x, 2.0), ValueError, "`steps`"),
+                             (("abc", 3), TypeError, "`x`"), (([[["a"]]], 3), TypeError, "`x`")]:
+        with count_compilations() as c, pytest.raises(err, match=match):
+            epinn.rollout(model, params, *args)
+        assert c.count == 0, match
 
 
 def test_precision_reaches_every_matrix_product(key):

@@ -475,6 +475,10 @@ def test_bad_arguments_named_before_any_compilation(regression, key):
         (dict(early_stopping="yes"), TypeError, "early_stopping"),
         (dict(validation_data=(x, [["a"]] * 64)), TypeError, r"validation_data\[1\]"),
     ]
+    bad_params = {"w": np.array([[1.0], [np.nan], [0.0]], np.float32), "b": np.zeros(1)}
+    with count_compilations() as c, pytest.raises(ValueError, match=r"`params`.*\['w'\]"):
+        fit(linear, bad_params, x, y, verbose=0)
+    assert c.count == 0
     for kwargs, err, match in cases:
         kwargs = {"verbose": 0, "epochs": 1, "validation_data": (x, y), **kwargs}
         with count_compilations() as c, pytest.raises(err, match=match):
