@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from .activations import _did_you_mean
+from .activations import _did_you_mean, _unknown_name
 from .data import (
     _as_float_array,
     _asarray,
@@ -43,7 +43,7 @@ from .data import (
     _is_concrete,
     sliding_windows,
 )
-from .losses import get_loss
+from .losses import LOSSES, get_loss
 
 __all__ = [
     "RollingOriginResult",
@@ -537,6 +537,10 @@ def rolling_origin_evaluation(
     """
     if not isinstance(forecasters, Mapping) or not forecasters:
         raise ValueError("`forecasters` must be a non-empty mapping {name: callable}.")
+    for fname, f in forecasters.items():
+        if not callable(f):
+            raise TypeError(f"`forecasters[{fname!r}]` must be callable; got "
+                            f"{type(f).__name__}.")
     h = _check_horizon(horizon)
     # A list of arrays is several series; a list of numbers is one.
     many = isinstance(series, (list, tuple)) and all(np.ndim(s) >= 1 for s in series)
@@ -574,9 +578,6 @@ def rolling_origin_evaluation(
     x_all, y_all = np.concatenate(xs), np.concatenate(ys)
     predictions, errors = {}, {}
     for fname, f in forecasters.items():
-        if not callable(f):
-            raise TypeError(f"`forecasters[{fname!r}]` must be callable; got "
-                            f"{type(f).__name__}.")
         pred = _as_float_array(f(jnp.asarray(x_all)), f"the output of forecaster {fname!r}")
         if pred.shape != y_all.shape:
             raise ValueError(
@@ -777,6 +778,10 @@ def ensemble_loss(loss: str | Callable = "mse") -> Callable[[jax.Array, jax.Arra
         >>> float(ensemble_loss("mse")(jnp.array([[1.0], [3.0]]), jnp.array([2.0])))
         1.0
     """
+    if isinstance(loss, str) and loss.lower() not in LOSSES:
+        raise _unknown_name("loss", loss, LOSSES, "loss")
+    if not isinstance(loss, str) and not callable(loss):
+        raise TypeError(f"`loss` must be a loss name or a callable; got {type(loss).__name__}.")
     fn = get_loss(loss) if isinstance(loss, str) else loss
     if not callable(fn):
         raise TypeError(f"`loss` must be a name or a callable; got {loss!r}.")

@@ -126,13 +126,14 @@ def test_bad_names_and_values_are_named_before_compilation():
     from tests.helpers import count_compilations
 
     jnp.zeros(1) + 1  # warm up eager ops
+    x = jnp.ones(3)
     cases = [
         (lambda: get_activation("sigmiod"), ValueError, "did you mean 'sigmoid'"),
         (lambda: get_activation("Tanhh"), ValueError, "did you mean 'tanh'"),
         (lambda: get_activation("zzz"), ValueError, r"valid names are \['elu'"),
-        (lambda: smelu(jnp.ones(3), beta="2"), TypeError, "`beta`"),
-        (lambda: smelu(jnp.ones(3), beta=[1.0, 2.0]), TypeError, "`beta`"),
-        (lambda: smelu(jnp.ones(3), beta=float("inf")), ValueError, "`beta`"),
+        (lambda: smelu(x, beta="2"), TypeError, "`beta`"),
+        (lambda: smelu(x, beta=[1.0, 2.0]), TypeError, "`beta`"),
+        (lambda: smelu(x, beta=float("inf")), ValueError, "`beta`"),
         (lambda: get_activation("elu", alpha="1"), TypeError, "`alpha`"),
         (lambda: get_activation("relu", slope=1.0), TypeError, r"\*\*kwargs.*slope"),
     ]

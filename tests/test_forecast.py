@@ -225,6 +225,7 @@ def test_unconvertible_arguments_are_named_before_compilation():
     f = {"p": lambda x: persistence_forecast(x, 2)}
     series, w = np.arange(20.0), np.ones((3, 5, 1))
     persistence_forecast(w, 2)  # warm up the eager ops of the window checks
+    rolling_origin_evaluation(series, f, 3, 2)  # and of the rolling windows
     cases = [
         (lambda: rolling_origin_evaluation(series, f, "3", 2), TypeError, "`input_len`"),
         (lambda: rolling_origin_evaluation(series, f, 3.0, 2), TypeError, "`input_len`"),
@@ -256,6 +257,11 @@ def test_unconvertible_arguments_are_named_before_compilation():
          "did you mean 'beta'"),
         (lambda: sir_projection_forecast(w, 2, steps=0), ValueError, "`steps`"),
         (lambda: sir_projection_forecast(w, 2, batch_size=2.5), TypeError, "`batch_size`"),
+        (lambda: ensemble_loss("mse2"), ValueError, "`loss`.*did you mean 'mse'"),
+        (lambda: ensemble_loss(3), TypeError, "`loss`"),
+        (lambda: projection_forecast(w, "2", lambda t, y: (lambda tf: tf)), ValueError,
+         "`horizon`"),
+        (lambda: seasonal_naive_forecast(w, 2, period="2"), ValueError, "`period`"),
     ]
     for call, err, match in cases:
         with count_compilations() as c, pytest.raises(err, match=match):

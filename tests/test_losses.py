@@ -208,17 +208,17 @@ def test_bad_inputs_named_before_compilation():
     from tests.helpers import count_compilations
 
     jnp.zeros(1) + 1  # warm up eager ops
-    y = jnp.ones((4, 1))
+    y, p2, k2 = jnp.ones((4, 1)), jnp.ones((4, 2)), {"kernel": jnp.ones(2)}
     cases = [
         (lambda: get_loss("binary_crossentropy"), ValueError,
          "did you mean 'binary_cross_entropy'"),
         (lambda: mse("abc", y), TypeError, "`predictions`"),
         (lambda: mae(y, [["a"]] * 4), TypeError, "`targets`"),
         (lambda: gaussian_nll(None, y), TypeError, "`predictions`"),
-        (lambda: categorical_cross_entropy(jnp.ones((4, 2)), "x"), TypeError, "`targets`"),
-        (lambda: l1_penalty({"kernel": jnp.ones(2)}, "0.1"), TypeError, "`lam`"),
-        (lambda: l1_penalty({"kernel": jnp.ones(2)}, float("nan")), ValueError, "`lam`"),
-        (lambda: l1_penalty({"kernel": jnp.ones(2)}, -1), ValueError, "`lam`"),
+        (lambda: categorical_cross_entropy(p2, "x"), TypeError, "`targets`"),
+        (lambda: l1_penalty(k2, "0.1"), TypeError, "`lam`"),
+        (lambda: l1_penalty(k2, float("nan")), ValueError, "`lam`"),
+        (lambda: l1_penalty(k2, -1), ValueError, "`lam`"),
         (lambda: gradient_penalty(lambda p, x: x, {}, "abc", 1.0), TypeError, "`x`"),
         (lambda: gradient_penalty(lambda p, x: x, {}, y, [1.0, 2.0]), TypeError, "`lam`"),
     ]
