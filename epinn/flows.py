@@ -634,7 +634,8 @@ def _structure_of(compartments, parameters, flows, groups, name) -> _Structure:
     """
     probe = _Probe(compartments, parameters, flows, groups, name)
     _check_rate_shapes(probe)
-    return _analyse(probe)
+    with jax.ensure_compile_time_eval():  # a model may be defined inside a jit
+        return _analyse(probe)
 
 
 class _Probe(Model):

@@ -82,8 +82,8 @@ def observables(traj: Trajectory) -> tuple[str, ...]:
         >>> traj = solve(SIRD(), {"beta": 0.5, "gamma": 0.2, "mu": 0.05, "N": 100.0},
         ...              [99.0, 1.0, 0.0, 0.0], jnp.arange(3.0))
         >>> observables(traj)
-        ('prevalence', 'incidence', 'cumulative', 'S', 'I', 'R', 'D', 'S->I', 'deaths', \
-'cumulative_S->I', 'cumulative_deaths')
+        ('prevalence', 'incidence', 'cumulative', 'S', 'I', 'R', 'D', 'S->I', 'I->R', 'deaths', \
+'cumulative_S->I', 'cumulative_I->R', 'cumulative_deaths')
     """
     flows = [f for f in traj.flows
              if f in traj.counted or any(f == r[0] for r in traj.count_rules)]

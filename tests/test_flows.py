@@ -416,7 +416,7 @@ def test_jit_and_vmap_through_custom_models():
     out = jax.vmap(final_v)(nus)
     ens = solve_ensemble(sirv_model(), {**SIRV_P, "nu": nus}, SIRV_Y0, ts)
     np.testing.assert_allclose(out, ens["V"][:, -1], rtol=1e-4, atol=1e-3)
-    assert out[0] == 0.0 and out[2] > out[1] > 0
+    assert abs(out[0]) < 1e-3 and out[2] > out[1] > 1.0  # V is derived: roundoff only
 
 
 def test_effective_reproduction_number_of_custom_models():
