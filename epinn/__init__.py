@@ -50,6 +50,7 @@ from .training import OPTIMIZERS as OPTIMIZERS
 from .training import Checkpoint as Checkpoint
 from .training import EarlyStopping as EarlyStopping
 from .training import History as History
+from .training import LossDivergenceWarning as LossDivergenceWarning
 from .training import NonFiniteLossError as NonFiniteLossError
 from .training import accuracy as accuracy
 from .training import evaluate as evaluate
@@ -131,8 +132,14 @@ from .datasets import load_zika_yap as load_zika_yap
 # --- estimation --------------------------------------------------------------------
 from .estimation import ConvergenceWarning as ConvergenceWarning
 from .estimation import FitResult as FitResult
+from .estimation import IdentifiabilityWarning as IdentifiabilityWarning
+from .estimation import MisfitWarning as MisfitWarning
 from .estimation import fit_parameters as fit_parameters
 from .estimation import fit_parameters_batch as fit_parameters_batch
+# --- profile -------------------------------------------------------------------------
+from .profile import Profile as Profile
+from .profile import plot_profile as plot_profile
+from .profile import profile_likelihood as profile_likelihood
 # --- amortized -----------------------------------------------------------------------
 from .amortized import BOARDING_SCHOOL_PRIOR as BOARDING_SCHOOL_PRIOR
 from .amortized import NeuralEstimator as NeuralEstimator
@@ -178,3 +185,16 @@ from .bayes import predictive_coverage as predictive_coverage
 from .bayes import prior_predictive as prior_predictive
 from .bayes import run_nuts as run_nuts
 from .bayes import run_svi as run_svi
+# --- stochastic (a namespace: epinn.stochastic.simulate, ...) -------------------------
+from . import stochastic as stochastic  # noqa: E402
+
+def _public_api() -> list[str]:
+    import types  # noqa: PLC0415
+
+    names = globals()
+    return sorted(n for n, v in names.items() if not n.startswith("_")
+                  and not isinstance(v, types.ModuleType))
+
+
+__all__ = _public_api()  # help(epinn) lists these
+del _public_api
