@@ -462,7 +462,8 @@ def plot_profile(profile: Profile, ax: Any = None, *, label: str | None = None) 
 
     if not isinstance(profile, Profile):
         raise TypeError(f"`profile` must be a Profile; got {type(profile).__name__}.")
-    if ax is None:
+    new = ax is None
+    if new:
         _, ax = plt.subplots(figsize=(5, 3.5))
     ok = np.isfinite(profile.delta)
     ax.plot(profile.values[ok], profile.delta[ok], "o-", ms=3, label=label or profile.name)
@@ -481,4 +482,6 @@ def plot_profile(profile: Profile, ax: Any = None, *, label: str | None = None) 
     if profile.name != "reporting" and np.ptp(np.log(profile.values[ok])) > 3:
         ax.set_xscale("log")
     ax.legend(fontsize="small")
+    if new:
+        ax.figure.tight_layout()
     return ax
