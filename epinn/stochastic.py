@@ -458,7 +458,8 @@ class _State(NamedTuple):
     counts: Array  # (F, G) int32 cumulative events per channel
     events: Array  # () int32
     capped: Array  # () bool
-    key: Array
+    key: Array  # the member's jax.random key (for binomial draws)
+    rng: Any  # xoshiro128** states (uint32, leading axis 4) for uniforms and Poisson draws
 
 
 def _exact_member(sys: _System, varying: dict, max_events: Array, ts: Array,
@@ -468,14 +469,16 @@ def _exact_member(sys: _System, varying: dict, max_events: Array, ts: Array,
     Each save interval runs its own loop: when the next event would fall after the
     interval's end the state is saved and the clock restarts there (exact for constant
     rates, the waiting time being memoryless), which also re-evaluates time-varying rates.
+    The two uniforms of each event come from a xoshiro128** stream seeded from ``key``.
     """
     delta = jnp.asarray(sys.delta)
     F, G = sys.F, sys.G
 
     def advance(s: _State, t_end: Array):
         def body(s: _State) -> _State:
-            key, sub = jr.split(s.key)
-            u = jr.uniform(sub, (2,), dtype=ts.dtype)
+            rng, u0 = _xoshiro128ss(s.rng)
+            rng, u1 = _xoshiro128ss(rng)
+            u = _unit_interval(jnp.stack([u0, u1]), ts.dtype)
             a = _propensities(sys, s.t, s.y, p, varying).reshape(-1)
             cum = jnp.cumsum(a)
             total = cum[-1]
@@ -486,30 +489,131 @@ def _exact_member(sys: _System, varying: dict, max_events: Array, ts: Array,
             y = s.y + jnp.where(fire, delta[k], 0).reshape(s.y.shape)
             counts = s.counts.reshape(-1).at[k].add(fire.astype(jnp.int32)).reshape(F, G)
             return _State(jnp.where(fire, t_next, t_end), y, counts,
-                          s.events + fire.astype(jnp.int32), s.capped | (due & ~fire), key)
+                          s.events + fire.astype(jnp.int32), s.capped | (due & ~fire), s.key,
+                          rng)
 
         s = jax.lax.while_loop(lambda s: s.t < t_end, body, s)
         return s, (s.y, s.counts)
 
     zero = jnp.zeros((F, G), jnp.int32)
-    init = _State(ts[0], y0, zero, jnp.zeros((), jnp.int32), jnp.zeros((), bool), key)
+    init = _State(ts[0], y0, zero, jnp.zeros((), jnp.int32), jnp.zeros((), bool), key,
+                  _seed_streams(key, ()))
     final, (ys, counts) = jax.lax.scan(advance, init, ts[1:])
     ys = jnp.concatenate([y0[None], ys])
     counts = jnp.concatenate([zero[None], counts])
     return ys, counts, final.events, final.capped
 
 
-def _leap_moves(sys: _System, key: Array, t: Array, y: Array, h: Array, p: dict,
-                varying: dict, method: str) -> Array:
-    """``(F, G)`` events of one step of length ``h`` (tau-leap or chain binomial).
+def _rotl(x: Array, k: int) -> Array:
+    return (x << jnp.uint32(k)) | (x >> jnp.uint32(32 - k))
+
+
+def _xoshiro128ss(s: Array) -> tuple[Array, Array]:
+    """One step of xoshiro128** (Blackman & Vigna 2018): ``(new state, 32 random bits)``.
+
+    ``s`` is the ``(4,)`` uint32 state (not all zero). Used for the per-event uniforms of
+    the exact method, where threefry per event cost about as much as the rest of the
+    event; each member's state is seeded from its ``jax.random`` key by threefry.
+    """
+    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+    out = _rotl(s1 * jnp.uint32(5), 7) * jnp.uint32(9)
+    t = s1 << jnp.uint32(9)
+    s2 = s2 ^ s0
+    s3 = s3 ^ s1
+    s1 = s1 ^ s2
+    s0 = s0 ^ s3
+    s2 = s2 ^ t
+    s3 = _rotl(s3, 11)
+    return jnp.stack([s0, s1, s2, s3]), out
+
+
+def _seed_streams(key: Array, shape: tuple[int, ...]) -> Array:
+    """``(4, *shape)`` xoshiro128** states from a ``jax.random`` key (none all zero)."""
+    seed = jr.bits(key, (4, *shape), jnp.uint32)
+    return seed.at[0].set(jnp.where(jnp.all(seed == 0, axis=0), jnp.uint32(1), seed[0]))
+
+
+def _uniform(rng: Array, dtype) -> tuple[Array, Array]:
+    rng, bits = _xoshiro128ss(rng)
+    return rng, _unit_interval(bits, dtype)
+
+
+def _poisson(rng: Array, lam: Array) -> tuple[Array, Array]:
+    r"""Poisson draws with means ``lam`` (any shape; streams ``rng`` of shape ``(4, *lam.shape)``).
+
+    Inversion (sequential search) for :math:`\lambda < 10`, and Hörmann's transformed
+    rejection with squeeze (PTRS) above, the two algorithms of ``jax.random.poisson``,
+    here on xoshiro128** uniforms so that a draw costs a few arithmetic operations.
+
+    References:
+        W. Hörmann (1993), The transformed rejection method for generating Poisson random
+        variables, Insurance: Mathematics and Economics 12, 39-45.
+    """
+    dtype = lam.dtype
+    small = lam < 10
+    rng, u = _uniform(rng, dtype)
+    ls = jnp.where(small, lam, 0.0)
+
+    def inv_go(c):
+        k, p, F = c
+        return small & (u > F) & (k < 200)
+
+    def inv_body(c):
+        k, p, F = c
+        go = inv_go(c)
+        k1 = k + go
+        p1 = jnp.where(go, p * ls / jnp.maximum(k1, 1), p)
+        return k1, p1, jnp.where(go, F + p1, F)
+
+    p0 = jnp.exp(-ls)
+    k_small, _, _ = jax.lax.while_loop(lambda c: jnp.any(inv_go(c)), inv_body,
+                                       (jnp.zeros_like(lam), p0, p0))
+    ll = jnp.where(small, 10.0, lam)
+    log_l = jnp.log(ll)
+    b = 0.931 + 2.53 * jnp.sqrt(ll)
+    a = -0.059 + 0.02483 * b
+    inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
+    vr = 0.9277 - 3.6224 / (b - 2)
+
+    def rej_body(c):
+        rng, k, done = c
+        rng, U = _uniform(rng, dtype)
+        rng, V = _uniform(rng, dtype)
+        U = U - 0.5
+        us = 0.5 - jnp.abs(U)
+        kk = jnp.floor((2 * a / us + b) * U + ll + 0.43)
+        squeeze = (us >= 0.07) & (V <= vr)
+        reject = (kk < 0) | ((us < 0.013) & (V > us))
+        lhs = jnp.log(V) + jnp.log(inv_alpha) - jnp.log(a / (us * us) + b)
+        rhs = -ll + kk * log_l - jax.lax.lgamma(kk + 1)
+        accept = squeeze | (~reject & (lhs <= rhs))
+        new = ~done & accept
+        return rng, jnp.where(new, kk, k), done | accept
+
+    rng, k_large, _ = jax.lax.while_loop(lambda c: jnp.any(~c[2]), rej_body,
+                                         (rng, jnp.zeros_like(lam), small))
+    return rng, jnp.where(small, k_small, k_large)
+
+
+def _unit_interval(bits: Array, dtype) -> Array:
+    """Uniforms on :math:`[0, 1)` from 32-bit words (their top 24 bits)."""
+    return (bits >> jnp.uint32(8)).astype(dtype) * jnp.asarray(2.0**-24, dtype)
+
+
+def _leap_moves(sys: _System, key: Array, rng: tuple, t: Array, y: Array, h: Array, p: dict,
+                varying: dict, method: str) -> tuple[Array, tuple, Array]:
+    """``(F, G)`` events of one step of length ``h`` (tau-leap or chain binomial), the new
+    streams, and whether no rate was positive.
 
     One vectorised draw for the people leaving every compartment, ``K - 1`` for the
     multinomial split among at most ``K`` competing flows (conditional binomials), and one
-    for the inflows.
+    for the inflows. Poisson draws use the xoshiro128** streams ``rng`` (leaving,
+    inflows); binomial draws ``jax.random.binomial`` with ``key``.
     """
+    rng_out, rng_in = rng
     rates = _propensities(sys, t, y, p, varying)
     dtype = rates.dtype
-    k_leave, k_in, k_split = jr.split(key, 3)
+    k_leave, k_split = jr.split(key)
     padded = jnp.concatenate([rates, jnp.zeros((1, sys.G), dtype)])  # row F: no flow
     moves = jnp.zeros((sys.F + 1, sys.G), dtype)
     if sys.out_comp.size:
@@ -520,7 +624,8 @@ def _leap_moves(sys: _System, key: Array, t: Array, y: Array, h: Array, p: dict,
             hazard = total / jnp.maximum(present, 1.0)
             leaving = jr.binomial(k_leave, present, -jnp.expm1(-hazard * h), dtype=dtype)
         else:
-            leaving = jnp.minimum(jr.poisson(k_leave, total * h).astype(dtype), present)
+            rng_out, n_out = _poisson(rng_out, total * h)
+            leaving = jnp.minimum(n_out, present)
         remaining, rest, shares = leaving, total, []
         for j, kj in enumerate(jr.split(k_split, max(R.shape[1] - 1, 1))[:R.shape[1] - 1]):
             share = jnp.clip(R[:, j] / jnp.where(rest > 0, rest, 1.0), 0.0, 1.0)
@@ -531,33 +636,43 @@ def _leap_moves(sys: _System, key: Array, t: Array, y: Array, h: Array, p: dict,
         moves = moves.at[jnp.asarray(sys.out_flows)].add(split)
     if sys.inflows.size:
         idx = jnp.asarray(sys.inflows)
-        moves = moves.at[idx].add(jr.poisson(k_in, rates[idx] * h).astype(dtype))
-    return jnp.round(moves[:sys.F]).astype(jnp.int32)
+        rng_in, n_in = _poisson(rng_in, rates[idx] * h)
+        moves = moves.at[idx].add(n_in)
+    idle = ~jnp.any(rates > 0)
+    return jnp.round(moves[:sys.F]).astype(jnp.int32), (rng_out, rng_in), idle
 
 
 def _leap_member(sys: _System, varying: dict, method: str, dt: Array, ts: Array,
                  key: Array, y0: Array, p: dict):
     """Tau-leaping or chain binomial for one member: in each save interval
-    ``ceil(length / dt)`` equal steps (of at most ``dt``)."""
+    ``ceil(length / dt)`` equal steps (of at most ``dt``). A step at which no rate is
+    positive ends the interval (as in the exact method: nothing can happen until the rates
+    are evaluated again at the next saved time)."""
     stoich = jnp.asarray(sys.stoich)
 
     def advance(s: _State, t_end: Array):
         n = jnp.maximum(jnp.ceil((t_end - s.t) / dt * (1 - 1e-5)), 1.0)
         h = (t_end - s.t) / n
 
-        def step(i, s: _State) -> _State:
+        def step(c):
+            i, idle, s = c
             key, sub = jr.split(s.key)
-            moves = _leap_moves(sys, sub, s.t + i * h, s.y, h, p, varying, method)
+            moves, rng, idle = _leap_moves(sys, sub, s.rng, s.t + i * h, s.y, h, p, varying,
+                                           method)
             y = s.y + jnp.einsum("fc,fg->cg", stoich, moves)
-            return s._replace(y=y, counts=s.counts + moves, key=key,
-                              events=s.events + moves.sum())
+            return i + 1, idle, s._replace(y=y, counts=s.counts + moves, key=key, rng=rng,
+                                           events=s.events + moves.sum())
 
-        s = jax.lax.fori_loop(0, n.astype(jnp.int32), step, s)
+        _, _, s = jax.lax.while_loop(lambda c: (c[0] < n) & ~c[1], step,
+                                     (jnp.zeros((), n.dtype), jnp.zeros((), bool), s))
         s = s._replace(t=t_end)
         return s, (s.y, s.counts)
 
     zero = jnp.zeros((sys.F, sys.G), jnp.int32)
-    init = _State(ts[0], y0, zero, jnp.zeros((), jnp.int32), jnp.zeros((), bool), key)
+    key, k_out, k_in = jr.split(key, 3)
+    rng = (_seed_streams(k_out, (len(sys.out_comp), sys.G)),
+           _seed_streams(k_in, (len(sys.inflows), sys.G)))
+    init = _State(ts[0], y0, zero, jnp.zeros((), jnp.int32), jnp.zeros((), bool), key, rng)
     final, (ys, counts) = jax.lax.scan(advance, init, ts[1:])
     ys = jnp.concatenate([y0[None], ys])
     counts = jnp.concatenate([zero[None], counts])

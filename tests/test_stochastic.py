@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from epinn.compartmental import SIR, R0, solve
+from epinn.compartmental import R0, SIR, solve
 from epinn.flows import Model, flow, infection, stratify
 from epinn.stochastic import (
     StochasticTrajectory,
@@ -290,10 +290,10 @@ def test_mean_converges_to_ode(method, dt):
 
 def test_summaries(small_sir):
     """Peaks, extinction and the major-outbreak means against direct numpy computations."""
-    I = np.asarray(small_sir["I"])
+    infected = np.asarray(small_sir["I"])
     pk = peaks(small_sir)
-    np.testing.assert_array_equal(pk.size, I.max(1))
-    np.testing.assert_array_equal(pk.time, TS[I.argmax(1)])
+    np.testing.assert_array_equal(pk.size, infected.max(1))
+    np.testing.assert_array_equal(pk.time, TS[infected.argmax(1)])
     sizes = np.asarray(final_sizes(small_sir))
     summ = outbreak_summary(small_sir, threshold=5)
     major = sizes >= 5
@@ -375,3 +375,51 @@ def test_result_accessors(small_sir):
         small_sir["X"]
     with pytest.raises(KeyError, match="flows"):
         small_sir.flow_count("X")
+
+
+# -- the random numbers ------------------------------------------------------------------
+
+
+def test_xoshiro128ss_matches_reference():
+    """The per-event generator equals a plain-Python xoshiro128** (Blackman & Vigna)."""
+    from epinn.stochastic import _xoshiro128ss
+
+    mask = 0xFFFFFFFF
+
+    def rotl(x, k):
+        return ((x << k) | (x >> (32 - k))) & mask
+
+    s, ref = [123456789, 362436069, 521288629, 88675123], []
+    for _ in range(8):
+        ref.append((rotl((s[1] * 5) & mask, 7) * 9) & mask)
+        t = (s[1] << 9) & mask
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = rotl(s[3], 11)
+    state, out = jnp.array([123456789, 362436069, 521288629, 88675123], jnp.uint32), []
+    for _ in range(8):
+        state, r = _xoshiro128ss(state)
+        out.append(int(r))
+    assert out == ref and [int(v) for v in state] == s
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.7, 9.9, 10.0, 40.0, 1000.0])
+def test_poisson_sampler(lam):
+    """The tau-leap Poisson draws (inversion below 10, PTRS above), 4000 draws: chi-square
+    goodness of fit against scipy's pmf on pooled bins, p > 1e-3."""
+    from epinn.stochastic import _poisson, _seed_streams
+
+    n = 4000
+    _, k = jax.jit(_poisson)(_seed_streams(jr.key(int(lam * 10)), (n,)), jnp.full((n,), lam))
+    k = np.asarray(k).astype(int)
+    if lam == 0.0:
+        assert (k == 0).all()
+        return
+    dist = stats.poisson(lam)
+    lo, hi = int(dist.ppf(1e-7)), int(dist.ppf(1 - 1e-7)) + 1
+    expected = np.append(dist.pmf(np.arange(lo, hi)), 0.0)
+    expected[-1] = 1 - expected.sum()
+    assert chi_square_pvalue(np.clip(k - lo, 0, hi - lo), expected) > 1e-3
