@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(DOCS / "ext"))
 
 from api_pages import reexports, write_api_pages  # noqa: E402
-from gallery_utils import copy_experiments  # noqa: E402
+from gallery_utils import FIGURES, copy_experiments  # noqa: E402
 from snippets import write_snippets  # noqa: E402
 from sphinx.pycode import ModuleAnalyzer  # noqa: E402
 
@@ -42,6 +42,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 copied into _static/mathjax: math renders offline
     "sphinx.ext.doctest",
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
@@ -111,17 +112,23 @@ intersphinx_mapping = (
 plot_include_source = True
 plot_html_show_source_link = False
 plot_html_show_formats = False
-plot_formats = [("png", 110)]
-plot_rcparams = {"figure.figsize": (7.0, 3.2), "savefig.bbox": "tight"}
+plot_formats = [("png", 100)]
+plot_rcparams = {"figure.figsize": (7.0, 3.2), "savefig.bbox": "tight", "font.size": 9}
+# The guide pages run their examples as ```{plot} blocks with ``:context:`` (the first of a
+# page ``:context: reset``): the code shown is the code run, in order, in one namespace per
+# page, and each block's figures appear under it (see also _reset_jax_config).
 
 
 # --- experiments gallery -------------------------------------------------------------
 # Every script of experiments/ is rendered; only plot_*.py are executed (with --quick), so
-# minutes-long experiments never run at build time. sphinx-gallery reads a copy that sits
+# minutes-long experiments never run at build time: their pages show the figures recorded
+# in _static/gallery/NAME/ by ext/gallery_figures.py. sphinx-gallery reads a copy that sits
 # next to a gallery header (see ext/gallery_utils.py).
 # EPINN_EXPERIMENTS points elsewhere, as for the `epinn run` command.
 _experiments = Path(os.environ.get("EPINN_EXPERIMENTS") or ROOT / "experiments")
-_gallery_src = copy_experiments(_experiments, DOCS / "generated" / "experiments")
+_gallery_src = copy_experiments(
+    _experiments, DOCS / "generated" / "experiments", DOCS / FIGURES
+)
 # Pages of scripts that no longer exist would be orphans (a warning): start afresh.
 shutil.rmtree(DOCS / "auto_examples", ignore_errors=True)
 (DOCS / "sg_execution_times.rst").unlink(missing_ok=True)
@@ -175,7 +182,19 @@ def _constant_docstring(app, what, name, obj, options, lines):
     lines[:] = list(docs) if docs else []
 
 
+def _reset_jax_config(app, docname, source):
+    """Each page's examples start in float32, as a reader's fresh session would.
+
+    Pages run their examples in the build process (plot directive); one that switches on
+    ``jax_enable_x64`` must not change the numbers or the speed of the pages read after it.
+    """
+    import jax
+
+    jax.config.update("jax_enable_x64", False)
+
+
 def setup(app):
+    app.connect("source-read", _reset_jax_config)
     app.connect("autodoc-skip-member", _skip_namedtuple_fields)
     # Before napoleon (priority 500), so that the docstring put in is parsed like any other.
     app.connect("autodoc-process-docstring", _constant_docstring, priority=100)

@@ -2,10 +2,12 @@
 
 import ast
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
 import sys
+import textwrap
 import types
 from pathlib import Path
 
@@ -24,7 +26,36 @@ import snippets  # noqa: E402
 
 
 def _python_blocks(page: Path) -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", page.read_text(), re.S | re.M)
+    """The code of a page's ```python blocks and plot directives (options dropped), in order.
+
+    The guide pages run their examples as matplotlib plot directives (```{eval-rst} with
+    ``.. plot::``; MyST cannot host that directive directly), so that the figures under
+    them are made at build time by the code shown.
+    """
+    text = page.read_text()
+    blocks = re.findall(r"^```(python|\{eval-rst\})\n(.*?)^```", text, re.S | re.M)
+    code = []
+    for kind, body in blocks:
+        if kind == "python":
+            code.append(body)
+        elif body.startswith(".. plot::\n"):
+            _, source = _split_plot(body)
+            code.append(source)
+    return code
+
+
+def _split_plot(body: str) -> tuple[str, str]:
+    """``(options, code)`` of a ``.. plot::`` directive's text."""
+    inner = textwrap.dedent(body.split("\n", 1)[1])
+    head = re.match(r"\A((?::[\w-]+:.*\n)*)\n?", inner)
+    return head.group(1), inner[head.end():]
+
+
+def _plot_blocks(page: Path) -> list[str]:
+    """The options of each of a page's ``.. plot::`` directives, as text."""
+    blocks = re.findall(r"^```\{eval-rst\}\n(\.\. plot::\n.*?)^```", page.read_text(),
+                        re.S | re.M)
+    return [_split_plot(b)[0] for b in blocks]
 
 
 def _run_page(page: Path) -> None:
@@ -212,14 +243,8 @@ def test_getting_started_runs():
     assert abs(beta - 1.669) < 1e-3 and abs(gamma - 0.443) < 1e-3 and abs(r0 - 3.76) < 1e-2
 
 
-@pytest.mark.slow
-def test_nn_core_guide_runs():
-    _run_page(DOCS / "guide" / "nn_core.md")
-
-
-@pytest.mark.slow
-def test_epidemic_models_guide_runs():
-    _run_page(DOCS / "guide" / "epidemic_models.md")
+# The guide pages' examples run in the documentation build (plot directives; an error
+# fails the build), see test_docs_build_without_warnings.
 
 
 def _run_page_in_subprocess(page: Path) -> str:
@@ -234,15 +259,21 @@ def _run_page_in_subprocess(page: Path) -> str:
     return proc.stdout
 
 
-@pytest.mark.slow
-def test_estimation_guide_runs():
-    _run_page_in_subprocess(DOCS / "guide" / "estimation.md")
-
-
 # --- the build -------------------------------------------------------------------------
 
+#: What the build needs: the ``docs`` extra of pyproject.toml (import names).
+DOCS_EXTRA = ("sphinx", "furo", "myst_parser", "sphinx_gallery", "sphinx-mathjax-offline")
 
-def _build(tmp_path, env_extra=None):
+
+def _skip_without_docs_extra() -> None:
+    missing = [m for m in DOCS_EXTRA if importlib.util.find_spec(m) is None]
+    if missing:
+        (pytest.fail if os.environ.get("EPINN_DOCS_REQUIRED") else pytest.skip)(f"the docs extra is not installed (missing {', '.join(missing)}): "
+                    'pip install -e ".[docs]"')
+
+
+def _build(out: Path, env_extra=None) -> Path:
+    _skip_without_docs_extra()
     env = {**os.environ, **(env_extra or {})}
     env.pop("EPINN_DOCS_ONLINE", None)  # offline, as in CI
     cmd = [
@@ -255,18 +286,111 @@ def _build(tmp_path, env_extra=None):
         "-b",
         "html",
         "-d",
-        str(tmp_path / "doctrees"),
+        str(out / "doctrees"),
         str(DOCS),
-        str(tmp_path / "html"),
+        str(out / "html"),
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return tmp_path / "html"
+    return out / "html"
+
+
+_BUILT: dict[str, Path] = {}
+
+
+def built_docs(tmp_path_factory) -> Path:
+    """The site built once per test session (shared with tests/test_docs_browser.py)."""
+    if "html" not in _BUILT:
+        _BUILT["html"] = _build(tmp_path_factory.mktemp("docs"))
+    return _BUILT["html"]
+
+
+@pytest.fixture
+def docs_html(tmp_path_factory) -> Path:
+    return built_docs(tmp_path_factory)
+
+
+def test_docs_build_skips_without_the_docs_extra(monkeypatch):
+    monkeypatch.delenv("EPINN_DOCS_REQUIRED", raising=False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "furo" else real(name, *a))
+    with pytest.raises(pytest.skip.Exception, match=r"missing furo.*\[docs\]"):
+        _skip_without_docs_extra()
+    monkeypatch.setenv("EPINN_DOCS_REQUIRED", "1")  # in CI: a failure, not a skip
+    with pytest.raises(pytest.fail.Exception, match="missing furo"):
+        _skip_without_docs_extra()
+
+
+GUIDE_PAGES = ("getting_started", "guide/nn_core", "guide/epidemic_models", "guide/estimation",
+               "guide/forecasting", "guide/scaling")
+
+
+@pytest.mark.parametrize("page", GUIDE_PAGES)
+def test_guide_pages_draw_figures_from_their_examples(page):
+    """Each page runs its examples as plot directives, in one namespace, some with figures."""
+    blocks = _plot_blocks(DOCS / f"{page}.md")
+    assert blocks, f"{page} has no plot directive"
+    # Inside ```{eval-rst} the directive's own counter restarts with each block: without a
+    # prefix of their own, all figures of a page would be written to one file.
+    prefixes = [re.search(r"^:filename-prefix: (\S+)$", b, re.M) for b in blocks]
+    assert all(prefixes) and len({m.group(1) for m in prefixes}) == len(blocks)
+    blocks = [re.sub(r"^:filename-prefix: .*\n", "", b, flags=re.M) for b in blocks]
+    assert blocks[0].startswith(":context: reset\n")  # a fresh namespace for each page
+    assert all(b.startswith(":context: ") and ":include-source: true" in b for b in blocks)
+    assert any(":nofigs:" not in b for b in blocks)  # at least one draws a figure
+
+
+def test_landing_page():
+    text = (DOCS / "index.md").read_text()
+    assert "_static/boarding_school_fits.png" in text
+    assert (DOCS / "_static" / "boarding_school_fits.png").exists()
+    assert "generated/snippets/main_command.md" in text  # README's two commands
+    example = _python_blocks(DOCS / "index.md")
+    assert len(example) == 1 and len(example[0].strip().splitlines()) <= 12
+    for guide in GUIDE_PAGES[1:]:
+        assert f"{{doc}}`{guide}`" in text
+    assert text.count(":hidden:") == text.count("{toctree}")  # no wall of links
+
+
+def test_recorded_gallery_figures():
+    """Every experiment has figures in the gallery: run at build time or recorded."""
+    for script in sorted((ROOT / "experiments").glob("[!_]*.py")):
+        if script.stem.startswith("plot_"):
+            continue
+        command, names = gallery_utils.recorded_figures(DOCS / gallery_utils.FIGURES / script.stem)
+        assert names, f"no recorded figures for {script.stem}: python docs/ext/gallery_figures.py"
+        assert command.startswith(f"python experiments/{script.stem}.py")
+
+
+def test_with_figures(tmp_path):
+    folder = tmp_path / "one"
+    assert gallery_utils.with_figures(SCRIPT, "one", folder) == SCRIPT  # nothing recorded
+    folder.mkdir()
+    (folder / "b.png").write_bytes(b"png")
+    (folder / "a.png").write_bytes(b"png")
+    (folder / "figures.txt").write_text("python experiments/one.py --quick\nb.png\nmissing.png\na.png\n")
+    assert gallery_utils.recorded_figures(folder) == ("python experiments/one.py --quick",
+                                                      ["b.png", "a.png"])
+    out = gallery_utils.with_figures(SCRIPT, "one", folder)
+    ast.parse(out)
+    tail = out[len(SCRIPT.rstrip()):]
+    assert "``python experiments/one.py --quick``" in tail
+    assert tail.index("_static/gallery/one/b.png") < tail.index("_static/gallery/one/a.png")
+    assert "sphinx_gallery_thumbnail_path = '_static/gallery/one/b.png'" in tail
+    assert "missing.png" not in tail
 
 
 @pytest.mark.slow
-def test_docs_build_without_warnings(tmp_path):
-    html = _build(tmp_path)
+def test_index_example_runs():
+    out = _run_page_in_subprocess(DOCS / "index.md")
+    beta, gamma, r0 = (float(v) for v in out.splitlines()[0].split())
+    assert abs(beta - 1.669) < 1e-3 and abs(gamma - 0.443) < 1e-3 and abs(r0 - 3.76) < 1e-2
+
+
+@pytest.mark.slow
+def test_docs_build_without_warnings(docs_html, tmp_path):
+    html = docs_html
     for page in (
         "index",
         "getting_started",
@@ -287,25 +411,39 @@ def test_docs_build_without_warnings(tmp_path):
     assert list((html / "_images").glob("neural_networks-*.png"))  # the activation plot
     for script in (ROOT / "experiments").glob("[!_]*.py"):
         assert (html / "auto_examples" / f"{script.stem}.html").exists(), script
+    # Figures made at build time by the code on each guide page.
+    for page in GUIDE_PAGES:
+        text = (html / f"{page}.html").read_text()
+        assert re.search(r'<img[^>]+src="[^"]*_images/[^"]+\.png"', text), page
+    # A real thumbnail and the figures on every gallery page, no placeholder.
+    from sphinx_gallery.gen_rst import scale_image
+    from sphinx_gallery.utils import glr_path_static
+
+    placeholder = tmp_path / "placeholder.png"
+    scale_image(Path(glr_path_static()) / "no_image.png", placeholder, 400, 280)
+    for script in (ROOT / "experiments").glob("[!_]*.py"):
+        page = (html / "auto_examples" / f"{script.stem}.html").read_text()
+        assert "<img" in page, script.stem
+        thumb = next(html.rglob(f"sphx_glr_{script.stem}_thumb.png"))
+        assert thumb.read_bytes() != placeholder.read_bytes(), script.stem
+    # MathJax is served from the site itself, not from a CDN.
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
+    start = (html / "getting_started.html").read_text()
+    assert re.search(r'<script[^>]+src="_static/mathjax/tex-chtml\.js', start)
+    assert "cdn.jsdelivr" not in start
 
 
 @pytest.mark.slow
-def test_docs_gallery_runs_only_plot_scripts(tmp_path):
-    experiments = tmp_path / "experiments"
-    experiments.mkdir()
-    (experiments / "plot_quick.py").write_text(
-        '"""Experiment: a curve drawn at build time."""\n'
-        "import argparse\nimport matplotlib.pyplot as plt\n\n"
-        "def main(args_list=None):\n"
-        "    a = argparse.ArgumentParser()\n    a.add_argument('--quick', action='store_true')\n"
-        "    args = a.parse_args(args_list)\n"
-        "    plt.plot([0, 1], [0, 1])\n    plt.title(f'quick={args.quick}')\n\n"
-        "if __name__ == '__main__':\n    main()\n"
-    )
-    (experiments / "long_job.py").write_text(
-        '"""Experiment: must never run during the build."""\nraise SystemExit(\'executed\')\n'
-    )
-    html = _build(tmp_path, {"EPINN_EXPERIMENTS": str(experiments)})
-    page = (html / "auto_examples" / "plot_quick.html").read_text()
-    assert "quick=True" in page  # executed, with --quick
-    assert (html / "auto_examples" / "long_job.html").exists()  # rendered, not executed
+def test_docs_gallery_runs_only_plot_scripts(docs_html):
+    """plot_*.py scripts run at build time with --quick; the others are only rendered."""
+    images = docs_html / "_images"
+    for script in sorted((ROOT / "experiments").glob("[!_]*.py")):
+        page = (docs_html / "auto_examples" / f"{script.stem}.html").read_text()
+        made = list(images.glob(f"sphx_glr_{script.stem}_0*.png"))
+        if script.stem.startswith("plot_"):
+            assert made, script.stem  # executed: its figures are made by the build
+        else:
+            assert not made, script.stem  # never executed: its figures are the recorded ones
+            assert f"_static/gallery/{script.stem}/" in page, script.stem
+    ensemble = (docs_html / "auto_examples" / "plot_sir_ensemble.html").read_text()
+    assert "2000 members" in ensemble  # run with --quick

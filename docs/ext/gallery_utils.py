@@ -12,17 +12,23 @@ Experiments
 
 The scripts in the repository's ``experiments/`` folder, rendered. Run one with
 ``python experiments/NAME.py`` or ``epinn run NAME`` (``--help`` lists its options); each
-writes its figures and a ``summary.json`` to ``--outdir``. Only scripts named ``plot_*.py``
-are executed while the documentation is built (with ``--quick``); the others are shown as
-code.
+writes its figures and a ``summary.json`` to ``--outdir``. Scripts named ``plot_*.py`` run
+while the documentation is built (with ``--quick``); the others take minutes, so their pages
+show the figures of a recorded run (the command is on each page, under the code).
 """
 
+#: Where the recorded figures of the experiments live, relative to ``docs/``: one folder per
+#: experiment with its PNGs and ``command.txt`` (written by ``gallery_figures.py``).
+FIGURES = "_static/gallery"
 
-def copy_experiments(src: Path, dst: Path) -> Path:
+
+def copy_experiments(src: Path, dst: Path, figures: Path | None = None) -> Path:
     """Copy ``src/*.py`` into a fresh ``dst`` beside the gallery header; return ``dst``.
 
     sphinx-gallery needs a header file in the folder it reads; working on a copy keeps
-    ``experiments/`` free of Sphinx files.
+    ``experiments/`` free of Sphinx files. A script that is not run at build time and has
+    recorded figures in ``figures/<stem>/`` (``figures`` is ``docs/`` + :data:`FIGURES`)
+    gets them appended (see :func:`with_figures`).
     """
     if dst.exists():
         shutil.rmtree(dst)
@@ -33,8 +39,11 @@ def copy_experiments(src: Path, dst: Path) -> Path:
             if script.stem.startswith("_"):  # helpers: copied for imports, not rendered
                 shutil.copy2(script, dst / script.name)
             else:
-                text = script.read_text(encoding="utf-8")
-                (dst / script.name).write_text(with_title(text, script.stem), encoding="utf-8")
+                text = with_title(script.read_text(encoding="utf-8"), script.stem)
+                recorded = figures / script.stem if figures is not None else None
+                if recorded is not None and not script.stem.startswith("plot_"):
+                    text = with_figures(text, script.stem, recorded)
+                (dst / script.name).write_text(text, encoding="utf-8")
     return dst
 
 
@@ -77,6 +86,40 @@ def with_title(source: str, stem: str) -> str:
     else:
         rest, head = src_lines, []
     return "".join(head) + literal + "\n" + "".join(rest)
+
+
+def recorded_figures(folder: Path) -> tuple[str, list[str]]:
+    """The command and the figure names recorded in ``folder/figures.txt``.
+
+    The file's first line is the command that made the figures, each further line the name
+    of a PNG in ``folder``, in the order to show them (the first is the thumbnail). Names
+    whose file is missing are left out; ``("", [])`` when there is no record.
+    """
+    record = folder / "figures.txt"
+    if not record.is_file():
+        return "", []
+    command, *names = record.read_text(encoding="utf-8").strip().splitlines()
+    return command.strip(), [n.strip() for n in names if (folder / n.strip()).is_file()]
+
+
+def with_figures(source: str, stem: str, folder: Path) -> str:
+    """The script with a closing text cell that shows the recorded figures in ``folder``.
+
+    The cell names the command that made them and the first figure becomes the gallery
+    thumbnail (see :func:`recorded_figures`). Without recorded figures the source is
+    returned unchanged.
+    """
+    command, names = recorded_figures(folder)
+    if not names:
+        return source
+    lines = ["", "", "# %%", "# Figures", "# -------", "#",
+             f"# What ``{command}`` wrote, recorded with ``python docs/ext/gallery_figures.py",
+             f"# {stem}`` (the script takes minutes, so it does not run while the documentation",
+             "# is built).", "#"]
+    for name in names:
+        lines += [f"# .. image:: /{FIGURES}/{stem}/{name}", f"#    :alt: {name}", "#"]
+    lines += [f"# sphinx_gallery_thumbnail_path = '{FIGURES}/{stem}/{names[0]}'", ""]
+    return source.rstrip("\n") + "\n".join(lines)
 
 
 def quick_argv(gallery_conf, script_vars) -> list[str]:
