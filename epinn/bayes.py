@@ -237,7 +237,7 @@ class MCMCResult:
                                       ("mean", "std", "median", "lo", "hi", "ess", "r_hat"))))
         width = max([len(r[0]) for r in rows] + [4])
         lines = [f"{head[0]:>{width}}" + "".join(f"{h:>10}" for h in head[1:])]
-        lines += [f"{r[0]:>{width}}" + "".join(f"{v:>10.2f}" for v in r[1:]) for r in rows]
+        lines += [f"{r[0]:>{width}}" + "".join(f" {_cell(v):>9}" for v in r[1:]) for r in rows]
         lines.append("")
         lines.append(f"Number of divergences: {self.num_divergences}")
         return "\n".join(lines)
@@ -334,6 +334,12 @@ class MCMCResult:
             groups["log_likelihood"] = {
                 k: np.asarray(ll[k]).reshape(shape + np.shape(ll[k])[1:]) for k in observed}
         return az.from_dict(**groups)
+
+
+def _cell(v: float) -> str:
+    """A table number: two decimals, or three significant digits when that is too wide."""
+    text = f"{v:.2f}"
+    return text if len(text) <= 9 else f"{v:.3g}"
 
 
 def _arviz_sample_stats(result: MCMCResult) -> dict[str, np.ndarray]:

@@ -695,7 +695,9 @@ def test_print_summary_has_derived_quantities(jnp_prior_fit, capsys):
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
             if line.strip() and not line.lstrip().startswith(("mean", "Number"))}
-    assert list(rows) == ["beta", "gamma", "phi_inv", "R0", "recovery_time", "phi"]
+    names = list(rows)  # the latent sites first, then the derived quantities
+    assert names[:3] == list(fit.latent_sites) == ["beta", "gamma", "phi_inv"]
+    assert sorted(names[3:]) == ["R0", "phi", "recovery_time"]
     assert "mean" in out.splitlines()[0] and "2.5%" in out and "97.5%" in out
     assert f"Number of divergences: {fit.num_divergences}" in out
     table = fit.table(("R0", "recovery_time"))
@@ -989,3 +991,31 @@ def test_valid_numpy_scalars_are_accepted():
     assert "x" in summary
     priors = default_priors(np.float64(7.0))
     assert float(priors["beta"].base_dist.loc) == pytest.approx(14.0)
+
+
+def test_summary_text_matches_numpy_and_keeps_columns_apart():
+    # A result built from known draws (no sampler): every number of the table is numpy's,
+    # vector sites get a row per element, and huge values do not run into each other.
+    rng = np.random.default_rng(0)
+    by_chain = {"a": rng.normal(size=(2, 100)), "v": rng.gamma(2.0, size=(2, 100, 2)),
+                "big": 1e7 + rng.normal(size=(2, 100))}
+    diverging = np.zeros((2, 100), bool)
+    summary, problems = mcmc_diagnostics(by_chain, diverging)
+    fit = MCMCResult(
+        samples={k: v.reshape(200, *v.shape[2:]) for k, v in by_chain.items()},
+        samples_by_chain=by_chain, latent_sites=("a", "v"), summary=summary,
+        diverging=diverging, num_divergences=0, num_steps=np.ones((2, 100)), ok=True,
+        problems=problems, num_chains=2, num_warmup=0, num_samples=100, wall_time_s=0.0,
+        model=conjugate_model)
+    text = fit.summary_text(prob=0.9)
+    lines = text.splitlines()
+    assert lines[0].split() == ["mean", "std", "median", "5%", "95%", "n_eff", "r_hat"]
+    rows = {ln.split()[0]: [float(t) for t in ln.split()[1:]] for ln in lines[1:] if ln.strip()
+            and not ln.startswith("Number")}
+    assert list(rows) == ["a", "v[0]", "v[1]", "big"]  # latent sites, then scalar derived
+    x = fit.samples["v"][:, 1]
+    ref = [x.mean(), x.std(), np.median(x), np.quantile(x, 0.05), np.quantile(x, 0.95),
+           float(summary["v"]["ess"][1]), float(summary["v"]["r_hat"][1])]
+    np.testing.assert_allclose(rows["v[1]"], ref, atol=0.006)
+    assert len(rows["big"]) == 7 and rows["big"][0] == pytest.approx(1e7, rel=1e-3)
+    assert lines[-1] == "Number of divergences: 0"
