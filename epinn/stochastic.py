@@ -458,8 +458,8 @@ class _State(NamedTuple):
     counts: Array  # (F, G) int32 cumulative events per channel
     events: Array  # () int32
     capped: Array  # () bool
-    key: Array  # the member's jax.random key (for binomial draws)
-    rng: Any  # xoshiro128** states (uint32, leading axis 4) for uniforms and Poisson draws
+    key: Array  # the member's jax.random key (seeds the streams)
+    rng: Any  # xoshiro128** states (uint32, leading axis 4) for every random draw
 
 
 def _exact_member(sys: _System, varying: dict, max_events: Array, ts: Array,
@@ -539,7 +539,7 @@ def _uniform(rng: Array, dtype) -> tuple[Array, Array]:
 
 
 def _poisson(rng: Array, lam: Array) -> tuple[Array, Array]:
-    r"""Poisson draws with means ``lam`` (any shape; streams ``rng`` of shape ``(4, *lam.shape)``).
+    r"""Poisson draws with means ``lam`` (any shape; streams ``rng``: ``(4, *lam.shape)``).
 
     Inversion (sequential search) for :math:`\lambda < 10`, and Hörmann's transformed
     rejection with squeeze (PTRS) above, the two algorithms of ``jax.random.poisson``,
@@ -595,25 +595,106 @@ def _poisson(rng: Array, lam: Array) -> tuple[Array, Array]:
     return rng, jnp.where(small, k_small, k_large)
 
 
+_STIRLING_TAIL = np.array([0.0810614667953272, 0.0413406959554092, 0.0276779256849983,
+                           0.02079067210376509, 0.0166446911898211, 0.0138761288230707,
+                           0.0118967099458917, 0.0104112652619720, 0.00925546218271273,
+                           0.00833056343336287])
+
+
+def _stirling_tail(k: Array) -> Array:
+    r""":math:`\log k! - [(k + 1/2)\log(k + 1) - (k + 1) + \log\sqrt{2\pi}]` (tabled to 9)."""
+    kc = jnp.clip(k, 0.0, 9.0)
+    kp1sq = (kc + 1) * (kc + 1)
+    approx = (1.0 / 12 - (1.0 / 360 - 1.0 / 1260 / kp1sq) / kp1sq) / (kc + 1)
+    table = jnp.asarray(_STIRLING_TAIL, k.dtype)[jnp.floor(kc).astype(jnp.int32)]
+    return jnp.where(k <= 9, table, approx)
+
+
+def _binomial(rng: Array, n: Array, p: Array) -> tuple[Array, Array]:
+    r"""Binomial draws ``Bin(n, p)`` (any shape; streams ``rng`` of ``(4, *n.shape)``).
+
+    With :math:`q = \min(p, 1 - p)`: for :math:`nq \le 10` the count of geometric waiting
+    times that fit in ``n`` trials (inversion), above Hörmann's transformed rejection
+    (BTRS), the algorithms of ``jax.random.binomial``, on xoshiro128** uniforms.
+
+    References:
+        W. Hörmann (1993), The generation of binomial random variates, J. Statist.
+        Comput. Simul. 46, 101-110.
+    """
+    dtype = p.dtype
+    n = jnp.floor(jnp.broadcast_to(n, p.shape).astype(dtype))
+    flip = p >= 0.5
+    q = jnp.clip(jnp.where(flip, 1.0 - p, p), 0.0, 0.5)
+    trivial = (q <= 0) | (n <= 0)
+    inversion = ~trivial & (n * q <= 10.0)
+    log1mq = jnp.log1p(-jnp.where(inversion, q, 0.5))
+
+    def inv_body(c):
+        rng, i, count, total = c
+        go = inversion & (total <= n)
+        rng, u = _uniform(rng, dtype)
+        count = count + go
+        total = jnp.where(go, total + jnp.ceil(jnp.log(u) / log1mq), total)
+        return rng, i + 1, count, total
+
+    rng, _, count, _ = jax.lax.while_loop(
+        lambda c: jnp.any(inversion & (c[3] <= n)) & (c[1] < 1000), inv_body,
+        (rng, jnp.zeros((), jnp.int32), jnp.zeros_like(q), jnp.zeros_like(q)))
+    k_inv = jnp.maximum(count - 1, 0.0)
+
+    rejection = ~trivial & ~inversion
+    nb = jnp.where(rejection, n, 1e4)
+    qb = jnp.where(rejection, q, 0.5)
+    sd = jnp.sqrt(nb * qb * (1 - qb))
+    b = 1.15 + 2.53 * sd
+    a = -0.0873 + 0.0248 * b + 0.01 * qb
+    c0 = nb * qb + 0.5
+    v_r = 0.92 - 4.2 / b
+    r = qb / (1 - qb)
+    alpha = (2.83 + 5.1 / b) * sd
+    m = jnp.floor((nb + 1) * qb)
+
+    def rej_body(c):
+        rng, k_out, done = c
+        rng, u = _uniform(rng, dtype)
+        rng, v = _uniform(rng, dtype)
+        u = u - 0.5
+        us = 0.5 - jnp.abs(u)
+        k = jnp.floor((2 * a / us + b) * u + c0)
+        squeeze = (us >= 0.07) & (v <= v_r)
+        reject = (k < 0) | (k > nb)
+        lv = jnp.log(v * alpha / (a / (us * us) + b))
+        ub = ((m + 0.5) * jnp.log((m + 1) / (r * (nb - m + 1)))
+              + (nb + 1) * jnp.log((nb - m + 1) / (nb - k + 1))
+              + (k + 0.5) * jnp.log(r * (nb - k + 1) / (k + 1))
+              + _stirling_tail(m) + _stirling_tail(nb - m)
+              - _stirling_tail(k) - _stirling_tail(nb - k))
+        accept = squeeze | (~reject & (lv <= ub))
+        return rng, jnp.where(~done & accept, k, k_out), done | accept
+
+    rng, k_rej, _ = jax.lax.while_loop(lambda c: jnp.any(~c[2]), rej_body,
+                                       (rng, jnp.zeros_like(q), ~rejection))
+    k = jnp.where(trivial, 0.0, jnp.where(inversion, k_inv, k_rej))
+    return rng, jnp.where(flip, n - k, k)
+
+
 def _unit_interval(bits: Array, dtype) -> Array:
     """Uniforms on :math:`[0, 1)` from 32-bit words (their top 24 bits)."""
     return (bits >> jnp.uint32(8)).astype(dtype) * jnp.asarray(2.0**-24, dtype)
 
 
-def _leap_moves(sys: _System, key: Array, rng: tuple, t: Array, y: Array, h: Array, p: dict,
+def _leap_moves(sys: _System, rng: tuple, t: Array, y: Array, h: Array, p: dict,
                 varying: dict, method: str) -> tuple[Array, tuple, Array]:
     """``(F, G)`` events of one step of length ``h`` (tau-leap or chain binomial), the new
     streams, and whether no rate was positive.
 
     One vectorised draw for the people leaving every compartment, ``K - 1`` for the
     multinomial split among at most ``K`` competing flows (conditional binomials), and one
-    for the inflows. Poisson draws use the xoshiro128** streams ``rng`` (leaving,
-    inflows); binomial draws ``jax.random.binomial`` with ``key``.
+    for the inflows, from the xoshiro128** streams ``rng`` (leaving and split, inflows).
     """
     rng_out, rng_in = rng
     rates = _propensities(sys, t, y, p, varying)
     dtype = rates.dtype
-    k_leave, k_split = jr.split(key)
     padded = jnp.concatenate([rates, jnp.zeros((1, sys.G), dtype)])  # row F: no flow
     moves = jnp.zeros((sys.F + 1, sys.G), dtype)
     if sys.out_comp.size:
@@ -622,14 +703,14 @@ def _leap_moves(sys: _System, key: Array, rng: tuple, t: Array, y: Array, h: Arr
         present = y[jnp.asarray(sys.out_comp)].astype(dtype)  # (n_o, G)
         if method == "chain_binomial":
             hazard = total / jnp.maximum(present, 1.0)
-            leaving = jr.binomial(k_leave, present, -jnp.expm1(-hazard * h), dtype=dtype)
+            rng_out, leaving = _binomial(rng_out, present, -jnp.expm1(-hazard * h))
         else:
             rng_out, n_out = _poisson(rng_out, total * h)
             leaving = jnp.minimum(n_out, present)
         remaining, rest, shares = leaving, total, []
-        for j, kj in enumerate(jr.split(k_split, max(R.shape[1] - 1, 1))[:R.shape[1] - 1]):
+        for j in range(R.shape[1] - 1):
             share = jnp.clip(R[:, j] / jnp.where(rest > 0, rest, 1.0), 0.0, 1.0)
-            n_j = jr.binomial(kj, remaining, jnp.where(rest > 0, share, 0.0), dtype=dtype)
+            rng_out, n_j = _binomial(rng_out, remaining, jnp.where(rest > 0, share, 0.0))
             shares.append(n_j)
             remaining, rest = remaining - n_j, rest - R[:, j]
         split = jnp.stack([*shares, remaining], axis=1)  # (n_o, K, G)
@@ -656,11 +737,9 @@ def _leap_member(sys: _System, varying: dict, method: str, dt: Array, ts: Array,
 
         def step(c):
             i, idle, s = c
-            key, sub = jr.split(s.key)
-            moves, rng, idle = _leap_moves(sys, sub, s.rng, s.t + i * h, s.y, h, p, varying,
-                                           method)
+            moves, rng, idle = _leap_moves(sys, s.rng, s.t + i * h, s.y, h, p, varying, method)
             y = s.y + jnp.einsum("fc,fg->cg", stoich, moves)
-            return i + 1, idle, s._replace(y=y, counts=s.counts + moves, key=key, rng=rng,
+            return i + 1, idle, s._replace(y=y, counts=s.counts + moves, rng=rng,
                                            events=s.events + moves.sum())
 
         _, _, s = jax.lax.while_loop(lambda c: (c[0] < n) & ~c[1], step,

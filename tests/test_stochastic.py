@@ -423,3 +423,25 @@ def test_poisson_sampler(lam):
     expected = np.append(dist.pmf(np.arange(lo, hi)), 0.0)
     expected[-1] = 1 - expected.sum()
     assert chi_square_pvalue(np.clip(k - lo, 0, hi - lo), expected) > 1e-3
+
+
+@pytest.mark.parametrize("n,p", [(0, 0.3), (5, 1.0), (7, 0.0), (20, 0.1), (20, 0.9),
+                                 (100, 0.5), (1000, 0.3), (763, 0.999)])
+def test_binomial_sampler(n, p):
+    """The chain-binomial draws (inversion for n min(p, 1-p) <= 10, BTRS above), 4000 draws:
+    exact for the degenerate cases, else chi-square goodness of fit on pooled bins,
+    p > 1e-3."""
+    from epinn.stochastic import _binomial, _seed_streams
+
+    m = 4000
+    _, k = jax.jit(_binomial)(_seed_streams(jr.key(n), (m,)), jnp.full((m,), float(n)),
+                              jnp.full((m,), p))
+    k = np.asarray(k).astype(int)
+    dist = stats.binom(n, p)
+    if dist.var() == 0:
+        assert (k == dist.mean()).all()
+        return
+    lo, hi = int(dist.ppf(1e-7)), int(dist.ppf(1 - 1e-7)) + 1
+    expected = np.append(dist.pmf(np.arange(lo, hi)), 0.0)
+    expected[-1] = 1 - expected.sum()
+    assert chi_square_pvalue(np.clip(k - lo, 0, hi - lo), expected) > 1e-3
