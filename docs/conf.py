@@ -194,6 +194,8 @@ def _reset_jax_config(app, docname, source):
 
 
 def setup(app):
+    # MathJax on every page: module titles with math appear in every page's sidebar.
+    app.set_html_assets_policy("always")
     app.connect("source-read", _reset_jax_config)
     app.connect("autodoc-skip-member", _skip_namedtuple_fields)
     # Before napoleon (priority 500), so that the docstring put in is parsed like any other.

@@ -121,7 +121,27 @@ def write_api_pages(package_dir: Path, out_dir: Path) -> list[str]:
     for stale in out_dir.glob("*.rst"):
         if stale.stem not in modules and stale.stem != "index":
             stale.unlink()
+    _remove_stale_stubs(out_dir)
     return modules
+
+
+def _remove_stale_stubs(out_dir: Path) -> None:
+    """Delete autosummary stubs (``_autosummary/NAME.rst``) that no page lists any more.
+
+    autosummary writes a stub per listed name but never deletes one; a stub left from an
+    earlier state of the package (a name moved or renamed) is an orphan page, a warning.
+    """
+    listed = set()
+    for page in out_dir.glob("*.rst"):
+        current = "epinn"
+        for line in page.read_text(encoding="utf-8").splitlines():
+            if line.startswith(".. currentmodule:: "):
+                current = line.split("::", 1)[1].strip()
+            elif line.startswith("   ") and not line.strip().startswith(":") and line.strip():
+                listed.add(f"{current}.{line.strip()}")
+    for stub in (out_dir / "_autosummary").glob("*.rst"):
+        if stub.stem not in listed:
+            stub.unlink()
 
 
 def _write_if_changed(path: Path, text: str) -> None:
