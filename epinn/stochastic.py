@@ -310,15 +310,18 @@ def _normalize_y0(model: Model, y0: Any) -> tuple[Any, int | None]:
 
 
 def _check_total(model: Model, y0: Any, N: Any) -> None:
-    """The initial population of each group must not exceed ``N``."""
+    """The compartments hold the whole population: each group's counts sum to ``N``
+    (as :func:`epinn.solve` requires; a different total would describe another epidemic)."""
     if _is_tracer((y0, N)):
         return
     total = np.asarray(y0).sum(-2)  # (..., G)
     n = np.asarray(N)
     n = n if model.groups is not None else n[..., None]
-    if np.any(total > n * (1 + 1e-6)):
-        raise ValueError(f"`y0` sums to {np.squeeze(total)}, more than the population "
-                         f"params['N'] = {np.squeeze(n)}.")
+    if np.any(np.abs(total - n) > 1e-6 * n):
+        side = "more" if np.any(total > n * (1 + 1e-6)) else "less"
+        raise ValueError(f"`y0` sums to {np.squeeze(total)}, {side} than the population "
+                         f"params['N'] = {np.squeeze(n)}: the compartments must hold the "
+                         "whole population (counts of people, N the population size).")
 
 
 def _normalize_ts(ts: Any) -> Any:
@@ -398,8 +401,8 @@ def _check_initial_rates(model: Model, const: dict, varying: dict, y0: Any, ts: 
                 at = f"member {i}'s initial state" if distinct > 1 else "the initial state"
                 raise ValueError(
                     f"The rate of flow {f.name!r} evaluates to {r} at {at} and t={t:g}: "
-                    f"rates (propensities) must be finite and non-negative; check `params`"
-                    f"{' and `y0`' if ys else ''} and the rate function.")
+                    "rates (propensities) must be finite and non-negative; check `params`, "
+                    "`y0` and the rate function.")
 
 
 # --------------------------------------------------------------------------------------
@@ -454,6 +457,7 @@ def _propensities(sys: _System, t: Array, y: Array, p: dict, varying: dict) -> A
 
 class _State(NamedTuple):
     t: Array  # time
+    comp: Array  # Kahan compensation of t (exact method: many tiny waiting times)
     y: Array  # (C, G) int32 counts
     counts: Array  # (F, G) int32 cumulative events per channel
     events: Array  # () int32
@@ -469,7 +473,9 @@ def _exact_member(sys: _System, varying: dict, max_events: Array, ts: Array,
     Each save interval runs its own loop: when the next event would fall after the
     interval's end the state is saved and the clock restarts there (exact for constant
     rates, the waiting time being memoryless), which also re-evaluates time-varying rates.
-    The two uniforms of each event come from a xoshiro128** stream seeded from ``key``.
+    The two uniforms of each event come from a xoshiro128** stream seeded from ``key``;
+    the clock is summed with Kahan's compensation, so that float32 keeps the time of
+    millions of short waits.
     """
     delta = jnp.asarray(sys.delta)
     F, G = sys.F, sys.G
@@ -482,13 +488,15 @@ def _exact_member(sys: _System, varying: dict, max_events: Array, ts: Array,
             a = _propensities(sys, s.t, s.y, p, varying).reshape(-1)
             cum = jnp.cumsum(a)
             total = cum[-1]
-            t_next = s.t - jnp.log1p(-u[0]) / total  # inf when nothing can happen
+            wait = -jnp.log1p(-u[0]) / total - s.comp  # inf when nothing can happen
+            t_next = s.t + wait
             due = t_next <= t_end
             fire = due & (s.events < max_events)
             k = jnp.argmax(cum > u[1] * total)
             y = s.y + jnp.where(fire, delta[k], 0).reshape(s.y.shape)
             counts = s.counts.reshape(-1).at[k].add(fire.astype(jnp.int32)).reshape(F, G)
-            return _State(jnp.where(fire, t_next, t_end), y, counts,
+            comp = jnp.where(fire, (t_next - s.t) - wait, 0.0)
+            return _State(jnp.where(fire, t_next, t_end), comp, y, counts,
                           s.events + fire.astype(jnp.int32), s.capped | (due & ~fire), s.key,
                           rng)
 
@@ -496,8 +504,8 @@ def _exact_member(sys: _System, varying: dict, max_events: Array, ts: Array,
         return s, (s.y, s.counts)
 
     zero = jnp.zeros((F, G), jnp.int32)
-    init = _State(ts[0], y0, zero, jnp.zeros((), jnp.int32), jnp.zeros((), bool), key,
-                  _seed_streams(key, ()))
+    init = _State(ts[0], jnp.zeros_like(ts[0]), y0, zero, jnp.zeros((), jnp.int32),
+                  jnp.zeros((), bool), key, _seed_streams(key, ()))
     final, (ys, counts) = jax.lax.scan(advance, init, ts[1:])
     ys = jnp.concatenate([y0[None], ys])
     counts = jnp.concatenate([zero[None], counts])
@@ -751,7 +759,8 @@ def _leap_member(sys: _System, varying: dict, method: str, dt: Array, ts: Array,
     key, k_out, k_in = jr.split(key, 3)
     rng = (_seed_streams(k_out, (len(sys.out_comp), sys.G)),
            _seed_streams(k_in, (len(sys.inflows), sys.G)))
-    init = _State(ts[0], y0, zero, jnp.zeros((), jnp.int32), jnp.zeros((), bool), key, rng)
+    init = _State(ts[0], jnp.zeros_like(ts[0]), y0, zero, jnp.zeros((), jnp.int32),
+                  jnp.zeros((), bool), key, rng)
     final, (ys, counts) = jax.lax.scan(advance, init, ts[1:])
     ys = jnp.concatenate([y0[None], ys])
     counts = jnp.concatenate([zero[None], counts])
@@ -810,7 +819,7 @@ def simulate(
             ``(M, ...)``; a rate may be a function of ``t`` (shared by all members).
         y0: initial counts (non-negative whole numbers): a mapping by compartment or an
             array ``(C,)`` (``(C, G)`` with groups), optionally with a leading ensemble
-            axis. Each group's total must not exceed ``N``.
+            axis. Each group's counts sum to its ``N``.
         ts: strictly increasing save times; the simulation runs from ``ts[0]``.
         key: a ``jax.random`` key.
         method: ``"exact"``, ``"tau_leap"`` or ``"chain_binomial"``.
