@@ -85,8 +85,10 @@ __all__ = [
     "fit_parameters_batch",
 ]
 
-#: Observation names accepted in ``data`` besides the model's compartments.
-OBSERVABLES = ("incidence", "cumulative", "deaths", "new_deaths")
+#: Observation names accepted in ``data`` for every model, besides its compartments and the
+#: flows whose counts follow from them (``"deaths"`` of SIRD/SEIRD: deaths per interval;
+#: ``"cumulative_<flow>"``), as in :func:`epinn.observe`.
+OBSERVABLES = ("incidence", "cumulative")
 _LOSSES = ("mse", "poisson", "negbin")
 _Z95 = 1.959963984540054
 
@@ -556,14 +558,24 @@ def _check_inputs(model, ts, data, y0, init, free, loss, t0, *, can_free=True):
         raise ValueError(f"`t0` ({t0}) must not be after the first observation time {ts[0]}.")
     if not isinstance(data, Mapping) or not data:
         raise ValueError("`data` must be a non-empty mapping {observation name: array}.")
-    valid = (*model.compartments, *OBSERVABLES)
+    flows = tuple(f for f in model.flow_names() if model.count_rule(f) is not None)
+    valid = (*model.compartments, "incidence", "cumulative", *flows,
+             *(f"cumulative_{f}" for f in flows))
     obs = {}
     for name, v in data.items():
+        if name == "new_deaths" and "deaths" in flows:
+            name = "deaths"  # the former name of the deaths flow's counts per interval
         if name not in valid:
-            raise ValueError(f"`data` has unknown observation {name!r}; valid names are {valid}.")
-        if name in ("deaths", "new_deaths") and "D" not in model.compartments:
-            raise ValueError(f"`data[{name!r}]` needs a model with deaths (SIRD, SEIRD).")
-        if name in ("incidence", "new_deaths") and t0 == ts[0]:
+            hint = _suggest(name, valid)
+            if isinstance(name, str) and _flow_observation(name)[0] in model.flow_names():
+                hint = (f" The count of flow {_flow_observation(name)[0]!r} does not follow "
+                        "from the compartments, which fits need.")
+            raise ValueError(
+                f"`data` has unknown observation {name!r}; valid names for {model.name} are "
+                f"{valid}.{hint}"
+            )
+        per_interval = name == "incidence" or (name in flows)
+        if per_interval and t0 == ts[0]:
             raise ValueError(
                 f"`data[{name!r}]` counts events in (t_prev, t]; set `t0` before `ts[0]` "
                 "so the first interval is defined."
@@ -651,13 +663,27 @@ def _check_inputs(model, ts, data, y0, init, free, loss, t0, *, can_free=True):
     if sum(float(v) for v in y0.values()) > N * (1 + 1e-6):
         raise ValueError(f"`y0` sums to more than the population N = {N}.")
     for name, a in obs.items():
-        if name != "incidence" and name != "new_deaths" and a.max() > N:
+        if name != "incidence" and name not in model.flow_names() and a.max() > N:
             raise ValueError(
                 f"`data[{name!r}]` exceeds the population N = {N}; check `init['N']`."
             )
     if "incidence" in obs and obs["incidence"].sum() > N:
         raise ValueError(f"`data['incidence']` sums to more than the population N = {N}.")
     return ts, t0, obs, init, free
+
+
+def _flow_observation(name: str) -> tuple[str, bool]:
+    """``(flow, per_interval)`` of an observation named after a flow."""
+    if name.startswith("cumulative_"):
+        return name[len("cumulative_"):], False
+    return name, True
+
+
+def _suggest(name: Any, valid: tuple[str, ...]) -> str:
+    import difflib  # noqa: PLC0415
+
+    close = difflib.get_close_matches(str(name), valid, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _check_seeded(model, y0, free, can_free):
@@ -790,9 +816,11 @@ class _Problem(eqx.Module):
                 y0[k[:-1]] = v
         # Freed initial states are taken from S, keeping S0 + ... = the given total.
         freed = [k[:-1] for k in self.free if k not in p]
-        if freed and "S" not in freed and "S" in y0:
+        src = self.model.infections_from or next(
+            (f.source for f in self.model.flows if f.infection), "S")
+        if freed and src not in freed and src in y0:
             total = sum(self.y0.values())
-            y0["S"] = total - sum(y0[c] for c in self.model.compartments if c != "S")
+            y0[src] = total - sum(y0[c] for c in self.model.compartments if c != src)
         if "R0" in p:
             # R0 held fixed (epinn.profile): beta follows from it and the other rates, as
             # R0 is proportional to beta in every built-in model.
@@ -821,21 +849,30 @@ class _Problem(eqx.Module):
         return self.observe(ys, cum, p)
 
     def observe(self, ys, cum, p):
-        """The observed series of one trajectory: ``ys`` (T, C) counts, ``cum`` (T,)."""
+        """The observed series of one trajectory: ``ys`` (T, C) counts, ``cum`` (T,).
+
+        The vocabulary of :func:`epinn.observe`: a compartment's value, ``"incidence"``
+        (per interval) and ``"cumulative"``, a flow's name (its count per interval) and
+        ``"cumulative_<flow>"``. Infections (incidence, infection flows) are scaled by
+        ``reporting``.
+        """
         o = self.offset
-        col = lambda c: ys[:, self.model.compartments.index(c)]  # noqa: E731
+        model = self.model
+        col = lambda c: ys[:, model.compartments.index(c)]  # noqa: E731
         out = {}
         for name in self.names:
-            if name in self.model.compartments:
+            if name in model.compartments:
                 out[name] = col(name)[o:]
             elif name == "incidence":
                 out[name] = p["reporting"] * jnp.diff(cum)
             elif name == "cumulative":
                 out[name] = p["reporting"] * (cum[o:] - (0.0 if o else cum[0]))
-            elif name == "deaths":
-                out[name] = col("D")[o:]
-            else:  # new_deaths
-                out[name] = jnp.diff(col("D"))
+            else:
+                flow, per_interval = _flow_observation(name)
+                kind, c = model.count_rule(flow)
+                counted = col(c) - col(c)[0] if kind == "target" else col(c)[0] - col(c)
+                scale = p["reporting"] if model.flow(flow).infection else 1.0
+                out[name] = scale * (jnp.diff(counted) if per_interval else counted[o:])
         return out
 
     def residuals(self, theta):
@@ -868,7 +905,9 @@ class _Problem(eqx.Module):
         def ode_inputs(th):
             p, y0 = self.unpack(th)
             rates, N = _normalize_params(model, self.model_params(p), max_ndim=0)
-            return rates, _normalize_y0(model, y0, max_ndim=1) / N
+            # N goes with the rates: a model whose rates are not homogeneous in (y, N)
+            # evaluates them at counts (see epinn.flows).
+            return {**rates, "N": N}, _normalize_y0(model, y0, max_ndim=1) / N
 
         rates, x0 = ode_inputs(theta)
         # Derivatives of the ODE's inputs, one direction per parameter (leading axis).
@@ -1144,12 +1183,16 @@ def fit_parameters(
     likelihoods) and the Laplace intervals.
 
     Args:
-        model: e.g. ``SIR()``.
+        model: e.g. ``SIR()``, or your own :class:`epinn.Model` (scalar parameters).
         ts: observation times (any unit, strictly increasing).
-        data: ``{name: counts at ts}``; names are compartments (``"I"``, ``"S"``, ...)
-            or ``"incidence"`` (new infections in ``(t_{i-1}, t_i]`` times ``reporting``),
-            ``"cumulative"`` (new infections since ``t0`` times ``reporting``), ``"deaths"``
-            (the ``D`` compartment), ``"new_deaths"``.
+        data: ``{name: counts at ts}`` in the vocabulary of :func:`epinn.observe`:
+            compartments (``"I"``, ``"S"``, ...), ``"incidence"`` (new infections in
+            ``(t_{i-1}, t_i]`` times ``reporting``), ``"cumulative"`` (new infections since
+            ``t0`` times ``reporting``), a flow's name for its counts in ``(t_{i-1}, t_i]``
+            (``"deaths"`` of SIRD/SEIRD; an infection flow's counts are times
+            ``reporting``) and ``"cumulative_<flow>"``; the flow's count must follow from a
+            compartment (:meth:`epinn.Model.count_rule`). Counts per interval need ``t0``
+            before ``ts[0]``: weekly counts for weeks ending at ``ts`` start at ``t0``.
         y0: initial state at ``t0`` by compartment name.
         init: initial guesses (and values of fixed parameters): every rate, ``N`` (default
             ``sum(y0)``), optionally ``reporting`` (default 1) and ``phi`` (``negbin``,
@@ -1494,7 +1537,7 @@ def _stacked_residuals(problem: _Problem, cfg, thetas, y):
     ps, y0s = jax.vmap(problem.unpack)(thetas)
     mp = problem.model_params(ps)
     N = mp["N"]
-    rates = {k: mp[k] for k in model.rate_names}
+    rates = {k: mp[k] for k in (*model.rate_names, "N")}
     x0 = jnp.stack([y0s[c] for c in model.compartments]) / N  # (C, B)
     xs, cum, ok, _ = _integrate(model, rates, x0, problem.grid, cfg)  # (T, C, B), (T, B)
     pred = jax.vmap(problem.observe)(jnp.moveaxis(xs * N, -1, 0), (cum * N).T, ps)

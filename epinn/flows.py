@@ -658,14 +658,20 @@ def _reachable(start: set[str], edges: list[tuple[str, str]]) -> set[str]:
     return seen
 
 
-def _jacobian_pattern(model: Model, fn: Callable, seeds=(1, 2)) -> np.ndarray:
-    """Which state entries ``fn(y, p)`` depends on (nonzero Jacobian at random points)."""
+def _increasing_in(model: Model, fn: Callable, seeds=(1, 2)) -> np.ndarray:
+    """Which state entries some output of ``fn(y, p)`` increases with, at random points.
+
+    A compartment drives infection when an infection rate grows with it: infectious
+    people do; a compartment that only dilutes the force of infection (recovered people
+    in the denominator of :math:`\beta S I / (S + I + R)`) does not.
+    """
     pattern = None
     for s in seeds:
         y, p = _probe_values(model, s)
-        J = np.abs(np.asarray(jax.jacfwd(fn)(jnp.asarray(y), p))).reshape(-1, y.shape[0])
-        pattern = J.max(0) if pattern is None else np.maximum(pattern, J.max(0))
-    return pattern > 0
+        J = np.asarray(jax.jacfwd(fn)(jnp.asarray(y), p)).reshape(-1, y.shape[0])
+        up = (J > 1e-7 * np.abs(J).max()).any(0)
+        pattern = up if pattern is None else pattern | up
+    return pattern
 
 
 def _analyse(model: Model) -> _Structure:
@@ -686,7 +692,7 @@ def _analyse(model: Model) -> _Structure:
             r = model._member_rates(0.0, y, p)
             return jnp.stack([jnp.sum(q) for f, q in zip(flows, r) if f.infection])
 
-        dep = _jacobian_pattern(model, force).reshape(len(C), G).any(1)
+        dep = _increasing_in(model, force).reshape(len(C), G).any(1)
         drivers = {c for c, d in zip(C, dep) if d} - sources
         edges = [(f.source, f.target) for f in flows
                  if not f.infection and f.source is not None and f.target is not None]
