@@ -271,9 +271,12 @@ def test_ensemble_axes_and_jit_vmap():
 @pytest.mark.parametrize("method,dt", [("exact", None), ("tau_leap", 0.02),
                                        ("chain_binomial", 0.02)])
 def test_mean_converges_to_ode(method, dt):
-    """I/N averaged over M = 400 members, 5% initially infected (so no early extinction),
-    R0 = 2: max over t in [0, 15] of |mean - ODE| shrinks as N grows 100 -> 1600 (observed:
-    roughly like 1/N for the bias plus 1/sqrt(M N) noise) and is below 0.006 at N = 1600."""
+    """I/N averaged over M = 400 members, 5% initially infected (so hardly any early
+    extinction), R0 = 2: max over t in [0, 15] of |mean - ODE| shrinks as N grows
+    100 -> 1600 and is below 0.006 at N = 1600. Observed (N = 100, 400, 1600, 6400):
+    exact 0.022, 0.0065, 0.0021, 0.0008 (about 1/N plus 1/sqrt(M N) noise); tau-leap and
+    chain binomial (dt = 0.02) 0.023-0.026, 0.004, 0.002, then level at 0.002-0.0035, their
+    O(dt) distance from the ODE."""
     ts = np.linspace(0.0, 15.0, 31)
     errors = []
     for N in (100, 400, 1600):
