@@ -387,9 +387,39 @@ def _check_initial_rates(model: Model, const: dict, varying: dict, y0: Any, ts: 
             p[k] = np.asarray(_evaluate(v, t))
         return ys, p
 
+    def fail(f, r, i, t):
+        at = f"member {i}'s initial state" if distinct > 1 else "the initial state"
+        raise ValueError(
+            f"The rate of flow {f.name!r} evaluates to {r} at {at} and t={t:g}: rates "
+            "(propensities) must be finite and non-negative; check `params`, `y0` and the "
+            "rate function.")
+
+    def bad(r):
+        return ~np.isfinite(r) | (r < 0)
+
     distinct = members if (y0.ndim == 3 or any(
         v.ndim == len(shapes[k]) + 1 for k, v in const.items())) else 1
-    points = [(i, float(ts[0])) for i in range(distinct)]
+    checked = False
+    if distinct > 1 and not grouped and all(shapes[k] == () for k in const):
+        # all members at once: elementwise rates broadcast over a leading members axis
+        t0 = float(ts[0])
+        ys = {c: np.broadcast_to(y0[..., j, 0], (members,))
+              for j, c in enumerate(model.compartments)}
+        p = {k: np.broadcast_to(v, (members,)) for k, v in const.items()}
+        p.update({k: np.asarray(_evaluate(v, t0)) for k, v in varying.items()})
+        try:
+            rs = [np.asarray(f.rate(t0, _Values(ys), _Values(p)), np.float64)
+                  for f in model.flows]
+        except Exception:  # noqa: BLE001 (a rate that does not broadcast: one by one)
+            rs = None
+        if rs is not None and all(r.shape in ((), (members,)) for r in rs):
+            for f, r in zip(model.flows, rs):
+                r = np.broadcast_to(r, (members,))
+                if np.any(bad(r)):
+                    i = int(np.argmax(bad(r)))
+                    fail(f, r[i], i, t0)
+            checked = True
+    points = [] if checked else [(i, float(ts[0])) for i in range(distinct)]
     if varying:
         grid = np.union1d(ts, np.linspace(ts[0], ts[-1], _RATE_CHECK_TIMES))
         points += [(0, float(t)) for t in grid]
@@ -397,12 +427,8 @@ def _check_initial_rates(model: Model, const: dict, varying: dict, y0: Any, ts: 
         ys, p = member(i, t)
         for f in model.flows:
             r = np.asarray(f.rate(t, _Values(ys), _Values(p)), dtype=np.float64)
-            if not np.all(np.isfinite(r)) or np.any(r < 0):
-                at = f"member {i}'s initial state" if distinct > 1 else "the initial state"
-                raise ValueError(
-                    f"The rate of flow {f.name!r} evaluates to {r} at {at} and t={t:g}: "
-                    "rates (propensities) must be finite and non-negative; check `params`, "
-                    "`y0` and the rate function.")
+            if np.any(bad(r)):
+                fail(f, r, i, t)
 
 
 # --------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from epinn.compartmental import R0, SIR, solve
+from epinn.compartmental import R0, SIR, SIRVitalDynamics, solve
 from epinn.flows import Model, flow, infection, stratify
 from epinn.stochastic import (
     StochasticTrajectory,
@@ -362,6 +362,8 @@ GOOD = dict(model=SIR(), params={"beta": 2.0, "gamma": 1.0, "N": 30.0}, y0=[29, 
     (dict(params={"beta": -2.0, "gamma": 1.0, "N": 30.0}), ValueError, r"params\['beta'\]"),
     (dict(params={"beta": 2.0, "N": 30.0}), ValueError, "missing"),
     (dict(model=_negative_rate_model()), ValueError, "flow 'I->R'.*non-negative"),
+    (dict(model=_negative_rate_model(), y0=np.array([[25, 5, 0], [29, 1, 0]])), ValueError,
+     "flow 'I->R'.*member 1's initial state"),
     (dict(key=0), TypeError, "key"),
     (dict(model="SIR"), TypeError, "model"),
 ])
@@ -371,6 +373,30 @@ def test_bad_input_named_before_compilation(change, exc, match):
     with count_compilations() as c, pytest.raises(exc, match=match):
         simulate(model, params, y0, ts, **args)
     assert c.count == 0
+
+
+@pytest.mark.parametrize("method,dt", [
+    ("tau_leap", 0.25), pytest.param("exact", None, marks=pytest.mark.slow)])
+def test_open_model_births_are_poisson(method, dt):
+    """SIR with births (a flow from outside at rate mu N) and deaths, M = 256: counts never
+    negative, the state is y0 plus the flow counts, and the births over [0, 20] average
+    mu N T = 40 within 4 standard errors of a Poisson(40) mean."""
+    model = SIRVitalDynamics()
+    params = {"beta": 2.0, "gamma": 1.0, "mu": 0.02, "N": 100.0}
+    y0 = np.array([90, 10, 0])
+    sim = simulate(model, params, y0, np.linspace(0.0, 20.0, 5), key=jr.key(11), n=256,
+                   method=method, dt=dt)
+    assert (sim.ys >= 0).all()
+    np.testing.assert_array_equal(
+        sim.ys, y0 + np.einsum("mtf,fc->mtc", sim.counts, np.asarray(model.stoichiometry)))
+    births = np.asarray(sim.flow_count("births")[:, -1], float)
+    assert abs(births.mean() - 40.0) < 4 * np.sqrt(40.0 / 256)
+
+
+def test_params_namedtuple_is_the_mapping(small_sir):
+    again = simulate(SIR(), SIR.Params(beta=2.0, gamma=1.0, N=30.0), [29, 1, 0], TS,
+                     key=jr.key(1), n=M)
+    np.testing.assert_array_equal(again.ys, small_sir.ys)
 
 
 def test_result_accessors(small_sir):
