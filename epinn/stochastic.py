@@ -836,7 +836,11 @@ def simulate(
     :math:`\tau \sim \mathrm{Exp}(a_0)`, :math:`a_0 = \sum_f a_f`, and the channel with
     probability :math:`a_f / a_0`. ``"tau_leap"`` and ``"chain_binomial"`` advance in
     steps of at most ``dt`` (see :mod:`epinn.stochastic`). Members share the model and
-    ``ts``; each gets its own stream of random numbers from ``key``.
+    ``ts``; member ``m`` draws from ``jax.random.split(key, M)[m]``, which seeds the
+    xoshiro128** streams (Blackman & Vigna 2018) that the loops draw their uniforms,
+    Poisson and binomial variates from: a few integer operations per number where
+    threefry per event would dominate the cost of an event. The same key gives the same
+    bits.
 
     Args:
         model: any :class:`~epinn.Model` (``SIR()``, your own, a stratified one).
