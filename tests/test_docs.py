@@ -333,7 +333,7 @@ def test_docs_build_skips_without_the_docs_extra(monkeypatch):
 
 
 GUIDE_PAGES = ("getting_started", "guide/nn_core", "guide/epidemic_models", "guide/estimation",
-               "guide/forecasting", "guide/scaling")
+               "guide/forecasting", "guide/bayesian", "guide/scaling")
 
 
 @pytest.mark.parametrize("page", GUIDE_PAGES)
@@ -430,8 +430,7 @@ def test_docs_build_without_warnings(docs_html, tmp_path):
         drawing = [b for b in _plot_blocks(DOCS / f"{page}.md") if ":nofigs:" not in b]
         assert len(images) >= len(drawing), (page, images)
     # A real thumbnail and the figures on every gallery page, no placeholder.
-    from sphinx_gallery.gen_rst import scale_image
-    from sphinx_gallery.utils import glr_path_static
+    from sphinx_gallery.gen_rst import glr_path_static, scale_image
 
     placeholder = tmp_path / "placeholder.png"
     scale_image(Path(glr_path_static()) / "no_image.png", placeholder, 400, 280)
