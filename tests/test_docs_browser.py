@@ -34,6 +34,7 @@ PAGES = (
     "guide/epidemic_models",
     "guide/estimation",
     "guide/forecasting",
+    "guide/bayesian",
     "guide/scaling",
     "theory/neural_networks",
     "theory/epidemics",
