@@ -387,7 +387,8 @@ def test_with_figures(tmp_path):
     tail = out[len(SCRIPT.rstrip()):]
     assert "``python experiments/one.py --quick``" in tail
     assert tail.index("_static/gallery/one/b.png") < tail.index("_static/gallery/one/a.png")
-    assert "sphinx_gallery_thumbnail_path = '_static/gallery/one/b.png'" in tail
+    thumb = tail.index("sphinx_gallery_thumbnail_path = '_static/gallery/one/b.png'")
+    assert thumb < tail.index("# %%")  # in the code block (hidden there), not in the text
     assert "missing.png" not in tail
 
 

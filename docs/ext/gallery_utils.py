@@ -112,13 +112,16 @@ def with_figures(source: str, stem: str, folder: Path) -> str:
     command, names = recorded_figures(folder)
     if not names:
         return source
-    lines = ["", "", "# %%", "# Figures", "# -------", "#",
+    # The thumbnail setting closes the last code block, where sphinx-gallery reads it and
+    # (remove_config_comments) hides it; inside the text cell it would be shown as text.
+    lines = ["", "", f"# sphinx_gallery_thumbnail_path = '{FIGURES}/{stem}/{names[0]}'", "",
+             "# %%", "# Figures", "# -------", "#",
              f"# What ``{command}`` wrote, recorded with ``python docs/ext/gallery_figures.py",
              f"# {stem}`` (the script takes minutes, so it does not run while the documentation",
              "# is built).", "#"]
     for name in names:
         lines += [f"# .. image:: /{FIGURES}/{stem}/{name}", f"#    :alt: {name}", "#"]
-    lines += [f"# sphinx_gallery_thumbnail_path = '{FIGURES}/{stem}/{names[0]}'", ""]
+    lines.append("")
     return source.rstrip("\n") + "\n".join(lines)
 
 
