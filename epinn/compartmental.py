@@ -54,6 +54,7 @@ from .flows import (
     _evaluate_rates,
     _infected_index,
     _is_time_varying,
+    _leading_eigenvalue,
     _r0_member,
     flow,
     infection,
@@ -1391,18 +1392,6 @@ def _split(rates: Mapping[str, Any]) -> tuple[dict[str, Array], dict[str, Any]]:
     return const, varying
 
 
-def _leading_eigenvalue(J: Array) -> Array:
-    """Largest real part of the eigenvalues of a small Metzler matrix."""
-    k = J.shape[-1]
-    if k == 1:
-        return J[0, 0]
-    if k == 2:
-        tr, det = J[0, 0] + J[1, 1], J[0, 0] * J[1, 1] - J[0, 1] * J[1, 0]
-        # Real for Metzler matrices: tr^2 - 4 det = (a - d)^2 + 4 b c >= 0.
-        return 0.5 * (tr + jnp.sqrt(jnp.maximum(tr**2 - 4 * det, 0.0)))
-    return jnp.max(jnp.real(jnp.linalg.eigvals(J)))
-
-
 def _growth_rate_member(model, r, y0):
     """Leading eigenvalue of the infected subsystem linearised at y0 (one member)."""
     idx = jnp.asarray(_infected_index(model))
@@ -2250,9 +2239,7 @@ def _rt_member(model, r, y):
     idx = jnp.asarray(_infected_index(model))
     F, V = next_generation_matrices(model, r, 0.0, state=y.at[idx].set(0.0))
     K = F @ jnp.linalg.inv(V) if F.shape[0] > 1 else F / V
-    from .flows import _spectral_radius  # noqa: PLC0415
-
-    return _spectral_radius(K)
+    return _leading_eigenvalue(K)
 
 
 def effective_reproduction_number(

@@ -943,19 +943,24 @@ def next_generation_matrices(
     return F, V
 
 
-def _spectral_radius(K: Array) -> Array:
-    """The Perron root of a small non-negative matrix (closed form up to 2 x 2)."""
-    k = K.shape[-1]
+def _leading_eigenvalue(J: Array) -> Array:
+    """Largest real part of the eigenvalues of a small Metzler matrix.
+
+    For a non-negative matrix (a next-generation matrix) this is its spectral radius, the
+    Perron root. Closed form up to 2 x 2 (differentiable everywhere, any backend).
+    """
+    k = J.shape[-1]
     if k == 1:
-        return K[0, 0]
+        return J[0, 0]
     if k == 2:
-        tr, det = K[0, 0] + K[1, 1], K[0, 0] * K[1, 1] - K[0, 1] * K[1, 0]
+        tr, det = J[0, 0] + J[1, 1], J[0, 0] * J[1, 1] - J[0, 1] * J[1, 0]
+        # Real for Metzler matrices: tr^2 - 4 det = (a - d)^2 + 4 b c >= 0.
         return 0.5 * (tr + jnp.sqrt(jnp.maximum(tr**2 - 4 * det, 0.0)))
-    return jnp.max(jnp.abs(jnp.linalg.eigvals(K)))
+    return jnp.max(jnp.real(jnp.linalg.eigvals(J)))
 
 
 def _r0_member(model: Model, r: Mapping[str, Array], t: Any = 0.0) -> Array:
     """Spectral radius of :math:`K = F V^{-1}` for one member."""
     F, V = next_generation_matrices(model, r, t)
     K = F @ jnp.linalg.inv(V) if F.shape[0] > 1 else F / V
-    return _spectral_radius(K)
+    return _leading_eigenvalue(K)
