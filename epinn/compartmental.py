@@ -695,7 +695,9 @@ def _normalize_y0(model: CompartmentalModel, y0: Any, *, max_ndim: int) -> Array
     return arr
 
 
-def _check_sum(y0: Array, N: Array, model: CompartmentalModel | None = None) -> None:
+def _check_sum(
+    y0: Array, N: Array, model: CompartmentalModel | None = None, *, whole: bool = True
+) -> None:
     """The compartments hold the whole population: ``sum(y0) = N`` (per group).
 
     Within a relative :data:`_SUM_RTOL` (float32 inputs such as ``N - I0``). A sum below
@@ -711,7 +713,7 @@ def _check_sum(y0: Array, N: Array, model: CompartmentalModel | None = None) -> 
         total = y.sum(-1)
     if np.any(total > n * (1 + _SUM_RTOL)):
         raise ValueError(f"`y0` sums to {total}, more than the population params['N'] = {n}.")
-    if np.any(total < n * (1 - _SUM_RTOL)):
+    if whole and np.any(total < n * (1 - _SUM_RTOL)):
         raise ValueError(
             f"`y0` sums to {total}, less than the population params['N'] = {n}: the "
             "compartments must hold the whole population (give y0 and N in the same units: "
@@ -1350,13 +1352,15 @@ def _check_counts(model: CompartmentalModel, counts: Any) -> tuple[str, ...]:
 
 
 def _ensemble_inputs(
-    model: CompartmentalModel, params: Any, y0: Any, *, broadcast: bool = True
+    model: CompartmentalModel, params: Any, y0: Any, *, broadcast: bool = True,
+    whole: bool = True,
 ) -> tuple[dict[str, Any], Array, Array, int | None]:
     """Validate and broadcast an ensemble: constant rates and N to (M,), y0 to (M, C).
 
     Returns M = None when nothing carries an ensemble axis (then shapes are unbatched).
     Without ``broadcast`` the inputs keep their own shapes (``()`` or ``(M,)``, ``(C,)``
     or ``(M, C)``), for the compiled program to broadcast (:func:`_broadcast_members`).
+    ``whole``: ``y0`` must hold the whole population (not so for a state to linearise at).
     """
     rates, N = _normalize_params(model, params, max_ndim=1)
     y0a = _normalize_y0(model, y0, max_ndim=1)
@@ -1371,7 +1375,7 @@ def _ensemble_inputs(
         sizes["y0"] = y0a.shape[0]
     if len(set(sizes.values())) > 1:
         raise ValueError(f"Ensemble axes of `params`/`y0` disagree: {sizes}.")
-    _check_sum(y0a, N, model)  # before broadcasting: numpy broadcasts the totals against N
+    _check_sum(y0a, N, model, whole=whole)  # before broadcasting (numpy broadcasts the totals)
     if not sizes:
         return rates, N, y0a, None
     M = next(iter(sizes.values()))
@@ -2434,7 +2438,7 @@ def growth_rate(
         0.3
     """
     _check_model(model)
-    rates, N, y0a, M = _ensemble_inputs(model, params, y0)
+    rates, N, y0a, M = _ensemble_inputs(model, params, y0, whole=False)
     r = _rates_at_times(rates, t, "growth_rate")
     fn = lambda r, n, y: _growth_rate_member(model, {**r, "N": n}, y)  # noqa: E731
     if M is None:
