@@ -2045,8 +2045,8 @@ def fit_bayesian_neural_beta(
     ``credible_interval(fit.samples["beta_t"], 0.9)``.
 
     Args:
-        ts, counts, key, y0, model, population, t0, priors, likelihood, observed,
-            time_unit: as :func:`fit_epidemic`.
+        ts, counts, key, y0, model, population, t0: as :func:`fit_epidemic`.
+        priors, likelihood, observed, time_unit: as :func:`fit_epidemic`.
         network: the Flax network; default ``MLP((16, 16, 1), activation="tanh")``.
         prior_scale, t_scale: as :func:`neural_beta_model`.
         guide, num_steps, learning_rate, num_samples: as :func:`run_svi`.

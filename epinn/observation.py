@@ -133,20 +133,15 @@ def observe(
 ) -> Array:
     r"""Expected observed series of a trajectory: one vocabulary for every model.
 
-    ==========================  ==========================================  ============
-    ``what``                    series (times :math:`\rho`)                  length
-    ==========================  ==========================================  ============
-    a compartment, e.g. ``"I"``  its value :math:`y_c(t_i)` (summed over        T
-                                groups)
-    ``"prevalence"``            :math:`I(t_i)`                               T
-    ``"incidence"``             new infections in :math:`(t_{i-1}, t_i]`      T - 1
-                                (all infection flows)
-    ``"cumulative"``            infections since :math:`t_0`                 T
-    a flow's name, e.g.         its count in :math:`(t_{i-1}, t_i]`           T - 1
-    ``"deaths"``
-    ``"cumulative_<flow>"``     its count since :math:`t_0`, e.g.            T
-                                ``"cumulative_deaths"`` = :math:`D(t_i) - D(t_0)`
-    ==========================  ==========================================  ============
+    ``what`` names the series (each times :math:`\rho`):
+
+    * a compartment, e.g. ``"I"``: its value :math:`y_c(t_i)` (summed over groups),
+      length T; ``"prevalence"`` is ``"I"``;
+    * ``"incidence"``: new infections (all infection flows) in :math:`(t_{i-1}, t_i]`,
+      length T - 1; ``"cumulative"``: infections since :math:`t_0`, length T;
+    * a flow's name, e.g. ``"deaths"``: its count in :math:`(t_{i-1}, t_i]`, length T - 1;
+    * ``"cumulative_<flow>"``: its count since :math:`t_0`, length T (e.g.
+      ``"cumulative_deaths"`` = :math:`D(t_i) - D(t_0)`).
 
     Counts over an interval cover :math:`(t_{i-1}, t_i]`: a weekly series whose week
     :math:`k` runs from day :math:`7k` to :math:`7(k+1)` is observed with ``ts`` the week
