@@ -367,6 +367,7 @@ def test_non_homogeneous_import_flow_matches_scipy(x64):
 # -- differentiation and transformations -----------------------------------------------
 
 
+@pytest.mark.slow  # reverse mode through diffrax in float64: ~30-60 s
 def test_custom_model_gradients_match_finite_differences(x64):
     ts = jnp.linspace(0.0, 40.0, 9)
 
@@ -390,6 +391,7 @@ def test_custom_model_gradients_match_finite_differences(x64):
     np.testing.assert_allclose(jax.jacfwd(loss_fwd)(theta), fd, rtol=1e-5)
 
 
+@pytest.mark.slow  # reverse mode through diffrax in float64: ~30-60 s
 def test_stratified_gradient_through_contact_matrix(x64):
     ts = jnp.linspace(0.0, 30.0, 7)
 
@@ -442,6 +444,7 @@ def test_top_level_names():
         assert hasattr(epinn, name)
 
 
+@pytest.mark.slow  # a compiled Poisson fit: ~40 s
 def test_sirv_fit_recovers_its_parameters():
     """120 days of Poisson incidence in 10 000 people: each truth inside its 95% interval."""
     import jax.random as jr
