@@ -341,13 +341,13 @@ def test_peak_refinement_and_boundary():
 
 # A sum of y0 below N lets finite differences perturb y0 upwards without tripping the
 # sum(y0) <= N check.
-GRAD_Y0 = {
-    "SIR": [970.0, 10.0, 10.0],
-    "SIRD": [970.0, 10.0, 5.0, 5.0],
-    "SIRS": [970.0, 10.0, 10.0],
-    "SEIR": [970.0, 5.0, 10.0, 5.0],
-    "SEIRD": [965.0, 5.0, 10.0, 5.0, 5.0],
-    "SIRVitalDynamics": [970.0, 10.0, 10.0],
+GRAD_Y0 = {  # each sums to N = 1000 (y0 holds the whole population)
+    "SIR": [980.0, 10.0, 10.0],
+    "SIRD": [980.0, 10.0, 5.0, 5.0],
+    "SIRS": [980.0, 10.0, 10.0],
+    "SEIR": [980.0, 5.0, 10.0, 5.0],
+    "SEIRD": [975.0, 5.0, 10.0, 5.0, 5.0],
+    "SIRVitalDynamics": [980.0, 10.0, 10.0],
 }
 # SEIRD covers beta, sigma, gamma, mu, N and y0 (and forward mode); SIRS adds omega and the
 # integrated infection state, SIRVitalDynamics births. Reverse-mode compiles cost ~6 s each,
@@ -589,13 +589,24 @@ def test_ensemble_broadcasts_unbatched_inputs_inside_the_program():
     ref = solve(SIR(), SIR_P, y0, TS)
     assert one.ys.shape == (1, TS.size, 3)
     np.testing.assert_allclose(one.ys[0], ref.ys, rtol=1e-4, atol=1e-3 * N)
+    # Only N batched, with y0 in fractions of each member's own N: y0 = [1 - 1/N, 1/N, 0]
+    # cannot be shared, so both are batched; a shared y0 in counts against two different
+    # N is refused (it cannot hold the whole population of both).
     Ns = jnp.array([N, 2 * N])
-    many = solve_ensemble(SIR(), {**SIR_P, "N": Ns}, y0, TS)
+    y0s = jnp.stack([jnp.array([n - 1.0, 1.0, 0.0]) for n in (N, 2 * N)])
+    many = solve_ensemble(SIR(), {**SIR_P, "N": Ns}, y0s, TS)
     assert many.ys.shape == (2, TS.size, 3)
-    np.testing.assert_allclose(many.ys[:, 0], jnp.broadcast_to(y0, (2, 3)))
-    np.testing.assert_allclose(many.ys.sum(-1), float(y0.sum()), rtol=1e-5)  # conserved
-    lone = solve(SIR(), {**SIR_P, "N": 2 * N}, y0, TS)
+    np.testing.assert_allclose(many.ys[:, 0], y0s)
+    np.testing.assert_allclose(many.ys.sum(-1), jnp.broadcast_to(Ns[:, None], (2, TS.size)),
+                               rtol=1e-5)  # conserved
+    lone = solve(SIR(), {**SIR_P, "N": 2 * N}, y0s[1], TS)
     np.testing.assert_allclose(many.ys[1], lone.ys, rtol=1e-4, atol=1e-3 * N)
+    with pytest.raises(ValueError, match="less than the population"):
+        solve_ensemble(SIR(), {**SIR_P, "N": Ns}, y0, TS)
+    # only N batched, in fractions: N = 1 for every member of a batched beta
+    frac = solve_ensemble(SIR(), {**SIR_P, "beta": jnp.array([0.4, 0.6]), "N": 1.0},
+                          y0 / N, TS)
+    np.testing.assert_allclose(frac.ys.sum(-1), 1.0, rtol=1e-5)
 
 
 def test_ensemble_compiled_once_per_static_setting():
