@@ -333,7 +333,8 @@ def test_docs_build_skips_without_the_docs_extra(monkeypatch):
 
 
 GUIDE_PAGES = ("getting_started", "guide/nn_core", "guide/epidemic_models", "guide/estimation",
-               "guide/forecasting", "guide/bayesian", "guide/scaling")
+               "guide/forecasting", "guide/bayesian", "guide/scaling", "guide/custom_models",
+               "guide/stochastic")
 
 
 @pytest.mark.parametrize("page", GUIDE_PAGES)
