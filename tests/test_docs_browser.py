@@ -146,6 +146,7 @@ def shots() -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("docs")  # the same worker as the build (one build)
 @pytest.mark.parametrize("name", PAGES)
 def test_page_in_browser(site, shots, name):
     page = site / f"{name}.html"
@@ -173,6 +174,7 @@ def test_page_in_browser(site, shots, name):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("docs")
 def test_math_is_typeset_offline(site):
     """The page with the most math: every element typeset by the bundled MathJax."""
     page = site / "theory" / "epidemics.html"
