@@ -1504,7 +1504,8 @@ class _Ensemble(eqx.Module):
         """Members sorted by early growth rate (similar members share a chunk)."""
         model, M = self.model, N.shape[0]
         r_t0 = {**const, **{k: _evaluate_rate(v, ts[0]) for k, v in varying.items()}}
-        r_t0 = {k: jnp.broadcast_to(v, (M,)) for k, v in r_t0.items()}
+        shapes = model.param_shapes
+        r_t0 = {k: jnp.broadcast_to(v, (M, *shapes[k])) for k, v in r_t0.items()}
         growth = jax.vmap(lambda r, n, y: _growth_rate_member(model, {**r, "N": n}, y))(
             r_t0, N, y0
         )
