@@ -36,9 +36,13 @@ PAGES = (
     "guide/forecasting",
     "guide/bayesian",
     "guide/scaling",
+    "guide/custom_models",
+    "guide/stochastic",
     "theory/neural_networks",
     "theory/epidemics",
+    "theory/next_generation",
     "auto_examples/index",
+    "auto_examples/zika_host_vector",
     "auto_examples/boarding_school",
     "auto_examples/plot_sir_ensemble",
 )
