@@ -427,9 +427,7 @@ def test_batch_reports_bounds_and_identifiability(method, x64):
     assert quiet["at_bound"].tolist() == out["at_bound"].tolist()
 
 
-@pytest.mark.parametrize(
-    "kwargs, exc, match",
-    [
+BAD_SETTINGS = [
         ({"data": {"I": np.zeros((0, 14))}}, ValueError, "empty batch"),
         ({"steps": 0}, ValueError, "steps"),
         ({"steps": -3}, ValueError, "steps"),
@@ -446,21 +444,24 @@ def test_batch_reports_bounds_and_identifiability(method, x64):
         ({"t0": "zero"}, TypeError, "t0"),
         ({"ts": ["a"] * 14}, ValueError, "ts"),
         ({"data": {"I": [["a"] * 14]}}, ValueError, "data\\['I'\\]"),
-    ],
+]
+# The batch's own settings (its size, batch_size) apply to fit_parameters_batch only.
+_BATCH_ONLY = ("empty batch", "batch_size")
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match, batch",
+    [(*case, batch) for case in BAD_SETTINGS for batch in (False, True)
+     if batch or case[2] not in _BATCH_ONLY],
 )
-@pytest.mark.parametrize("batch", [False, True])
 def test_bad_settings_named_before_compilation(kwargs, exc, match, batch):
     from epinn.estimation import fit_parameters_batch
     from tests.helpers import count_compilations
 
-    if not batch and "batch_size" in kwargs:
-        pytest.skip("fit_parameters has no batch_size")
     args = dict(ts=DAYS, data={"I": np.stack([BOARDING] * 2)}, y0=Y0, init=INIT, t0=0.0)
     args.update(kwargs)
     ts, data = args.pop("ts"), args.pop("data")
     if not batch:
-        if "empty" in match:
-            pytest.skip("a single fit has no batch")
         data = {k: np.asarray(v, dtype=object)[0] if np.ndim(v) == 2 else v
                 for k, v in data.items()}
     model = SIR()
