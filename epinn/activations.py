@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
+from ._checks import _did_you_mean, _unknown_name  # noqa: F401
 
 __all__ = [
     "ACTIVATIONS",
@@ -156,21 +157,6 @@ ACTIVATIONS: dict[str, Callable[..., jax.Array]] = {
     "softmax": softmax,
     "linear": linear,
 }
-
-
-def _did_you_mean(name: str, valid: Iterable[str]) -> str:
-    """``" (did you mean 'x'?)"`` for the closest valid name, or ``""`` (difflib)."""
-    close = difflib.get_close_matches(str(name).lower(), list(valid), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _unknown_name(kind: str, name: str, valid: Iterable[str], argument: str) -> ValueError:
-    """The error for an unknown registry name: the argument, the closest and all names."""
-    valid = sorted(valid)
-    return ValueError(
-        f"Unknown {kind} `{argument}`={name!r}{_did_you_mean(name, valid)}; valid names "
-        f"are {valid}."
-    )
 
 
 def _lookup(name_or_callable: str | Callable, argument: str) -> Callable[..., jax.Array]:

@@ -103,19 +103,18 @@ from jaxtyping import Array, ArrayLike
 from . import compartmental as _compartmental
 from .compartmental import SIR, CompartmentalModel, solve, solve_ensemble
 from .compartmental import R0 as _R0
-from .data import Standardizer, _check_key
+from .data import Standardizer
+from ._checks import _check_key
 from .estimation import FitResult
 from .losses import gaussian_nll
 from .models import MLP
-from .neural_beta import (
+from .neural_beta import _check_activation, _check_finite_params, _check_hidden
+from ._checks import (
     _MAX_INT,
     _as_float,
     _as_float_array,
-    _check_activation,
     _check_choice,
-    _check_finite_params,
     _check_flag,
-    _check_hidden,
     _check_int,
     _check_positive,
     _check_verbose,

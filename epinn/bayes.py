@@ -97,7 +97,7 @@ from numpyro.infer.util import initialize_model
 
 from .compartmental import SIR, CompartmentalModel, NetworkRate, solve
 from .compartmental import R0 as _R0
-from .data import _check_key
+from ._checks import _check_key
 from .estimation import ConvergenceWarning
 from .training import History, NonFiniteLossError
 

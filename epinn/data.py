@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jax.typing import ArrayLike
+from ._checks import _as_float_array, _asarray, _check_key, _is_concrete  # noqa: F401
 
 __all__ = [
     "MinMaxScaler",
@@ -44,65 +45,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 # Keys
 # --------------------------------------------------------------------------------------
-
-
-def _check_key(key: Any, name: str = "key") -> jax.Array:
-    """Return ``key`` if it is one JAX PRNG key; otherwise raise a TypeError naming ``name``.
-
-    Accepts typed keys (``jax.random.key(0)``, a scalar of a key dtype) and legacy raw keys
-    (``jax.random.PRNGKey(0)``, a 1-D ``uint32`` array of the default implementation's key
-    shape, also as NumPy data), concrete or traced. Used at the
-    boundary of every epinn function that takes a key, so that an int, a float array or a
-    batch of keys is named here rather than deep inside ``jax.random``.
-    """
-    if isinstance(key, np.ndarray) and key.dtype == np.uint32:  # raw key data, as JAX takes
-        key = jnp.asarray(key)
-    if isinstance(key, jax.Array):
-        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-            if key.ndim == 0:
-                return key
-        elif key.dtype == jnp.uint32 and key.ndim == 1:
-            try:  # the default PRNG implementation's key shape, e.g. (2,) for threefry
-                jax.random.wrap_key_data(key)
-            except (TypeError, ValueError):
-                pass
-            else:
-                return key
-        got = f"an array of dtype {key.dtype} and shape {key.shape}"
-    else:
-        got = f"{type(key).__name__} {key!r}"[:80]
-    raise TypeError(
-        f"`{name}` must be one jax.random key, such as jax.random.PRNGKey(0) or "
-        f"jax.random.key(0); got {got}."
-    )
-
-
-def _asarray(value: Any, name: str) -> jax.Array:
-    """``jnp.asarray(value)`` of real numbers; anything else is an error naming ``name``."""
-    if isinstance(value, jax.core.Tracer):
-        return value
-    if isinstance(value, jax.Array):
-        a = value
-    else:
-        try:
-            a = np.asarray(value)
-        except (TypeError, ValueError) as err:  # ragged nested lists
-            raise TypeError(f"`{name}` must be an array of real numbers: {err}") from None
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"`{name}` must hold real numbers; got {type(value).__name__} of "
-                        f"dtype {a.dtype}.")
-    return jnp.asarray(a)
-
-
-def _as_float_array(value: Any, name: str) -> np.ndarray:
-    """``value`` as a NumPy float64 array of real numbers, naming ``name`` if it is not."""
-    try:
-        a = np.asarray(value)
-    except (TypeError, ValueError) as err:  # ragged nested lists
-        raise TypeError(f"`{name}` must be an array of real numbers: {err}") from None
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"`{name}` must hold real numbers; got dtype {a.dtype}.")
-    return a.astype(float)
 
 
 def _as_float(value: Any, name: str) -> float:
@@ -545,10 +487,6 @@ def _iterate(full: jax.Array, rest: jax.Array | None) -> Iterator[jax.Array]:
 # --------------------------------------------------------------------------------------
 # Time series: sliding windows, chronological splits, count transforms
 # --------------------------------------------------------------------------------------
-
-
-def _is_concrete(x: jax.Array) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 def _check_window_int(value, name: str, low: int) -> int:

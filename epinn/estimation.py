@@ -68,7 +68,7 @@ from .compartmental import (
     _normalize_y0,
     solve,
 )
-from .data import _check_key
+from ._checks import _check_key
 from .observation import NegativeBinomial, Poisson
 from .sharding import shard_map_batch
 

@@ -35,14 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from .activations import _did_you_mean, _unknown_name
-from .data import (
-    _as_float_array,
-    _asarray,
-    _check_window_int,
-    _is_concrete,
-    sliding_windows,
-)
+from ._checks import _did_you_mean, _unknown_name
+from .data import _check_window_int, sliding_windows
+from ._checks import _as_float_array, _asarray, _is_concrete
 from .losses import LOSSES, get_loss
 
 __all__ = [

@@ -16,8 +16,8 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from .activations import _unknown_name
-from .data import _asarray
+from ._checks import _unknown_name
+from ._checks import _asarray
 
 __all__ = [
     "LOSSES",

@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import FrozenDict
 
-from .activations import _bind, _did_you_mean, _lookup, get_activation
-from .data import _asarray
+from .activations import _bind, _lookup, get_activation
+from ._checks import _did_you_mean
+from ._checks import _asarray
 
 __all__ = ["MLP", "RNNForecaster", "rollout"]
 

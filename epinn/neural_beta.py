@@ -83,11 +83,22 @@ from .compartmental import (
     solve,
 )
 from .compartmental import R0 as _R0
-from .data import _check_key as _check_one_key
+from ._checks import _check_key as _check_one_key
 from .estimation import OBSERVABLES, ConvergenceWarning, FitResult, _full_precision
 from .estimation import _check_inputs as _check_fit_inputs
 from .models import MLP
 from .training import History, NonFiniteLossError, get_optimizer
+from ._checks import (  # noqa: F401
+    _MAX_INT,
+    _as_float,
+    _check_choice,
+    _check_flag,
+    _check_int,
+    _check_positive,
+    _check_verbose,
+    _show,
+    _suggest,
+)
 
 __all__ = ["fit_neural_beta"]
 
@@ -299,32 +310,8 @@ def _plateaued(losses: Sequence[float], rtol: float = _PLATEAU_RTOL) -> bool:
 # --------------------------------------------------------------------------------------
 
 
-# Counts (steps, sizes, grid points) go into jax as int32: larger ones would overflow there.
-_MAX_INT = 2**31 - 1
 # The ODE solver's step limit: diffrax counts steps in int32 and sizes its checkpoints by it.
 _MAX_SOLVER_STEPS = 2**24
-
-
-def _show(value: Any) -> str:
-    """A short description of a bad value for an error message."""
-    text = repr(value)
-    return text if len(text) <= 80 else f"{type(value).__name__} {text[:60]}..."
-
-
-def _as_float(value: Any, name: str) -> float:
-    """``float(value)`` for a real number (not a bool or a string); a TypeError names ``name``."""
-    bad = isinstance(value, (bool, np.bool_, str, bytes))
-    if not bad:
-        try:
-            bad = np.ndim(value) != 0 or np.iscomplexobj(value)
-        except (TypeError, ValueError):
-            bad = True
-    if not bad:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            pass
-    raise TypeError(f"`{name}` must be a real number; got {_show(value)}.")
 
 
 def _as_float_array(value: Any, name: str) -> np.ndarray:
@@ -339,59 +326,11 @@ def _as_float_array(value: Any, name: str) -> np.ndarray:
         raise TypeError(f"`{name}` must be an array of real numbers; got {_show(value)}.") from None
 
 
-def _check_positive(value: Any, name: str) -> float:
-    x = _as_float(value, name)
-    if not (math.isfinite(x) and x > 0):
-        raise ValueError(f"`{name}` must be positive and finite; got {value!r}.")
-    return x
-
-
 def _check_nonnegative(value: Any, name: str) -> float:
     x = _as_float(value, name)
     if not (math.isfinite(x) and x >= 0):
         raise ValueError(f"`{name}` must be >= 0 and finite; got {value!r}.")
     return x
-
-
-def _check_int(value: Any, name: str, low: int, high: int = _MAX_INT) -> int:
-    """An int (Python or NumPy, not a bool) in ``[low, high]``."""
-    bounds = f">= {low}" if high >= _MAX_INT else f"in [{low}, {high}]"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int {bounds}; got {_show(value)}.")
-    if not low <= value <= high:
-        at_most = f" (at most {high})" if value > high and high >= _MAX_INT else ""
-        raise ValueError(f"`{name}` must be an int {bounds}{at_most}; got {value!r}.")
-    return int(value)
-
-
-def _check_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"`{name}` must be True or False; got {_show(value)}.")
-    return bool(value)
-
-
-def _check_verbose(value: Any) -> int:
-    return int(value) if isinstance(value, (bool, np.bool_)) else _check_int(value, "verbose", 0)
-
-
-def _suggest(value: str, choices: Sequence[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing."""
-    close = difflib.get_close_matches(value.lower(), [c.lower() for c in choices], n=1)
-    if not close:
-        return ""
-    best = next(c for c in choices if c.lower() == close[0])
-    return f" (did you mean {best!r}?)"
-
-
-def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    """One of ``choices`` (exactly); otherwise an error naming ``name`` and the closest."""
-    if not isinstance(value, str):
-        raise TypeError(f"`{name}` must be one of {tuple(choices)}; got {_show(value)}.")
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {tuple(choices)}; got {value!r}{_suggest(value, choices)}."
-        )
-    return value
 
 
 def _check_activation(value: Any, *, allow_callable: bool = True) -> Any:
@@ -422,7 +361,7 @@ def _check_hidden(hidden: Any) -> tuple[int, ...]:
     return tuple(int(h) for h in sizes)
 
 
-def _check_key(key: Any) -> Array:
+def _require_key(key: Any) -> Array:
     """A required key: ValueError for ``None``, then :func:`epinn.data._check_key`'s
     TypeError for anything but one ``jax.random`` key."""
     if key is None:
@@ -787,7 +726,7 @@ def fit_neural_beta(
     max_steps = _check_int(max_steps, "max_steps", 1, _MAX_SOLVER_STEPS)
     verbose = _check_verbose(verbose)
     warn = _check_flag(warn, "warn")
-    key = _check_key(key)
+    key = _require_key(key)
     ts, t0, obs, N, y0 = _check_common(model, ts, data, y0, N, rates, t0)
     g0 = gamma if gamma is not None else gamma_init
     beta0 = _guess_beta(model, ts, obs, y0, t0, N, g0) if beta_init is None else beta_init

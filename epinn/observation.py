@@ -28,7 +28,7 @@ import numpyro.distributions as dist
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from .compartmental import Trajectory, cumulative_cases, incidence
-from .data import _check_key
+from ._checks import _check_key
 
 __all__ = [
     "OBSERVABLES",

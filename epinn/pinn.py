@@ -62,23 +62,25 @@ from jaxtyping import Array
 from .compartmental import SIR, solve
 from .estimation import ConvergenceWarning, FitResult, _full_precision
 from .neural_beta import (
-    _as_float,
     _check_activation,
     _check_common,
-    _check_flag,
     _check_hidden,
-    _check_int,
-    _check_key,
-    _check_positive,
-    _check_verbose,
     _guess_beta,
     _init_time_mlp,
     _merge_grids,
     _minimise,
     _r2,
+    _require_key,
     _shifted_grid,
-    _suggest,
     _TimeMLP,
+)
+from ._checks import (
+    _as_float,
+    _check_flag,
+    _check_int,
+    _check_positive,
+    _check_verbose,
+    _suggest,
 )
 from .training import NonFiniteLossError
 
@@ -301,7 +303,7 @@ def fit_pinn(
         beta_init = _check_positive(beta_init, "beta_init")
     verbose = _check_verbose(verbose)
     warn = _check_flag(warn, "warn")
-    key = _check_key(key)
+    key = _require_key(key)
     # Names first: the shared checks would judge e.g. incidence by rules the PINN never uses.
     bad = [k for k in data if k not in _COMPARTMENTS] if isinstance(data, Mapping) else []
     if bad:

@@ -51,8 +51,9 @@ from jax.sharding import Mesh, PartitionSpec
 from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
-from .activations import _did_you_mean, _unknown_name
-from .data import _asarray, _check_key, batch_indices
+from ._checks import _did_you_mean, _unknown_name
+from .data import batch_indices
+from ._checks import _asarray, _check_key
 from .losses import (
     LOSSES,
     _check_target_values,
