@@ -4,18 +4,28 @@ Each loader reads a CSV file shipped inside the package (``epinn/data_files/``, 
 source kept as ``#`` comment lines) and returns an immutable :class:`OutbreakData`. Only the
 standard library and numpy are used; nothing is downloaded.
 
-=====================  =========================================  ======  ==========  =====
-name                   what                                       unit    observed    N
-=====================  =========================================  ======  ==========  =====
-``boarding_school``    boys confined to bed, English boarding     day     prevalence  763
+Each data set says what its series is (``observed``: prevalence, incidence per interval or
+deaths per interval), the name under which :func:`epinn.observe` and
+:func:`epinn.fit_parameters` read that series off a model (``observable``) and the smallest
+built-in model that produces it (``model``). :meth:`OutbreakData.observation_times` and, for
+your own series, :func:`interval_counts` turn dated or numbered records into the ``ts`` and
+``t0`` of a fit, with the convention of :func:`epinn.observe`: counts per interval cover
+:math:`(t_{k-1}, t_k]`, so ``ts`` are the interval ends and ``t0`` the start of the first.
+
+=====================  ==============================  ====  ==========  =============  =====  ====
+name                   what                            unit  observed    observable     model  N
+=====================  ==============================  ====  ==========  =============  =====  ====
+``boarding_school``    boys confined to bed, boarding  day   prevalence  ``I``          SIR    763
                        school, influenza 1978
-``bombay_plague``      plague deaths, Bombay 1905-06              week    deaths      --
-``ebola_kikwit``       Ebola symptom onsets (and deaths), Kikwit  day     incidence   --
-                       1995
-``zika_yap``           Zika cases, Yap Main Islands 2007          week    incidence   7391
-``philadelphia_1918``  pneumonia + influenza deaths,              day     deaths      --
-                       Philadelphia 1918
-=====================  =========================================  ======  ==========  =====
+``bombay_plague``      plague deaths per week, Bombay  week  deaths      ``deaths``     SIRD   --
+                       1905-06
+``ebola_kikwit``       Ebola onsets per day (and       day   incidence   ``incidence``  SEIR   --
+                       deaths), Kikwit 1995
+``zika_yap``           Zika cases per onset week, Yap  week  incidence   ``incidence``  SIR    7391
+                       Main Islands 2007
+``philadelphia_1918``  pneumonia + influenza deaths    day   deaths      ``deaths``     SIRD   --
+                       per day, Philadelphia 1918
+=====================  ==============================  ====  ==========  =============  =====  ====
 """
 
 from __future__ import annotations
@@ -25,15 +35,19 @@ import dataclasses
 import datetime
 import functools
 import io
+import math
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
 __all__ = [
+    "ObservationTimes",
     "OutbreakData",
+    "interval_counts",
     "list_datasets",
     "load_dataset",
     "load_boarding_school",
@@ -45,6 +59,10 @@ __all__ = [
 
 _TIME_UNITS = ("day", "week")
 _OBSERVED = ("prevalence", "incidence", "deaths")
+_DAYS = {"day": 1.0, "week": 7.0}
+_LABELS = ("start", "end")
+# What each kind of series is called in epinn.observe's vocabulary.
+_OBSERVABLE = {"prevalence": "I", "incidence": "incidence", "deaths": "deaths"}
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -77,6 +95,21 @@ class OutbreakData:
         origin: ISO date at ``t = 0``, or ``None`` when not known.
         y0: The usual initial state ``{"S": ..., "I": ..., "R": ...}`` at ``t = 0`` where the
             literature has a standard one (boarding school), else ``None``.
+        model: The smallest built-in model (a class name in :mod:`epinn.compartmental`) that
+            produces the series: ``"SIR"`` for prevalence or incidence, ``"SIRD"`` for
+            deaths, ``"SEIR"`` for Ebola (a latent period of about a week).
+        label: For counts per interval, which end of its interval each record's time and
+            date name: ``"start"`` (Zika: the onset week's first day; a daily date: that
+            day) or ``"end"`` (Bombay: week number *k* ends *k* weeks after the origin);
+            ``None`` for prevalence (a count at the time itself).
+        first_observed: Index of the first record that is an observation. Earlier records
+            are not (Ebola: the zeros between the index case and 1995-03-01, when daily
+            reporting began); :meth:`observation_times` starts there.
+
+    The series as a model output is ``observable``, the name :func:`epinn.observe` and
+    :func:`epinn.fit_parameters` use: ``"I"`` (prevalence), ``"incidence"`` (new infections
+    per interval, times a reporting fraction) or ``"deaths"`` (the deaths flow per
+    interval). Every interval is one ``time_unit`` long.
     """
 
     name: str
@@ -93,6 +126,62 @@ class OutbreakData:
     source: str
     origin: str | None = None
     y0: Mapping[str, float] | None = None
+    model: str = "SIR"
+    label: str | None = None
+    first_observed: int = 0
+
+    @property
+    def observable(self) -> str:
+        """The series' name in :func:`epinn.observe`'s vocabulary (``"I"``, ``"incidence"``,
+        ``"deaths"``)."""
+        return _OBSERVABLE[self.observed]
+
+    @property
+    def what(self) -> str:
+        """What ``counts`` is, in words, e.g. ``"incidence: new cases per week"``."""
+        per = f"per {self.time_unit}"
+        return {
+            "prevalence": f"prevalence: number ill at each time ({self.time_unit}s)",
+            "incidence": f"incidence: new cases {per}",
+            "deaths": f"deaths {per}",
+        }[self.observed]
+
+    def observation_times(self, unit: str | None = None) -> ObservationTimes:
+        r"""``ts``, ``t0`` and ``counts`` for a fit, with the interval convention.
+
+        Counts per interval (incidence, deaths) cover :math:`(t_{k-1}, t_k]`: ``ts`` are
+        the interval ends and ``t0`` the start of the first observed interval (built by
+        :func:`interval_counts` from the records' labels, see ``label``). Prevalence is a
+        count at each time: ``ts = t`` and ``t0`` is the origin ``0`` (where ``y0`` holds;
+        boarding school). Records before ``first_observed`` are left out.
+
+        Args:
+            unit: ``"day"`` or ``"week"`` for the returned times; default ``time_unit``.
+                Rates fitted on these times are per ``unit`` (pass the same
+                ``time_unit=`` to :func:`epinn.fit_epidemic`).
+
+        Returns:
+            :class:`ObservationTimes` ``(ts, t0, counts, unit, origin)``.
+
+        Examples:
+            >>> from epinn.datasets import load_zika_yap
+            >>> obs = load_zika_yap().observation_times()
+            >>> obs.t0, obs.ts[:3], obs.unit      # onset week k covers (k, k + 1]
+            (0.0, array([1., 2., 3.]), 'week')
+            >>> load_zika_yap().observation_times("day").ts[:3]
+            array([ 7., 14., 21.])
+        """
+        unit = self.time_unit if unit is None else unit
+        _check_unit(unit)
+        scale = _DAYS[self.time_unit] / _DAYS[unit]
+        i = self.first_observed
+        if self.label is None:
+            return ObservationTimes(
+                ts=_readonly(self.t[i:] * scale), t0=0.0, counts=self.counts[i:], unit=unit,
+                origin=self.origin)
+        out = interval_counts(self.counts[i:], times=self.t[i:] * scale, label=self.label,
+                              width=scale, unit=unit)
+        return out._replace(origin=self.origin)
 
     def __repr__(self) -> str:
         n = "?" if self.population is None else self.population
@@ -135,6 +224,189 @@ class OutbreakData:
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
+
+
+class ObservationTimes(NamedTuple):
+    r"""Observation times of a series, ready for a fit.
+
+    Attributes:
+        ts: Float array of observation times, in ``unit``: for counts per interval the
+            interval ends (the count ``counts[k]`` covers :math:`(t_{k-1}, t_k]`, with
+            :math:`t_{-1}` = ``t0``).
+        t0: Start of the solve: the start of the first interval (or the time of the
+            initial state for a prevalence series).
+        counts: Float array, one count per entry of ``ts``.
+        unit: ``"day"`` or ``"week"``, the unit of ``ts`` and ``t0`` (and of every rate
+            fitted on them).
+        origin: ISO date at time ``0`` where known, else ``None``.
+    """
+
+    ts: np.ndarray
+    t0: float
+    counts: np.ndarray
+    unit: str
+    origin: str | None = None
+
+
+def _check_unit(unit: Any) -> str:
+    if not isinstance(unit, str) or unit not in _DAYS:
+        raise ValueError(f"`unit` must be one of {tuple(_DAYS)}; got {unit!r}.")
+    return unit
+
+
+def _as_date(value: Any, i: int) -> datetime.date:
+    """One calendar date: ISO string, ``datetime.date``/``datetime`` or ``numpy.datetime64``."""
+    if isinstance(value, np.datetime64):
+        value = value.astype("datetime64[D]").item()
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if isinstance(value, datetime.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.date.fromisoformat(value[:10])
+        except ValueError:
+            pass
+    raise ValueError(f"`dates[{i}]` must be an ISO date 'YYYY-MM-DD', a datetime.date or a "
+                     f"numpy.datetime64; got {value!r}.")
+
+
+def _labels(times: Any, dates: Any, origin: Any, unit: str) -> tuple[np.ndarray, str | None]:
+    """Record labels as numbers in ``unit`` (dates: since ``origin``) and the origin date."""
+    if (times is None) == (dates is None):
+        raise ValueError("Give exactly one of `times` (numbers) or `dates` (calendar dates).")
+    if times is not None:
+        if origin is not None:
+            origin = _as_date(origin, 0).isoformat()
+        t = np.asarray(times)
+        if t.dtype.kind not in "iuf":
+            raise TypeError(f"`times` must hold real numbers; got dtype {t.dtype}.")
+        return t.astype(np.float64), origin
+    if isinstance(dates, str) or not isinstance(dates, Sequence | np.ndarray):
+        raise TypeError(f"`dates` must be a sequence of dates; got {type(dates).__name__}.")
+    parsed = [_as_date(d, i) for i, d in enumerate(dates)]
+    return np.array([d.toordinal() for d in parsed], dtype=np.float64), origin
+
+
+def interval_counts(
+    counts: Any,
+    *,
+    times: Any = None,
+    dates: Any = None,
+    label: str,
+    width: float | None = None,
+    unit: str = "day",
+    origin: Any = None,
+) -> ObservationTimes:
+    r"""``ts`` and ``t0`` of counts per interval (weekly or daily counts, dated or numbered).
+
+    epinn observes counts per interval over :math:`(t_{k-1}, t_k]` (:func:`epinn.observe`):
+    ``ts`` holds the interval **ends** and ``t0`` the start of the first interval, where the
+    solve starts. Records usually name their interval by its start (an onset week's first
+    day, a day's date) or by its end (week ending, week number *k* of a series that starts
+    at week 0); ``label`` says which. Intervals must be contiguous and of one ``width``:
+    a gap (a missing week) or an overlap raises, because the count after a gap would be
+    read as covering the gap too.
+
+    .. math::
+
+        \text{label="start"}: (t_{k-1}, t_k] = (s_k, s_k + w], \qquad
+        \text{label="end"}: (t_{k-1}, t_k] = (e_k - w, e_k].
+
+    Args:
+        counts: Counts per interval, one per record (finite, non-negative).
+        times: Record labels as numbers in ``unit`` (e.g. week numbers). Give this or
+            ``dates``.
+        dates: Record labels as calendar dates (ISO strings ``"YYYY-MM-DD"``,
+            ``datetime.date`` or ``numpy.datetime64``); converted to ``unit`` since
+            ``origin``.
+        label: ``"start"`` or ``"end"``: which end of its interval each label names.
+        width: Interval length in ``unit``; default the spacing of the labels, which must
+            then be constant (daily dates: 1 day; weekly dates with ``unit="week"``: 1).
+        unit: ``"day"`` or ``"week"``: the unit of the returned times, and so of every
+            rate fitted on them.
+        origin: With ``dates``, the date at time 0 (default: the start of the first
+            interval, so ``t0 = 0``); with ``times``, only recorded.
+
+    Returns:
+        :class:`ObservationTimes` ``(ts, t0, counts, unit, origin)``.
+
+    Raises:
+        ValueError: neither or both of ``times``/``dates``, labels not strictly increasing,
+            irregular spacing without ``width``, gaps or overlaps, bad counts, an unknown
+            ``label`` or ``unit``.
+        TypeError: non-numeric times or counts.
+
+    Examples:
+        Weekly cases labelled by the week's first day, in weeks and in days:
+
+        >>> obs = interval_counts([0, 3, 5], dates=["2007-02-18", "2007-02-25",
+        ...                       "2007-03-04"], label="start", unit="week")
+        >>> obs.t0, obs.ts, obs.origin
+        (0.0, array([1., 2., 3.]), '2007-02-18')
+        >>> interval_counts([0, 3, 5], dates=["2007-02-18", "2007-02-25", "2007-03-04"],
+        ...                 label="start").ts
+        array([ 7., 14., 21.])
+
+        Weekly deaths numbered 1, 2, ... (week *k* ends *k* weeks after the origin):
+
+        >>> obs = interval_counts([4, 10, 15], times=[1, 2, 3], label="end", unit="week")
+        >>> obs.t0, obs.ts
+        (0.0, array([1., 2., 3.]))
+    """
+    if not isinstance(label, str) or label not in _LABELS:
+        raise ValueError(f"`label` must be one of {_LABELS} (which end of its interval each "
+                         f"record names); got {label!r}.")
+    _check_unit(unit)
+    t, origin_date = _labels(times, dates, origin, unit)
+    c = np.asarray(counts)
+    if c.dtype.kind not in "biuf":
+        raise TypeError(f"`counts` must hold real numbers; got dtype {c.dtype}.")
+    c = c.astype(np.float64)
+    if t.ndim != 1 or c.shape != t.shape or t.size == 0:
+        raise ValueError(f"`counts` ({c.shape}) and the labels ({t.shape}) must be 1-D of the "
+                         "same non-zero length.")
+    if not (np.all(np.isfinite(c)) and np.all(c >= 0)):
+        i = int(np.flatnonzero(~(np.isfinite(c) & (c >= 0)))[0])
+        raise ValueError(f"`counts` must be finite and >= 0; got {c[i]} at index {i} (a "
+                         "missing count cannot be left out of counts per interval: cut the "
+                         "series there).")
+    if not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0):
+        raise ValueError("The record labels (`times`/`dates`) must be finite and strictly "
+                         "increasing.")
+    days = dates is not None
+    if days:  # ordinal days -> unit
+        t = t / _DAYS[unit]
+    step = np.diff(t)
+    if width is None:
+        if step.size == 0:
+            raise ValueError("One record: give its interval `width`.")
+        if not np.allclose(step, step[0], rtol=1e-9, atol=0):
+            raise ValueError(f"The records are not equally spaced (spacings {np.unique(step)} "
+                             f"{unit}s): give `width` to say how long each interval is.")
+        width = float(step[0])
+    width = float(width)
+    if not (math.isfinite(width) and width > 0):
+        raise ValueError(f"`width` must be a positive number of {unit}s; got {width}.")
+    bad = np.flatnonzero(~np.isclose(step, width, rtol=1e-9, atol=0))
+    if bad.size:
+        k = int(bad[0])
+        kind = "a gap" if step[k] > width else "an overlap"
+        raise ValueError(
+            f"Records {k} and {k + 1} are {step[k]:g} {unit}s apart, intervals {width:g} long: "
+            f"{kind} (counts per interval must cover contiguous intervals). Fill missing "
+            "intervals with their counts or fit the contiguous part only.")
+    starts = t if label == "start" else t - width
+    if days:
+        first = origin_date if origin_date is not None else datetime.date.fromordinal(
+            int(round(starts[0] * _DAYS[unit])))
+        ref = _as_date(first, 0)
+        shift = ref.toordinal() / _DAYS[unit]
+        starts = starts - shift
+        origin_date = ref.isoformat()
+    ends = starts + width
+    return ObservationTimes(ts=_readonly(ends), t0=float(starts[0]), counts=_readonly(c),
+                            unit=unit, origin=origin_date)
 
 
 def _fmt(value) -> str:
@@ -198,6 +470,9 @@ def _build(
     columns: Mapping[str, str] | None = None,
     origin: str | None = None,
     y0: Mapping[str, float] | None = None,
+    model: str = "SIR",
+    label: str | None = None,
+    first_observed: int = 0,
 ) -> OutbreakData:
     """Assemble an :class:`OutbreakData` from one bundled file.
 
@@ -237,6 +512,9 @@ def _build(
         source=source,
         origin=origin,
         y0=None if y0 is None else types.MappingProxyType(dict(y0)),
+        model=model,
+        label=label,
+        first_observed=first_observed,
     )
 
 
@@ -379,6 +657,8 @@ def load_bombay_plague() -> OutbreakData:
         time_unit="week",
         time_col="week",
         observed="deaths",
+        model="SIRD",
+        label="end",
         description="Weekly plague deaths in Bombay, December 1905 - July 1906 (31 weeks), "
         "digitised from the figure of Kermack & McKendrick (1927).",
         citation=(
@@ -390,6 +670,10 @@ def load_bombay_plague() -> OutbreakData:
             "Data via the R package fitsir (B. Bolker), data set bombay."
         ),
     )
+
+
+# Records before this index (1995-03-01, 54 days after the index case) are not observations.
+_EBOLA_DAILY_FROM = 54
 
 
 def load_ebola_kikwit() -> OutbreakData:
@@ -417,6 +701,9 @@ def load_ebola_kikwit() -> OutbreakData:
         time_unit="day",
         date_col="date",
         observed="incidence",
+        model="SEIR",
+        label="start",
+        first_observed=_EBOLA_DAILY_FROM,
         description="Ebola outbreak in Kikwit, DRC, 1995: daily symptom onsets and deaths "
         "from the first case (1995-01-06) to 1995-07-16; daily reporting from 1995-03-01.",
         citation=(
@@ -451,6 +738,7 @@ def load_zika_yap() -> OutbreakData:
         time_unit="week",
         date_col="onset_week_start",
         observed="incidence",
+        label="start",
         population=7391,
         description="Zika virus outbreak, Yap Main Islands (Federated States of Micronesia), "
         "2007: weekly probable + confirmed cases by onset week, 108 in total, population "
@@ -487,6 +775,8 @@ def load_philadelphia_1918() -> OutbreakData:
         time_unit="day",
         date_col="date",
         observed="deaths",
+        model="SIRD",
+        label="start",
         description="1918 influenza pandemic, Philadelphia: daily pneumonia + influenza "
         "mortality (column pim), 1918-09-01 to 1918-12-31. Provenance undocumented.",
         citation="Data via the R package fitsir (B. Bolker), data set phila1918; the "

@@ -193,3 +193,130 @@ def test_top_level_exports():
     assert epinn.load_dataset is datasets.load_dataset
     assert epinn.OutbreakData is datasets.OutbreakData
     assert epinn.list_datasets() == datasets.list_datasets()
+
+
+# --- what each series is, and its observation times (issue 21, item 4) ---------------------
+
+OBSERVABLE = {  # name -> (observable, model, label)
+    "boarding_school": ("I", "SIR", None),
+    "bombay_plague": ("deaths", "SIRD", "end"),
+    "ebola_kikwit": ("incidence", "SEIR", "start"),
+    "zika_yap": ("incidence", "SIR", "start"),
+    "philadelphia_1918": ("deaths", "SIRD", "start"),
+}
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_observable_is_in_the_models_vocabulary(name):
+    # The stated observable is a name epinn.observe accepts for a trajectory of the stated
+    # model, and observe returns one value per observation time.
+    import jax.numpy as jnp
+
+    from epinn import compartmental
+    from epinn.observation import observables, observe
+
+    data = datasets.load_dataset(name)
+    assert (data.observable, data.model, data.label) == OBSERVABLE[name]
+    assert data.what.split(":")[0].split(" ")[0] in ("prevalence", "incidence", "deaths")
+    model = getattr(compartmental, data.model)()
+    obs = data.observation_times()
+    rates = {r: 0.3 for r in model.rate_names}
+    y0 = {c: 0.0 for c in model.compartments}
+    y0.update(S=99.0, I=1.0)
+    grid = jnp.asarray(np.concatenate([[obs.t0], obs.ts]))
+    traj = compartmental.solve(model, {**rates, "N": 100.0}, y0, grid)
+    assert data.observable in observables(traj)
+    series = observe(traj, data.observable)
+    expected = len(obs.ts) if data.label is not None else len(obs.ts) + 1
+    assert series.shape == (expected,)
+
+
+def _week_ends_in_days(dates):
+    """Independent reference: each week-start date + 7 days, in days since the first start."""
+    first = datetime.date.fromisoformat(dates[0])
+    return [(datetime.date.fromisoformat(d) + datetime.timedelta(days=7) - first).days
+            for d in dates]
+
+
+def test_observation_times_of_the_bundled_series():
+    zika = datasets.load_zika_yap()
+    weeks = zika.observation_times()
+    assert (weeks.t0, weeks.unit, weeks.origin) == (0.0, "week", "2007-02-18")
+    np.testing.assert_array_equal(weeks.ts, zika.t + 1.0)  # onset week k covers (k, k+1]
+    np.testing.assert_array_equal(weeks.counts, zika.counts)
+    days = zika.observation_times("day")
+    np.testing.assert_array_equal(days.ts, _week_ends_in_days(zika.dates))
+    assert days.t0 == 0.0
+    bombay = datasets.load_bombay_plague().observation_times()
+    np.testing.assert_array_equal(bombay.ts, np.arange(1.0, 32.0))  # week k ends at k
+    assert bombay.t0 == 0.0 and bombay.origin is None
+    boarding = datasets.load_boarding_school().observation_times()
+    np.testing.assert_array_equal(boarding.ts, np.arange(1.0, 15.0))  # prevalence at t
+    assert boarding.t0 == 0.0  # where the usual y0 holds
+    ebola = datasets.load_ebola_kikwit()
+    daily = ebola.observation_times()
+    assert ebola.dates[ebola.first_observed] == "1995-03-01"  # daily reporting from here
+    assert daily.t0 == (datetime.date(1995, 3, 1) - datetime.date(1995, 1, 6)).days
+    np.testing.assert_array_equal(daily.ts, ebola.t[ebola.first_observed:] + 1.0)
+    assert ebola.series["reporting"][ebola.first_observed:].all()
+    with pytest.raises(ValueError, match="unit"):
+        zika.observation_times("month")
+
+
+def test_interval_counts_labels_and_units():
+    counts = [0, 3, 5, 2]
+    starts = ["2007-02-18", "2007-02-25", "2007-03-04", "2007-03-11"]
+    ends = ["2007-02-24", "2007-03-03", "2007-03-10", "2007-03-17"]  # last day of each week
+    a = datasets.interval_counts(counts, dates=starts, label="start")
+    np.testing.assert_array_equal(a.ts, [7, 14, 21, 28])
+    assert a.t0 == 0.0 and a.origin == "2007-02-18" and a.unit == "day"
+    # The same weeks named by their end ("week ending" = the day after the last day).
+    after = [(datetime.date.fromisoformat(d) + datetime.timedelta(days=1)).isoformat()
+             for d in ends]
+    b = datasets.interval_counts(counts, dates=after, label="end")
+    np.testing.assert_array_equal(b.ts, a.ts)
+    assert (b.t0, b.origin) == (a.t0, a.origin)
+    w = datasets.interval_counts(counts, dates=np.array(starts, dtype="datetime64[D]"),
+                                 label="start", unit="week")
+    np.testing.assert_array_equal(w.ts, [1, 2, 3, 4])
+    # An explicit origin shifts every time by the same number of units.
+    o = datasets.interval_counts(counts, dates=starts, label="start", origin="2007-02-11")
+    np.testing.assert_array_equal(o.ts, a.ts + 7)
+    assert o.t0 == 7.0
+    # Numbered weeks: label "end" (week k ends at k) and "start" (week k starts at k).
+    e = datasets.interval_counts(counts, times=[1, 2, 3, 4], label="end", unit="week")
+    s = datasets.interval_counts(counts, times=[0, 1, 2, 3], label="start", unit="week")
+    np.testing.assert_array_equal(e.ts, s.ts)
+    assert e.t0 == s.t0 == 0.0
+    # A record of its own with a given width.
+    one = datasets.interval_counts([5], times=[3.0], label="start", width=2.0)
+    assert (one.t0, one.ts.tolist()) == (3.0, [5.0])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"times": [0, 1, 3], "label": "start"}, "not equally spaced"),
+    ({"times": [0, 1, 3], "label": "start", "width": 1.0}, "gap"),
+    ({"times": [0, 1, 1.5], "label": "start", "width": 1.0}, "overlap"),
+    ({"times": [0, 1, 2], "label": "middle"}, "label"),
+    ({"times": [0, 2, 1], "label": "end"}, "strictly increasing"),
+    ({"label": "end"}, "exactly one"),
+    ({"times": [0, 1, 2], "dates": ["2007-01-01"] * 3, "label": "end"}, "exactly one"),
+    ({"dates": ["2007-01-01", "2007-13-01", "2007-01-03"], "label": "end"}, r"dates\[1\]"),
+    ({"times": [0, 1, 2], "label": "end", "unit": "month"}, "unit"),
+    ({"times": [0, 1], "label": "end"}, "same non-zero length"),
+    ({"times": [0, 1, 2], "label": "end", "width": -1.0}, "width"),
+])
+def test_interval_counts_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        datasets.interval_counts([1, 2, 3], **kwargs)
+
+
+def test_interval_counts_bad_counts():
+    with pytest.raises(ValueError, match="missing count"):
+        datasets.interval_counts([1, float("nan"), 3], times=[0, 1, 2], label="end")
+    with pytest.raises(ValueError, match=">= 0"):
+        datasets.interval_counts([1, -1, 3], times=[0, 1, 2], label="end")
+    with pytest.raises(TypeError, match="counts"):
+        datasets.interval_counts(["a", "b"], times=[0, 1], label="end")
+    with pytest.raises(ValueError, match="One record"):
+        datasets.interval_counts([1], times=[0], label="end")
