@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from epinn.compartmental import R0, SIR, SIRVitalDynamics, solve
-from epinn.flows import Model, flow, infection, stratify
+from epinn import R0, SIR, Model, SIRVitalDynamics, flow, infection, solve, stratify
 from epinn.stochastic import (
     StochasticTrajectory,
     extinction_probability,
@@ -353,7 +352,10 @@ GOOD = dict(model=SIR(), params={"beta": 2.0, "gamma": 1.0, "N": 30.0}, y0=[29, 
     (dict(ts=[0.0]), ValueError, "ts"),
     (dict(method="tau_leap", dt=0.0), ValueError, "dt.*positive"),
     (dict(method="chain_binomial", dt=-1.0), ValueError, "dt.*positive"),
-    (dict(method="tau_leap"), ValueError, "dt.*required"),
+    (dict(method="chain_binomial"), ValueError, "dt.*required"),
+    (dict(method="tau_leap", dt=0.1, epsilon=0.03), ValueError, "epsilon"),
+    (dict(method="tau_leap", epsilon=1.5), ValueError, "epsilon.*0, 1"),
+    (dict(epsilon=0.03), ValueError, "epsilon"),
     (dict(dt=0.1), ValueError, "dt"),
     (dict(method="gillespie"), ValueError, "method"),
     (dict(max_events=0), ValueError, "max_events"),
@@ -412,7 +414,7 @@ def test_result_accessors(small_sir):
 
 def test_xoshiro128ss_matches_reference():
     """The per-event generator equals a plain-Python xoshiro128** (Blackman & Vigna)."""
-    from epinn.stochastic import _xoshiro128ss
+    from epinn.stochastic._random import _xoshiro128ss
 
     mask = 0xFFFFFFFF
 
@@ -440,7 +442,7 @@ def test_xoshiro128ss_matches_reference():
 def test_poisson_sampler(lam):
     """The tau-leap Poisson draws (inversion below 10, PTRS above), 4000 draws: chi-square
     goodness of fit against scipy's pmf on pooled bins, p > 1e-3."""
-    from epinn.stochastic import _poisson, _seed_streams
+    from epinn.stochastic._random import _poisson, _seed_streams
 
     n = 4000
     _, k = jax.jit(_poisson)(_seed_streams(jr.key(int(lam * 10)), (n,)), jnp.full((n,), lam))
@@ -461,7 +463,7 @@ def test_binomial_sampler(n, p):
     """The chain-binomial draws (inversion for n min(p, 1-p) <= 10, BTRS above), 4000 draws:
     exact for the degenerate cases, else chi-square goodness of fit on pooled bins,
     p > 1e-3."""
-    from epinn.stochastic import _binomial, _seed_streams
+    from epinn.stochastic._random import _binomial, _seed_streams
 
     m = 4000
     _, k = jax.jit(_binomial)(_seed_streams(jr.key(n), (m,)), jnp.full((m,), float(n)),
