@@ -81,6 +81,7 @@ to more curves but less precisely; a narrow one is precise but warns more often.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -101,6 +102,7 @@ from jax.sharding import Mesh
 from jaxtyping import Array, ArrayLike
 
 from . import compartmental as _compartmental
+from . import stochastic as _stochastic
 from .compartmental import SIR, CompartmentalModel, solve, solve_ensemble
 from .compartmental import R0 as _R0
 from .data import Standardizer
@@ -118,6 +120,7 @@ from ._checks import (
     _check_int,
     _check_positive,
     _check_verbose,
+    _did_you_mean,
     _show,
 )
 from .observation import NegativeBinomial, Poisson
@@ -141,13 +144,17 @@ __all__ = [
     "normalize_curve",
     "train_boarding_school_estimator",
     "BOARDING_SCHOOL_PRIOR",
+    "SIMULATORS",
 ]
 
 _PRIOR_NAMES = ("N", "R0", "gamma", "I0", "reporting", "noise")
+#: Prior names that are not parameters of the model (the observation and initial state).
+_OBSERVATION_NAMES = ("N", "I0", "reporting", "noise")
 _OBSERVE = ("prevalence", "incidence")
 _NOISE = ("negbin", "poisson", "none")
-#: Parameters whose estimates are checked against the prior box.
-_BOX = ("beta", "gamma", "R0")
+#: The simulators of :func:`simulate_training_set`: the ODE or a stochastic simulator of
+#: :func:`epinn.stochastic.simulate`.
+SIMULATORS = ("ode", "exact", "tau_leap", "chain_binomial")
 # Relative slack (of each training range's width) before a feature counts as outside.
 _FEATURE_SLACK = 0.05
 # estimate() warns when the Pearson misfit exceeds this many times the number of points.
@@ -163,6 +170,23 @@ class OutOfPriorWarning(UserWarning):
 # --------------------------------------------------------------------------------------
 
 
+def _check_range(value: Any, name: str) -> tuple[float, float]:
+    """A number or a pair ``(lo, hi)`` with ``0 < lo <= hi`` (finite), as two floats."""
+    try:
+        pair = (value, value) if np.ndim(value) == 0 else tuple(value)
+        if len(pair) != 2 or any(isinstance(v, (bool, np.bool_, str, bytes)) for v in pair):
+            raise ValueError
+        lo, hi = (_as_float(v, name) for v in pair)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Prior `{name}` must be a number or a pair (lo, hi) of numbers; got "
+            f"{_show(value)}."
+        ) from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+        raise ValueError(f"Prior `{name}` must satisfy 0 < lo <= hi (finite); got {value!r}.")
+    return lo, hi
+
+
 @dataclasses.dataclass(frozen=True)
 class Prior:
     r"""Independent log-uniform priors, one ``(lo, hi)`` range per quantity.
@@ -170,56 +194,89 @@ class Prior:
     A draw is :math:`\theta = \exp(u)`, :math:`u \sim \mathcal U(\log lo, \log hi)`. A
     single number, or a range with ``lo == hi``, fixes the value.
 
+    **Any parameter of any model.** ``params`` gives a range to any declared scalar
+    parameter of the model being simulated (``{"beta": (0.5, 3), "nu": (0.001, 0.05)}``
+    for your own :class:`~epinn.Model`); every parameter of the model must then have a
+    range here or a value in ``fixed`` (:func:`simulate_training_set` names any that has
+    neither, and any range for a name the model does not declare). ``R0`` is the
+    alternative to a range for ``beta``: the model's ``beta`` then follows from the drawn
+    :math:`R_0` (:math:`R_0` is proportional to :math:`\beta`; checked), which keeps every
+    curve an epidemic. Without ``params`` (the SIR-type set-up) the defaults
+    ``R0=(1.5, 8)`` and ``gamma=(0.2, 1)`` apply; with ``params`` only the ranges given are
+    drawn. ``gamma`` may be given either way.
+
     The box these ranges span is the estimator's domain of trust: see the module
     docstring.
 
     Attributes:
         N: population size (required; usually fixed, e.g. ``763``).
-        R0: basic reproduction number (``lo > 1``: every curve is an epidemic).
-        gamma: recovery rate (per time unit of ``ts``).
-        I0: initially infected people at ``t0`` (:math:`S_0 = N - I_0`).
+        R0: basic reproduction number (``lo > 1``: every curve is an epidemic); ``beta``
+            follows from it. ``None`` when not drawn.
+        gamma: recovery rate (per time unit of ``ts``); ``None`` when not drawn.
+        I0: initially infected people at ``t0``, in the seed compartment (``I`` by
+            default); the rest of ``N`` is susceptible.
         reporting: fraction of the true counts that is observed, in ``(0, 1]``.
         noise: coefficient of variation :math:`\nu` of the negative-binomial noise
             (:math:`\text{Var} = \mu + \nu^2\mu^2`); unused for Poisson or no noise.
+        params: ``{name: (lo, hi)}`` for the model's parameters (``gamma`` included when it
+            is drawn; ``R0`` is kept in its own attribute).
 
     Raises:
         ValueError: a range that is not one or two positive finite numbers with
-            ``lo <= hi``, ``R0`` not above 1, ``reporting`` above 1 or ``I0`` not below ``N``.
+            ``lo <= hi``, ``R0`` not above 1, ``reporting`` above 1, ``I0`` not below
+            ``N``, a name given twice (``gamma`` and ``params["gamma"]``, or ``R0`` and
+            ``beta``), or a ``params`` name that is an observation setting (``N``, ``I0``,
+            ``reporting``, ``noise``).
+        TypeError: ``params`` not a mapping of names.
 
     Examples:
         >>> p = Prior(N=1000, R0=(2.0, 4.0), I0=1)
         >>> p.R0, p.N, p.is_fixed("N"), p.is_fixed("R0")
         ((2.0, 4.0), (1000.0, 1000.0), True, False)
+        >>> q = Prior(N=763, I0=1, params={"beta": (0.5, 3.0), "gamma": (0.2, 1.0),
+        ...                                "nu": (0.005, 0.05)})
+        >>> q.R0, q.gamma, sorted(q.params)
+        (None, (0.2, 1.0), ['beta', 'gamma', 'nu'])
     """
 
     N: tuple[float, float]
-    R0: tuple[float, float] = (1.5, 8.0)
-    gamma: tuple[float, float] = (0.2, 1.0)
+    R0: tuple[float, float] | None = None
+    gamma: tuple[float, float] | None = None
     I0: tuple[float, float] = (0.5, 3.0)
     reporting: tuple[float, float] = (0.7, 1.0)
     noise: tuple[float, float] = (0.02, 0.5)
+    params: Mapping[str, Any] | None = None
 
     def __post_init__(self):
-        for name in _PRIOR_NAMES:
-            value = getattr(self, name)
-            try:
-                pair = (value, value) if np.ndim(value) == 0 else tuple(value)
-                if len(pair) != 2 or any(isinstance(v, (bool, np.bool_, str, bytes))
-                                         for v in pair):
-                    raise ValueError
-                lo, hi = (_as_float(v, name) for v in pair)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"Prior `{name}` must be a number or a pair (lo, hi) of numbers; got "
-                    f"{_show(value)}."
-                ) from None
-            if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
-                raise ValueError(
-                    f"Prior `{name}` must satisfy 0 < lo <= hi (finite); got {value!r}."
-                )
-            object.__setattr__(self, name, (lo, hi))
-        if self.R0[0] <= 1.0:
-            raise ValueError(f"Prior `R0` must lie above 1 (epidemics only); got {self.R0}.")
+        params = _check_prior_params(self.params)
+        if not params:  # the SIR-type set-up and its defaults
+            R0 = (1.5, 8.0) if self.R0 is None else self.R0
+            gamma = (0.2, 1.0) if self.gamma is None else self.gamma
+        else:
+            R0, gamma = self.R0, self.gamma
+            if "R0" in params:
+                if R0 is not None:
+                    raise ValueError("Prior `R0` is given twice (as `R0` and in `params`).")
+                R0 = params.pop("R0")
+            if gamma is not None and "gamma" in params:
+                raise ValueError("Prior `gamma` is given twice (as `gamma` and in `params`).")
+            gamma = params.pop("gamma", gamma)
+        if R0 is not None and "beta" in params:
+            raise ValueError(
+                "Prior `R0` and `params['beta']` both given: beta follows from R0 (give one)."
+            )
+        for name in ("N", "I0", "reporting", "noise"):
+            object.__setattr__(self, name, _check_range(getattr(self, name), name))
+        R0 = None if R0 is None else _check_range(R0, "R0")
+        gamma = None if gamma is None else _check_range(gamma, "gamma")
+        ranges = {k: _check_range(v, k) for k, v in sorted(params.items())}
+        if gamma is not None:
+            ranges = {"gamma": gamma, **ranges}
+        object.__setattr__(self, "R0", R0)
+        object.__setattr__(self, "gamma", gamma)
+        object.__setattr__(self, "params", ranges)
+        if R0 is not None and R0[0] <= 1.0:
+            raise ValueError(f"Prior `R0` must lie above 1 (epidemics only); got {R0}.")
         if self.reporting[1] > 1.0:
             raise ValueError(f"Prior `reporting` must lie in (0, 1]; got {self.reporting}.")
         if self.I0[1] >= self.N[0]:
@@ -227,17 +284,47 @@ class Prior:
                 f"Prior `I0` {self.I0} must stay below the population `N` {self.N}."
             )
 
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every quantity with a range: the observation settings, ``R0`` and ``params``."""
+        r0 = ("R0",) if self.R0 is not None else ()
+        return ("N", *r0, *self.params, "I0", "reporting", "noise")
+
+    def range(self, name: str) -> tuple[float, float]:
+        """The ``(lo, hi)`` range of ``name`` (an observation setting, ``R0`` or a param)."""
+        if name in self.params:
+            return self.params[name]
+        value = getattr(self, name, None) if name in _PRIOR_NAMES else None
+        if value is None:
+            raise KeyError(
+                f"The prior has no range for {name!r}{_did_you_mean(name, self.names)}; "
+                f"its names are {self.names}."
+            )
+        return value
+
     def is_fixed(self, name: str) -> bool:
         """Whether the range of ``name`` is a single value."""
-        lo, hi = getattr(self, name)
+        lo, hi = self.range(name)
         return lo == hi
 
-    def to_dict(self) -> dict[str, list[float]]:
-        """JSON-friendly ``{name: [lo, hi]}``."""
-        return {k: list(getattr(self, k)) for k in _PRIOR_NAMES}
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly ``{name: [lo, hi]}`` (the model's other ranges under ``"params"``)."""
+        d: dict[str, Any] = {"N": list(self.N)}
+        if self.R0 is not None:
+            d["R0"] = list(self.R0)
+        if self.gamma is not None:
+            d["gamma"] = list(self.gamma)
+        d.update({k: list(getattr(self, k)) for k in ("I0", "reporting", "noise")})
+        rest = {k: list(v) for k, v in self.params.items() if k != "gamma"}
+        if rest:
+            d["params"] = rest
+        return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Sequence[float]]) -> Prior:
+    def from_dict(cls, d: Mapping[str, Any]) -> Prior:
         """Inverse of :meth:`to_dict`.
 
         Raises:
@@ -246,9 +333,13 @@ class Prior:
         """
         if not isinstance(d, Mapping):
             raise TypeError(f"`d` must be a mapping {{name: [lo, hi]}}; got {_show(d)}.")
-        unknown = [k for k in d if k not in _PRIOR_NAMES]
+        valid = (*_PRIOR_NAMES, "params")
+        unknown = [k for k in d if k not in valid]
         if unknown:
-            raise ValueError(f"Unknown prior names {unknown}; valid names are {_PRIOR_NAMES}.")
+            raise ValueError(
+                f"Unknown prior names {unknown}; valid names are {valid} (ranges of other "
+                "model parameters go under 'params')."
+            )
         if "N" not in d:
             raise ValueError("The prior needs `N`, the population size.")
         return cls(**dict(d))
@@ -256,8 +347,32 @@ class Prior:
     def sample(self, key: jax.Array, n: int) -> dict[str, Array]:
         """``n`` independent log-uniform draws of every quantity, ``{name: (n,)}``."""
         key = _check_key(key)
-        ranges = {k: jnp.asarray(getattr(self, k)) for k in _PRIOR_NAMES}
-        return jax.jit(_draw, static_argnums=2)(key, ranges, _check_positive_int(n, "n"))
+        return jax.jit(_draw, static_argnums=2)(key, self._ranges(),
+                                                _check_positive_int(n, "n"))
+
+    def _ranges(self) -> dict[str, Array]:
+        """``{name: array([lo, hi])}`` for every name in :attr:`names`."""
+        return {k: jnp.asarray(self.range(k)) for k in self.names}
+
+
+def _check_prior_params(params: Any) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"Prior `params` must be a mapping {{name: (lo, hi)}}; got {_show(params)}."
+        )
+    out = {}
+    for k, v in params.items():
+        if not isinstance(k, str) or not k.isidentifier():
+            raise TypeError(f"Prior `params` names must be parameter names; got {k!r}.")
+        if k in _OBSERVATION_NAMES:
+            raise ValueError(
+                f"Prior `params[{k!r}]`: {k!r} is an observation setting; give it as "
+                f"`Prior({k}=...)`."
+            )
+        out[k] = v
+    return out
 
 
 #: Prior for boarding-school-like outbreaks: N = 763 boys, one infected at day 0 (the
@@ -309,34 +424,153 @@ def _check_ts(ts: Any, t0: float | None, observe: str) -> tuple[np.ndarray, floa
     return a, t0
 
 
-def _check_model(model: Any, fixed: Mapping[str, float] | None) -> dict[str, float]:
-    if not isinstance(model, CompartmentalModel):
-        raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {model!r}.")
-    if not {"beta", "gamma"} <= set(model.rate_names) or not {"S", "I"} <= set(
-        model.compartments
-    ):
-        raise ValueError(
-            f"`model` must have rates beta, gamma and compartments S, I; got "
-            f"{type(model).__name__} with {model.rate_names}, {model.compartments}."
-        )
+class _Spec(NamedTuple):
+    """How the prior's draws become one member of a model (resolved in plain Python).
+
+    Attributes:
+        drawn: the model's parameters drawn from ``prior.params``, in declared order.
+        derived: ``"beta"`` when it follows from a drawn :math:`R_0`, else ``None``.
+        fixed: ``((name, value), ...)``, the model's other parameters.
+        susceptible: the compartment infections come from (holds ``N - I0`` at ``t0``).
+        seed: the compartment that holds the ``I0`` initially infected.
+        observed: the compartment read by ``observe="prevalence"``.
+    """
+
+    rates: tuple[str, ...]
+    drawn: tuple[str, ...]
+    derived: str | None
+    fixed: tuple[tuple[str, float], ...]
+    susceptible: str
+    seed: str
+    observed: str
+
+    def rate_targets(self, prior: Prior) -> tuple[str, ...]:
+        """The estimated model parameters, in declared order: those drawn (and not fixed
+        by the prior) and the one derived from :math:`R_0`."""
+        return tuple(k for k in self.rates if k == self.derived
+                     or (k in self.drawn and not prior.is_fixed(k)))
+
+
+def _model_name(model: CompartmentalModel) -> str:
+    return getattr(model, "name", type(model).__name__)
+
+
+def _check_fixed(fixed: Any) -> dict[str, float]:
     if fixed is not None and not isinstance(fixed, Mapping):
         raise TypeError(f"`fixed` must be a mapping like {{'sigma': 0.5}}; got {_show(fixed)}.")
-    fixed = dict(fixed or {})
-    others = [k for k in model.rate_names if k not in ("beta", "gamma")]
-    missing = [k for k in others if k not in fixed]
-    unknown = [k for k in fixed if k not in others]
-    if missing or unknown:
-        raise ValueError(
-            f"`fixed` must give exactly the other rates {others} of {type(model).__name__}; "
-            f"missing {missing}, unknown {unknown}."
-        )
     out = {}
-    for k, v in fixed.items():
+    for k, v in dict(fixed or {}).items():
         x = _as_float(v, f"fixed[{k!r}]")
         if not (math.isfinite(x) and x >= 0):
             raise ValueError(f"`fixed[{k!r}]` must be a non-negative number; got {v!r}.")
         out[k] = x
     return out
+
+
+def _check_model(model: Any) -> CompartmentalModel:
+    """An unstratified model with scalar parameters whose infections leave one compartment."""
+    if not isinstance(model, CompartmentalModel):
+        raise TypeError(
+            f"`model` must be an epinn.Model (SIR(), or your own from epinn.flow / "
+            f"epinn.infection); got {_show(model)}."
+        )
+    name = _model_name(model)
+    if model.groups is not None:
+        raise ValueError(
+            f"`model` {name} is stratified (groups {model.groups}); the amortised estimator "
+            "reads one curve of an unstratified model."
+        )
+    arrays = [k for k, s in model.param_shapes.items() if k != "N" and s != ()]
+    if arrays:
+        raise ValueError(
+            f"`model` {name} declares array parameters {arrays}; the amortised estimator "
+            "takes scalar parameters only."
+        )
+    sources = sorted({f.source for f in model.flows if f.infection})
+    if len(sources) != 1:
+        raise ValueError(
+            f"`model` {name} must have infection flows (epinn.infection) out of exactly one "
+            f"compartment, the susceptibles; got sources {sources}."
+        )
+    return model
+
+
+def _resolve(model: Any, prior: Prior, fixed: Any, seed_compartment: Any,
+             observe: str) -> tuple[CompartmentalModel, _Spec]:
+    """Check that every parameter of ``model`` has one source (a prior range, a fixed
+    value, or ``R0`` for ``beta``) and where the initial infected sit; plain Python."""
+    model = _check_model(SIR() if model is None else model)
+    fixed = _check_fixed(fixed)
+    name, rates = _model_name(model), model.rate_names
+    for what, names in (("`prior.params`", list(prior.params)), ("`fixed`", list(fixed))):
+        unknown = [k for k in names if k not in rates]
+        if unknown:
+            k = unknown[0]
+            raise ValueError(
+                f"{what} names {k!r}, which is not a parameter of {name}"
+                f"{_did_you_mean(k, rates)}; its parameters are {rates}."
+            )
+    both = [k for k in prior.params if k in fixed]
+    if both:
+        raise ValueError(f"{both} have both a prior range and a value in `fixed`; give one.")
+    derived = None
+    if prior.R0 is not None:
+        if "beta" not in rates:
+            raise ValueError(
+                f"The prior draws `R0`, from which `beta` follows, but {name} has no "
+                f"parameter `beta` (its parameters are {rates}); give ranges in "
+                "`Prior(params=...)` instead."
+            )
+        if "beta" in fixed:
+            raise ValueError("`fixed['beta']` contradicts the prior's `R0` (beta follows "
+                             "from R0); give one.")
+        derived = "beta"
+    missing = [k for k in rates if k not in prior.params and k not in fixed and k != derived]
+    if missing:
+        raise ValueError(
+            f"The parameter(s) {missing} of {name} have neither a prior range nor a fixed "
+            f"value: give each a range in `Prior(params=...)` or a value in `fixed` (e.g. "
+            f"`fixed={{{missing[0]!r}: ...}}`)."
+        )
+    susceptible = next(f.source for f in model.flows if f.infection)
+    targets = [f.target for f in model.flows if f.infection]
+    default = "I" if "I" in model.compartments else targets[0]
+    seed = default if seed_compartment is None else seed_compartment
+    if seed not in model.compartments or seed == susceptible:
+        raise ValueError(
+            f"`seed_compartment` must be a compartment of {name} other than the "
+            f"susceptibles {susceptible!r}{_did_you_mean(str(seed), model.compartments)}; "
+            f"got {seed!r} (compartments {model.compartments})."
+        )
+    if observe == "prevalence" and "I" not in model.compartments:
+        raise ValueError(
+            f"`observe='prevalence'` reads the compartment I, which {name} does not have "
+            f"(compartments {model.compartments}); observe 'incidence'."
+        )
+    drawn = tuple(k for k in rates if k in prior.params)
+    spec = _Spec(rates, drawn, derived, tuple(sorted(fixed.items())), susceptible, seed, "I")
+    if derived and not _is_builtin(model):
+        _check_r0_proportional(model, prior, spec)
+    return model, spec
+
+
+def _is_builtin(model: CompartmentalModel) -> bool:
+    cls = type(model)
+    return cls is not CompartmentalModel and getattr(_compartmental, cls.__name__, None) is cls
+
+
+def _check_r0_proportional(model: CompartmentalModel, prior: Prior, spec: _Spec) -> None:
+    """``beta`` follows from ``R0`` only where :math:`R_0 \\propto \\beta` (any model of
+    frequency- or density-dependent transmission): checked at the prior's centre."""
+    mid = {k: math.sqrt(lo * hi) for k, (lo, hi) in prior.params.items()}
+    p = {**mid, **dict(spec.fixed), "N": math.sqrt(prior.N[0] * prior.N[1])}
+    r1, r2 = (float(_R0(model, {**p, "beta": b})) for b in (1.0, 2.0))
+    if not (math.isfinite(r1) and r1 > 0 and abs(r2 / r1 - 2.0) < 1e-4):
+        raise ValueError(
+            f"The prior draws `R0` and derives `beta`, but R0 of {_model_name(model)} is not "
+            f"proportional to beta (R0 = {r1:.4g} at beta = 1, {r2:.4g} at beta = 2): give "
+            "`beta` a range in `Prior(params=...)` instead."
+        )
 
 
 def _check_positive_int(value: Any, name: str) -> int:
@@ -345,12 +579,21 @@ def _check_positive_int(value: Any, name: str) -> int:
 
 
 def _draw(key, prior_arrays, n):
-    """Log-uniform draws from ``{name: (lo, hi)}`` arrays."""
-    keys = jr.split(key, len(_PRIOR_NAMES))
+    """Log-uniform draws from ``{name: (lo, hi)}`` arrays.
+
+    The six SIR-type names draw from ``jax.random.split(key, 6)`` in the order of
+    ``_PRIOR_NAMES`` (whichever of them the prior has); other names from
+    ``jax.random.split(fold_in(key, 6), k)`` in sorted order.
+    """
+    legacy = jr.split(key, len(_PRIOR_NAMES))
+    keys = {name: k for name, k in zip(_PRIOR_NAMES, legacy)}
+    extra = sorted(k for k in prior_arrays if k not in keys)
+    if extra:
+        keys.update(zip(extra, jr.split(jr.fold_in(key, len(_PRIOR_NAMES)), len(extra))))
     out = {}
-    for k, name in zip(keys, _PRIOR_NAMES):
+    for name in prior_arrays:
         lo, hi = prior_arrays[name]
-        u = jr.uniform(k, (n,), minval=jnp.log(lo), maxval=jnp.log(hi))
+        u = jr.uniform(keys[name], (n,), minval=jnp.log(lo), maxval=jnp.log(hi))
         out[name] = jnp.where(lo == hi, lo, jnp.exp(u))  # a fixed value stays exact
     return out
 
@@ -371,11 +614,10 @@ def _add_noise(key, mean, nu, noise):
     return model.sample(key, jnp.maximum(mean, 0.0)).astype(mean.dtype)
 
 
-def _beta_per_R0(model: CompartmentalModel, gamma: Array, fixed: Mapping[str, float]):
-    """:math:`\\beta / R_0`: :math:`R_0` is proportional to :math:`\\beta` in every model."""
-    one = jnp.ones_like(gamma)
-    unit = _R0(model, {"beta": one, "gamma": gamma, **fixed, "N": one})
-    return 1.0 / unit
+def _beta_per_R0(model: CompartmentalModel, rates: Mapping[str, Any], N: Array) -> Array:
+    """:math:`\\beta / R_0`, the inverse of :math:`R_0` at :math:`\\beta = 1`."""
+    one = jnp.ones_like(N)
+    return 1.0 / _R0(model, {**rates, "beta": one, "N": N})
 
 
 def simulate_training_set(
@@ -391,17 +633,35 @@ def simulate_training_set(
     noise: str = "negbin",
     block_size: int = 2048,
     mesh: Mesh | None | bool = None,
+    simulator: str = "ode",
+    dt: float | None = None,
+    seed_compartment: str | None = None,
 ) -> SimulatedSet:
     r"""Simulate ``n`` observed epidemic curves with parameters drawn from ``prior``.
 
-    See the module docstring for the generative model. The members are made in blocks of
-    ``block_size``: block ``b`` draws its parameters and noise from
-    ``jax.random.fold_in(key, b)`` and integrates all its members in one
-    :func:`~epinn.compartmental.solve_ensemble` call, inside one jit-compiled function;
-    the surplus members of the last block are dropped. So any ``n`` reuses one compilation
-    (compiling the solver and the samplers takes 10-20 s on 2 busy CPU cores; simulating
-    10 000 members then takes ~0.2 s), and the first ``n`` members do not depend on how
-    many more are drawn. The blocks' state shares one step size (the stacked method of
+    See the module docstring for the generative model. Every member draws the model's
+    parameters from ``prior`` (``beta`` from :math:`R_0` when the prior draws
+    :math:`R_0`), takes ``fixed`` for the others, and starts at ``t0`` with ``I0`` people
+    in the seed compartment and ``N - I0`` in the compartment infections come from.
+
+    ``simulator`` chooses the epidemic: ``"ode"`` (default) integrates the model's ODE,
+    the deterministic mean; ``"exact"``, ``"tau_leap"`` and ``"chain_binomial"`` run
+    :func:`epinn.stochastic.simulate` on the same definition (the stochastic epidemic of
+    the same flows, each flow an event), so the curves carry the demographic noise of
+    small outbreaks. Stochastic members start from whole numbers: ``N`` and ``I0`` are
+    rounded (``I0`` to at least 1) and the rounded values are returned in ``params``.
+    Members whose outbreak fizzles out (a few cases, then none) are **kept**: they are
+    what a small population produces, and an estimator trained on them learns that such
+    curves say little about the parameters. Observation noise (``noise``) is drawn on top
+    of the stochastic counts as on top of the ODE curve.
+
+    The members are made in blocks of ``block_size``: block ``b`` draws its parameters,
+    its epidemics and its noise from ``jax.random.fold_in(key, b)`` and simulates all its
+    members in one :func:`~epinn.compartmental.solve_ensemble` (or
+    :func:`~epinn.stochastic.simulate`) call, inside one jit-compiled function; the
+    surplus members of the last block are dropped. So any ``n`` reuses one compilation,
+    and the first ``n`` members do not depend on how many more are drawn. The blocks'
+    ODE state shares one step size (the stacked method of
     :func:`~epinn.compartmental.solve_ensemble`, error controlled for every member).
 
     Args:
@@ -409,9 +669,10 @@ def simulate_training_set(
         n: number of curves.
         ts: observation times (strictly increasing).
         prior: the :class:`Prior`.
-        model: a model with rates ``beta``, ``gamma`` and compartments ``S``, ``I``;
-            default ``SIR()``.
-        fixed: values of the model's other rates (e.g. ``{"sigma": 0.5}`` for SEIR).
+        model: any unstratified :class:`~epinn.Model` with scalar parameters whose
+            infections leave one compartment; default ``SIR()``.
+        fixed: values of the model's parameters that the prior does not draw (e.g.
+            ``{"sigma": 0.5}`` for SEIR).
         t0: time of the initial state; default one grid step before ``ts[0]``.
         observe: ``"prevalence"`` (:math:`\rho I(t_i)`) or ``"incidence"`` (:math:`\rho
             \times` new infections in :math:`(t_{i-1}, t_i]`, with :math:`t_{-1} = t_0`).
@@ -421,17 +682,29 @@ def simulate_training_set(
             ``jax.sharding.Mesh``, ``None`` (default) for all devices, ``False`` for the
             default device only. With ``d`` devices, blocks ``r d, ..., r d + d - 1`` run
             at once, one per device; the set does not depend on ``d``.
+        simulator: ``"ode"``, ``"exact"``, ``"tau_leap"`` or ``"chain_binomial"``.
+        dt: the step of ``"tau_leap"`` and ``"chain_binomial"`` (default a tenth of the
+            shortest interval of ``[t0, *ts]``); must be ``None`` otherwise.
+        seed_compartment: the compartment of the ``I0`` initially infected (default
+            ``"I"``, or the target of the model's first infection flow).
 
     Returns:
-        :class:`SimulatedSet` ``(curves (n, T), params, mean (n, T))``.
+        :class:`SimulatedSet` ``(curves (n, T), params, mean (n, T))``; ``params`` holds
+        the drawn and derived parameters, ``R0`` (drawn, or from the next-generation
+        matrix), ``I0``, ``N``, ``reporting`` and ``noise``.
 
     Raises:
-        ValueError: bad ``n``, ``ts``, ``t0``, ``observe`` (the closest valid name is
-            suggested), ``noise``, ``fixed`` or ``block_size``; every check runs before
-            anything compiles.
+        ValueError: bad ``n``, ``ts``, ``t0``, ``observe``, ``noise``, ``simulator``
+            (the closest valid name is suggested), ``dt``, ``fixed`` or ``block_size``; a
+            model parameter with neither a prior range nor a fixed value, or a range or
+            fixed value for a name the model does not declare (the closest is
+            suggested); every check runs before anything compiles.
         TypeError: a ``key`` that is not one ``jax.random`` key, ``prior`` not a
             :class:`Prior`, or an argument of the wrong kind (``n=2.0``, ``ts`` as
             strings, ``mesh`` not a mesh).
+
+    Warns:
+        UserWarning: stochastic members stopped at the event cap of the exact simulator.
 
     Examples:
         >>> import jax.random as jr, numpy as np
@@ -439,41 +712,63 @@ def simulate_training_set(
         ...                             prior=Prior(N=763, I0=1))
         >>> sim.curves.shape, sorted(sim.params)
         ((3, 14), ['I0', 'N', 'R0', 'beta', 'gamma', 'noise', 'reporting'])
+        >>> st = simulate_training_set(jr.PRNGKey(0), 3, np.arange(1.0, 15.0),
+        ...                            prior=Prior(N=763, I0=1), simulator="exact")
+        >>> st.curves.shape
+        (3, 14)
     """
     key = _check_key(key)
     n = _check_positive_int(n, "n")
     block_size = _check_positive_int(block_size, "block_size")
-    model, fixed, ts_np, t0 = _check_simulation(ts, prior, model, fixed, t0, observe, noise)
+    model, spec, ts_np, t0, simulator, dt = _check_simulation(
+        ts, prior, model, fixed, t0, observe, noise, simulator, dt, seed_compartment)
     mesh = resolve_mesh(mesh)
     grid = jnp.asarray(np.concatenate([[t0], ts_np]) if t0 < ts_np[0] else ts_np)
-    ranges = {k: jnp.asarray(getattr(prior, k)) for k in _PRIOR_NAMES}
-    sim = _SimulateBlocks(model, tuple(sorted(fixed.items())), observe, noise, block_size,
-                          ts_np.size)
+    sim = _SimulateBlocks(model, spec, observe, noise, block_size, ts_np.size, simulator, dt)
     d = 1 if mesh is None else mesh.size
     n_blocks = -(-n // block_size)
     # One round = one block per device: the same compiled call whatever n is.
     rounds = [
         shard_map_batch(sim, jnp.stack([jr.fold_in(key, b) for b in range(r, r + d)]),
-                        mesh=mesh, shared=(ranges, grid))
+                        mesh=mesh, shared=(prior._ranges(), grid))
         for r in range(0, n_blocks, d)
     ]
-    curves, params, mean = jax.tree_util.tree_map(
+    curves, params, mean, capped = jax.tree_util.tree_map(
         lambda *a: jnp.concatenate(a, axis=0).reshape(-1, *a[0].shape[2:])[:n], *rounds
     )
+    n_capped = int(np.sum(np.asarray(capped)))
+    if n_capped:
+        warnings.warn(
+            f"{n_capped} of {n} stochastic members stopped at the exact simulator's event "
+            f"cap ({_MAX_EVENTS} events); their curves are frozen from then on.",
+            UserWarning, stacklevel=2,
+        )
     return SimulatedSet(curves=curves, params=params, mean=mean)
 
 
-def _check_simulation(ts, prior, model, fixed, t0, observe, noise):
+_MAX_EVENTS = 1_000_000
+
+
+def _check_simulation(ts, prior, model, fixed, t0, observe, noise, simulator="ode", dt=None,
+                      seed_compartment=None):
     """The checks of :func:`simulate_training_set`'s settings, in plain Python; returns
-    ``model`` (default ``SIR()``), ``fixed`` as floats, ``ts`` as a NumPy array and ``t0``."""
+    ``model`` (default ``SIR()``), its :class:`_Spec`, ``ts`` as a NumPy array, ``t0``,
+    ``simulator`` and the step ``dt`` of the approximate stochastic simulators."""
     if not isinstance(prior, Prior):
         raise TypeError(f"`prior` must be a Prior; got {type(prior).__name__}.")
-    model = SIR() if model is None else model
-    fixed = _check_model(model, fixed)
     _check_choice(observe, "observe", _OBSERVE)
     _check_choice(noise, "noise", _NOISE)
+    simulator = _check_choice(simulator, "simulator", SIMULATORS)
+    model, spec = _resolve(model, prior, fixed, seed_compartment, observe)
     ts_np, t0 = _check_ts(ts, t0, observe)
-    return model, fixed, ts_np, t0
+    if simulator in ("ode", "exact"):
+        if dt is not None:
+            raise ValueError(f"`dt` is the step of 'tau_leap' and 'chain_binomial'; "
+                             f"simulator={simulator!r} takes none (leave dt=None).")
+    else:
+        grid = np.concatenate([[t0], ts_np]) if t0 < ts_np[0] else ts_np
+        dt = float(np.min(np.diff(grid))) / 10.0 if dt is None else _check_positive(dt, "dt")
+    return model, spec, ts_np, t0, simulator, dt
 
 
 def _check_finite_simulation(sim: SimulatedSet, prior: Prior) -> None:
@@ -489,45 +784,80 @@ def _check_finite_simulation(sim: SimulatedSet, prior: Prior) -> None:
 
 
 class _SimulateBlocks(eqx.Module):
-    """Blocks of ``size`` members, one per key: prior draws, ``solve_ensemble``, noise.
+    """Blocks of ``size`` members, one per key: prior draws, simulation, noise.
 
     A module with static settings, so one compilation serves every call with them.
     """
 
     model: CompartmentalModel
-    fixed: tuple = eqx.field(static=True)
+    spec: _Spec = eqx.field(static=True)
     observe: str = eqx.field(static=True)
     noise: str = eqx.field(static=True)
     size: int = eqx.field(static=True)
     T: int = eqx.field(static=True)
+    simulator: str = eqx.field(static=True, default="ode")
+    dt: float | None = eqx.field(static=True, default=None)
 
     def __call__(self, keys, shared):
         ranges, grid = shared
-        return jax.lax.map(
-            lambda k: _simulate_block(k, ranges, grid, self.model, self.fixed, self.observe,
-                                      self.noise, self.size, self.T), keys)
+        return jax.lax.map(lambda k: _simulate_block(k, ranges, grid, self), keys)
 
 
-def _simulate_block(key, ranges, grid, model, fixed, observe, noise, size, T):
-    """One block of ``size`` members: prior draws, one ``solve_ensemble``, noise."""
-    k_prior, k_noise = jr.split(key)
-    fixed = dict(fixed)
-    p = _draw(k_prior, ranges, size)
-    p["beta"] = p["R0"] * _beta_per_R0(model, p["gamma"], fixed)
-    y0 = jnp.zeros((size, len(model.compartments)), grid.dtype)
-    y0 = y0.at[:, model.compartments.index("I")].set(p["I0"])
-    y0 = y0.at[:, model.compartments.index("S")].set(p["N"] - p["I0"])
-    rates = {"beta": p["beta"], "gamma": p["gamma"], **fixed, "N": p["N"]}
-    traj = solve_ensemble(model, rates, y0, grid, chunk_size=size, sort_members=False,
-                          mesh=False)
-    if observe == "prevalence":
-        true = traj["I"]
+def _member_parameters(p: dict, model: CompartmentalModel, spec: _Spec) -> dict[str, Any]:
+    """The model's parameters of every member (``N`` included); adds ``beta`` (from R0)
+    or ``R0`` (from the next-generation matrix) to the draws ``p``."""
+    rates: dict[str, Any] = {k: p[k] for k in spec.drawn}
+    rates.update(dict(spec.fixed))
+    if spec.derived:
+        p[spec.derived] = p["R0"] * _beta_per_R0(model, rates, p["N"])
+        rates[spec.derived] = p[spec.derived]
     else:
-        true = jnp.diff(traj.cumulative_infections, axis=-1, prepend=0.0)
-    mean = p["reporting"][:, None] * true[:, -T:]
+        p["R0"] = _R0(model, {**rates, "N": p["N"]})
+    return {**rates, "N": p["N"]}
+
+
+def _simulate_block(key, ranges, grid, s: _SimulateBlocks):
+    """One block of ``s.size`` members: prior draws, one ensemble simulation, noise."""
+    k_prior, k_noise = jr.split(key)
+    model, spec, size = s.model, s.spec, s.size
+    p = _draw(k_prior, ranges, size)
+    stochastic = s.simulator != "ode"
+    if stochastic:  # whole people
+        p["N"] = jnp.round(p["N"])
+        p["I0"] = jnp.clip(jnp.round(p["I0"]), 1.0, p["N"] - 1.0)
+    rates = _member_parameters(p, model, spec)
+    y0 = jnp.zeros((size, len(model.compartments)), grid.dtype)
+    y0 = y0.at[:, model.compartments.index(spec.seed)].set(p["I0"])
+    y0 = y0.at[:, model.compartments.index(spec.susceptible)].set(p["N"] - p["I0"])
+    if stochastic:
+        true, capped = _stochastic_curves(jr.fold_in(key, 2), model, spec, rates, y0, grid, s)
+    else:
+        traj = solve_ensemble(model, rates, y0, grid, chunk_size=size, sort_members=False,
+                              mesh=False)
+        if s.observe == "prevalence":
+            true = traj[spec.observed]
+        else:
+            true = jnp.diff(traj.cumulative_infections, axis=-1, prepend=0.0)
+        capped = jnp.zeros((size,), bool)
+    mean = p["reporting"][:, None] * true[:, -s.T:]
     # No more people can be observed than there are: NB draws above N are capped.
-    counts = jnp.minimum(_add_noise(k_noise, mean, p["noise"], noise), p["N"][:, None])
-    return counts, p, mean
+    counts = jnp.minimum(_add_noise(k_noise, mean, p["noise"], s.noise), p["N"][:, None])
+    return counts, p, mean, capped
+
+
+def _stochastic_curves(key, model, spec, rates, y0, grid, s: _SimulateBlocks):
+    """Prevalence or incidence of :func:`epinn.stochastic.simulate` runs, ``(size, T+1)``."""
+    sim = _stochastic.simulate(
+        model, rates, y0.astype(jnp.int32), grid, key=key, method=s.simulator, n=s.size,
+        dt=s.dt, max_events=_MAX_EVENTS,
+    )
+    if s.observe == "prevalence":
+        true = sim.ys[:, :, model.compartments.index(spec.observed)]
+    else:
+        infections = np.flatnonzero([f.infection for f in model.flows])
+        cumulative = jnp.sum(sim.counts[:, :, infections], axis=-1)
+        true = jnp.diff(cumulative, axis=-1, prepend=0)
+    return true.astype(grid.dtype), sim.capped
 
 
 # --------------------------------------------------------------------------------------
@@ -580,7 +910,7 @@ def _z(level: float) -> float:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class NeuralEstimator:
-    r"""A trained amortised estimator of :math:`(\beta, \gamma, R_0)` from one curve.
+    r"""A trained amortised estimator of a model's parameters (and :math:`R_0`) from one curve.
 
     Build one with :meth:`train`; use it with :meth:`predict` (many curves),
     :meth:`estimate` (one outbreak, as a :class:`~epinn.FitResult`) and :meth:`evaluate`
@@ -592,8 +922,9 @@ class NeuralEstimator:
         ts: the observation grid it reads (curves must be on exactly this grid).
         t0: time of the simulated initial state.
         prior: the training :class:`Prior`.
-        model: the compartmental model of the simulations.
-        fixed: the model's other (fixed) rates.
+        model: the compartmental model of the simulations (any :class:`~epinn.Model`
+            that :func:`simulate_training_set` takes).
+        fixed: the model's other (fixed) parameters.
         observe: ``"prevalence"`` or ``"incidence"``.
         noise: the training noise model.
         hidden: hidden layer sizes of the MLP.
@@ -602,9 +933,14 @@ class NeuralEstimator:
         net_params: the MLP's parameters.
         x_scaler, y_scaler: :class:`~epinn.Standardizer` of the features and log-targets.
         feature_range: ``(lo, hi)`` of every feature over the training curves.
-        log_range: ``(lo, hi)`` of the log of ``beta``, ``gamma``, ``R0`` in training.
+        log_range: ``(lo, hi)`` of the log of each estimated model parameter and of
+            ``R0`` (:attr:`box`) in training.
         peak_range: ``(first, last)`` index of the peak over the training curves.
         history: the :class:`~epinn.History` of the training run (``None`` if unknown).
+        simulator: the simulator of the training set (``"ode"`` or a stochastic one, see
+            :func:`simulate_training_set`).
+        dt: the step of an approximate stochastic simulator (else ``None``).
+        seed_compartment: the compartment of the initially infected (``None``: default).
 
     Examples:
         Training takes about a minute (mostly compilation), so this is not run here:
@@ -634,8 +970,21 @@ class NeuralEstimator:
     log_range: tuple[Array, Array]
     peak_range: tuple[int, int]
     history: History | None = None
+    simulator: str = "ode"
+    dt: float | None = None
+    seed_compartment: str | None = None
 
     # ---- construction ----------------------------------------------------------------
+
+    @functools.cached_property
+    def _spec(self) -> _Spec:
+        return _resolve(self.model, self.prior, self.fixed, self.seed_compartment,
+                        self.observe)[1]
+
+    @property
+    def box(self) -> tuple[str, ...]:
+        """The estimated model parameters and ``R0``: checked against the prior box."""
+        return tuple(k for k in self.targets if k not in ("I0", "reporting"))
 
     @property
     def network(self) -> MLP:
@@ -654,6 +1003,9 @@ class NeuralEstimator:
         t0: float | None = None,
         observe: str = "prevalence",
         noise: str = "negbin",
+        simulator: str = "ode",
+        dt: float | None = None,
+        seed_compartment: str | None = None,
         n_train: int = 20000,
         n_val: int = 2000,
         hidden: Sequence[int] = (128, 128),
@@ -672,6 +1024,9 @@ class NeuralEstimator:
         Args:
             key: PRNG key; the same key gives the same estimator.
             ts, prior, model, fixed, t0, observe, noise: as :func:`simulate_training_set`.
+            simulator, dt, seed_compartment: as :func:`simulate_training_set`; e.g.
+                ``simulator="exact"`` trains on stochastic epidemics (fizzled outbreaks
+                included) instead of ODE curves.
             n_train: training curves; ``n_val``: validation curves (early stopping).
             hidden: hidden layer sizes; ``activation``: their activation (a name).
             epochs: maximum epochs; ``batch_size`` (at most ``n_train``),
@@ -693,7 +1048,9 @@ class NeuralEstimator:
         """
         # Every argument is checked here, in plain Python, before the simulation compiles.
         key = _check_key(key)
-        model, fixed, ts_np, t0 = _check_simulation(ts, prior, model, fixed, t0, observe, noise)
+        model, spec, ts_np, t0, simulator, dt = _check_simulation(
+            ts, prior, model, fixed, t0, observe, noise, simulator, dt, seed_compartment)
+        fixed = dict(spec.fixed)
         n_train = _check_positive_int(n_train, "n_train")
         n_val = _check_positive_int(n_val, "n_val")
         if n_train + n_val > _MAX_INT:
@@ -716,12 +1073,12 @@ class NeuralEstimator:
         k_sim, k_init, k_fit = jr.split(key, 3)
         sim = simulate_training_set(
             k_sim, n_train + n_val, ts_np, prior=prior, model=model, fixed=fixed, t0=t0,
-            observe=observe, noise=noise,
+            observe=observe, noise=noise, simulator=simulator, dt=dt,
+            seed_compartment=seed_compartment,
         )
         _check_finite_simulation(sim, prior)
-        targets = ("beta", "gamma", "R0") + tuple(
-            k for k in ("I0", "reporting") if not prior.is_fixed(k)
-        )
+        box = (*spec.rate_targets(prior), "R0")
+        targets = box + tuple(k for k in ("I0", "reporting") if not prior.is_fixed(k))
         x = normalize_curve(sim.curves, sim.params["N"])
         y = sim.log_params(targets)
         x_scaler = Standardizer.fit(x[:n_train])
@@ -749,7 +1106,7 @@ class NeuralEstimator:
                 epoch=at + 1,
                 history=history,
             )
-        logs = sim.log_params(_BOX)[:n_train]
+        logs = sim.log_params(box)[:n_train]
         peaks = np.asarray(jnp.argmax(sim.curves[:n_train], axis=-1))
         return cls(
             ts=tuple(float(t) for t in ts_np),
@@ -769,6 +1126,9 @@ class NeuralEstimator:
             log_range=(jnp.min(logs, 0), jnp.max(logs, 0)),
             peak_range=(int(peaks.min()), int(peaks.max())),
             history=history,
+            simulator=simulator,
+            dt=dt,
+            seed_compartment=seed_compartment,
         )
 
     # ---- prediction ------------------------------------------------------------------
@@ -875,7 +1235,8 @@ class NeuralEstimator:
         pop = np.asarray(population)
         n_lo, n_hi = self.prior.N
         llo, lhi = (np.asarray(a) for a in self.log_range)
-        idx = [self.targets.index(k) for k in _BOX]
+        box = self.box
+        idx = [self.targets.index(k) for k in box]
         est = np.asarray(mu)[:, idx]
         margin = 0.02 * (lhi - llo)
         reasons: list[list[str]] = []
@@ -894,7 +1255,7 @@ class NeuralEstimator:
             if not a <= peaks[i] <= b:
                 r.append(f"peak at t={self.ts[peaks[i]]:g} outside the training peaks "
                          f"t in [{self.ts[a]:g}, {self.ts[b]:g}]")
-            for j, k in enumerate(_BOX):
+            for j, k in enumerate(box):
                 if not llo[j] - margin[j] <= est[i, j] <= lhi[j] + margin[j]:
                     r.append(f"estimate {k}={math.exp(est[i, j]):.3g} outside the prior box "
                              f"[{math.exp(llo[j]):.3g}, {math.exp(lhi[j]):.3g}]")
@@ -940,7 +1301,10 @@ class NeuralEstimator:
         :func:`train_boarding_school_estimator`, 4000 held-out simulations gave at most
         :math:`2.0T` (99th percentile :math:`1.1T`), while curves no SIR outbreak produces
         gave :math:`19T` (flat), :math:`40T` (two peaks) and :math:`4.2T` (a step). A
-        misshapen curve can still pass; look at ``fitted`` against the data.
+        misshapen curve can still pass; look at ``fitted`` against the data. The fitted
+        curve is the model's ODE at the estimate, also for an estimator trained on
+        stochastic simulations (whose small outbreaks scatter around the ODE more than the
+        observation noise alone: the check is then a looser guide).
 
         Args:
             ts: observation times; must equal the estimator's ``ts``.
@@ -950,10 +1314,13 @@ class NeuralEstimator:
 
         Returns:
             A :class:`~epinn.FitResult` with ``method="neural_estimator"``, ``params``
-            (``beta``, ``gamma``, fixed rates, ``N``, ``reporting``), ``y0``, ``R0`` (from
-            the :math:`\log R_0` head), ``intervals`` and ``stderr`` (delta method,
-            :math:`x\,\sigma_{\log x}`) for every target, and ``extras`` with the log-scale
-            means and standard deviations, ``beta / gamma`` and the out-of-prior reasons.
+            (every model parameter: estimated, fixed by the prior or by ``fixed``; ``N``,
+            ``reporting``), ``y0``, ``R0`` (from the :math:`\log R_0` head), ``intervals``
+            and ``stderr`` (delta method, :math:`x\,\sigma_{\log x}`) for every target,
+            and ``extras`` with the log-scale means and standard deviations, ``beta /
+            gamma`` (when the model has both), ``R0_at_estimate`` (the next-generation
+            :math:`R_0` at the point estimates, which agrees with the head's ``R0`` up to
+            the network's approximation error) and the out-of-prior reasons.
 
         Raises:
             ValueError: ``ts`` not the estimator's grid, ``counts`` of the wrong length or
@@ -975,11 +1342,14 @@ class NeuralEstimator:
         N = float(pop[0])
         I0 = val.get("I0", self.prior.I0[0])
         reporting = val.get("reporting", self.prior.reporting[0])
-        params = {"beta": val["beta"], "gamma": val["gamma"], **self.fixed, "N": N,
-                  "reporting": reporting}
+        spec = self._spec
+        params = {k: val[k] if k in val else self.fixed.get(k, self.prior.params.get(k, (0,))[0])
+                  for k in self.model.rate_names}
+        params.update(N=N, reporting=reporting)
         y0 = {c: 0.0 for c in self.model.compartments}
-        y0.update(S=N - I0, I=I0)
+        y0.update({spec.susceptible: N - I0, spec.seed: I0})
         fitted, traj = self._fitted(params, y0)
+        r0_at = float(_R0(self.model, {k: params[k] for k in (*self.model.rate_names, "N")}))
         obs = np.asarray(curves[0])
         x2 = self._misfit(obs, fitted)
         if x2 > _MISFIT_FACTOR * obs.size:
@@ -989,7 +1359,9 @@ class NeuralEstimator:
                 "like this curve"
             )
         self._warn([reasons])
-        free = ("beta", "gamma") + tuple(k for k in ("I0", "reporting") if k in self.targets)
+        free = tuple(k for k in self.targets if k != "R0")
+        ratio = {"beta_over_gamma": val["beta"] / val["gamma"]} if {"beta", "gamma"} <= set(
+            val) else {}
         return FitResult(
             params=params,
             y0=y0,
@@ -1009,7 +1381,8 @@ class NeuralEstimator:
                 "level": level,
                 "log_mean": {k: float(v["log_mean"][0]) for k, v in s.items()},
                 "log_sd": {k: float(v["log_sd"][0]) for k, v in s.items()},
-                "beta_over_gamma": val["beta"] / val["gamma"],
+                **ratio,
+                "R0_at_estimate": r0_at,
                 "misfit_X2": x2,
                 "out_of_prior": reasons,
             },
@@ -1038,8 +1411,12 @@ class NeuralEstimator:
 
     # ---- held-out evaluation ---------------------------------------------------------
 
-    def evaluate(self, key: jax.Array, n: int = 2000, *, level: float = 0.9) -> dict[str, Any]:
+    def evaluate(self, key: jax.Array, n: int = 2000, *, level: float = 0.9,
+                 simulator: str | None = None, dt: float | None = None) -> dict[str, Any]:
         r"""Accuracy and interval coverage on ``n`` fresh simulations from the prior.
+
+        The held-out curves come from the estimator's own simulator, or from ``simulator``
+        (e.g. ``"exact"``: how an ODE-trained estimator fares on stochastic outbreaks).
 
         For each target :math:`\theta`: relative errors :math:`|\hat\theta - \theta| /
         \theta` (median and mean) and the coverage, the fraction of the ``level`` intervals
@@ -1050,9 +1427,13 @@ class NeuralEstimator:
             key: PRNG key for the held-out set (use one not used in training).
             n: number of held-out curves.
             level: interval probability.
+            simulator: the held-out simulator (default the estimator's ``simulator``).
+            dt: its step for ``"tau_leap"`` / ``"chain_binomial"`` (default the
+                estimator's when the simulator is its own, else as
+                :func:`simulate_training_set`).
 
         Returns:
-            A dict with ``"n"``, ``"level"``; ``"median_relative_error"``,
+            A dict with ``"n"``, ``"level"``, ``"simulator"``; ``"median_relative_error"``,
             ``"mean_relative_error"`` and ``"coverage"``, each ``{name: float}``;
             ``"truth"``, ``{name: (n,) array}``; and ``"estimates"``, the dict of
             :meth:`predict`.
@@ -1065,14 +1446,18 @@ class NeuralEstimator:
         key = _check_key(key)
         n = _check_positive_int(n, "n")
         _z(level)
+        if simulator is None:
+            simulator, dt = self.simulator, self.dt if dt is None else dt
         sim = simulate_training_set(
             key, n, self.ts, prior=self.prior, model=self.model, fixed=self.fixed,
-            t0=self.t0, observe=self.observe, noise=self.noise,
+            t0=self.t0, observe=self.observe, noise=self.noise, simulator=simulator, dt=dt,
+            seed_compartment=self.seed_compartment,
         )
         mu, sd = self._log_posterior(sim.curves, sim.params["N"])
         est = self._summarise(mu, sd, level)
         truth = {k: np.asarray(sim.params[k]) for k in self.targets}
-        out: dict[str, Any] = {"n": n, "level": level, "median_relative_error": {},
+        out: dict[str, Any] = {"n": n, "level": level, "simulator": simulator,
+                               "median_relative_error": {},
                                "mean_relative_error": {}, "coverage": {}}
         for k in self.targets:
             rel = np.abs(est[k]["mean"] - truth[k]) / truth[k]
@@ -1094,6 +1479,7 @@ class NeuralEstimator:
             "t0": self.t0,
             "prior": self.prior.to_dict(),
             "model": type(self.model).__name__,
+            "model_definition": _definition(self.model),
             "fixed": dict(self.fixed),
             "observe": self.observe,
             "noise": self.noise,
@@ -1102,6 +1488,9 @@ class NeuralEstimator:
             "targets": list(self.targets),
             "peak_range": list(self.peak_range),
             "dtype": str(jnp.asarray(self.x_scaler.mean).dtype),
+            "simulator": self.simulator,
+            "dt": self.dt,
+            "seed_compartment": self.seed_compartment,
         }
 
     def _arrays(self) -> dict[str, Any]:
@@ -1139,18 +1528,27 @@ class NeuralEstimator:
             ) from err
 
     @classmethod
-    def load(cls, path: str | Path) -> NeuralEstimator:
+    def load(cls, path: str | Path, *, model: CompartmentalModel | None = None
+             ) -> NeuralEstimator:
         """Load an estimator written by :meth:`save`.
 
         The arrays are checked against the SHA-256 digest in the sidecar (written by
         :meth:`save`), so a damaged file is refused rather than loaded with altered weights.
+        A built-in model is restored by name; a model of your own (its rate functions are
+        code, not data) must be passed as ``model``, and must match the saved definition
+        (name, compartments, parameters and flows).
+
+        Args:
+            path: the checkpoint written by :meth:`save`.
+            model: the model the estimator was trained on, when it is not a built-in.
 
         Raises:
             TypeError: ``path`` is not a ``str`` or path-like.
             FileNotFoundError: no checkpoint or sidecar at ``path``.
             ValueError: ``path`` is a directory, the files are not a saved
                 :class:`NeuralEstimator`, or they are damaged (unreadable JSON or msgpack,
-                missing or malformed settings, arrays that do not match their digest).
+                missing or malformed settings, arrays that do not match their digest); a
+                custom model not passed, or a ``model`` that differs from the saved one.
         """
         path = _check_path(path)
         sidecar = path.with_name(path.name + ".json")
@@ -1168,8 +1566,9 @@ class NeuralEstimator:
         cfg = (meta.get("config") if isinstance(meta, dict) else None) or {}
         if not isinstance(cfg, dict) or cfg.get("kind") != "epinn.NeuralEstimator":
             raise ValueError(f"`path` {str(path)!r} is not a saved NeuralEstimator.")
+        _check_saved_model(cfg, model)
         try:
-            settings, template = _settings_from_config(cfg)
+            settings, template = _settings_from_config(cfg, model)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(
                 f"The sidecar {str(sidecar)!r} of `path` holds a damaged estimator "
@@ -1216,12 +1615,53 @@ def _digest(arrays: Any) -> str:
     return h.hexdigest()
 
 
-def _settings_from_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _definition(model: CompartmentalModel) -> dict[str, Any]:
+    """What identifies a model in a saved estimator (its rate functions are code)."""
+    return {
+        "name": _model_name(model),
+        "compartments": list(model.compartments),
+        "params": list(model.rate_names),
+        "flows": [[f.source, f.target, f.name, bool(f.infection)] for f in model.flows],
+    }
+
+
+def _builtin_class(name: Any) -> type | None:
+    cls = getattr(_compartmental, name, None) if isinstance(name, str) else None
+    ok = isinstance(cls, type) and issubclass(cls, CompartmentalModel) and cls is not \
+        CompartmentalModel
+    return cls if ok else None
+
+
+def _check_saved_model(cfg: dict[str, Any], model: Any) -> None:
+    """A custom model must be passed to :meth:`NeuralEstimator.load` and match the saved
+    definition; checked before the rest of the configuration."""
+    saved = cfg.get("model_definition")
+    if model is None:
+        if _builtin_class(cfg.get("model")) is None and isinstance(saved, dict):
+            raise ValueError(
+                f"The estimator was trained on the model {saved.get('name')!r}, which is not "
+                "a built-in: pass it, `NeuralEstimator.load(path, model=your_model)`."
+            )
+        return
+    if not isinstance(model, CompartmentalModel):
+        raise TypeError(f"`model` must be an epinn.Model; got {_show(model)}.")
+    if isinstance(saved, dict) and _definition(model) != saved:
+        raise ValueError(
+            f"`model` {_model_name(model)} differs from the model the estimator was trained "
+            f"on: saved {saved}, given {_definition(model)}."
+        )
+
+
+def _settings_from_config(cfg: dict[str, Any], model: CompartmentalModel | None = None
+                          ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The non-array fields of a saved estimator and the template of its arrays."""
-    model_cls = getattr(_compartmental, cfg["model"], None)
-    if not (isinstance(model_cls, type) and issubclass(model_cls, CompartmentalModel)):
-        raise ValueError(f"unknown model {cfg['model']!r}")
+    if model is None:
+        model_cls = _builtin_class(cfg["model"])
+        if model_cls is None:
+            raise ValueError(f"unknown model {cfg['model']!r}")
+        model = model_cls()
     targets = tuple(str(t) for t in cfg["targets"])
+    box = tuple(k for k in targets if k not in ("I0", "reporting"))
     observe = _check_choice(cfg["observe"], "observe", _OBSERVE)
     ts_np, t0 = _check_ts(cfg["ts"], cfg["t0"], observe)
     hidden = _check_hidden(cfg["hidden"])
@@ -1234,18 +1674,27 @@ def _settings_from_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str
         "net": jax.eval_shape(net.init, jr.PRNGKey(0), jnp.zeros((1, T + 1), dtype)),
         "x_mean": vec(T + 1), "x_scale": vec(T + 1), "y_mean": vec(d), "y_scale": vec(d),
         "feature_lo": vec(T + 1), "feature_hi": vec(T + 1),
-        "log_lo": vec(len(_BOX)), "log_hi": vec(len(_BOX)),
+        "log_lo": vec(len(box)), "log_hi": vec(len(box)),
     }
     template["net"] = jax.tree_util.tree_map(
         lambda s: jnp.zeros(s.shape, s.dtype), template["net"]
     )
-    model = model_cls()
+    prior = Prior.from_dict(cfg["prior"])
+    simulator = _check_choice(cfg.get("simulator", "ode"), "simulator", SIMULATORS)
+    dt = cfg.get("dt")
+    seed = cfg.get("seed_compartment")
+    _, spec = _resolve(model, prior, cfg["fixed"], seed, observe)
+    if "R0" not in box or any(k != "R0" and k not in model.rate_names for k in box):
+        raise ValueError(f"`targets` {targets} do not match the model's parameters")
     settings = dict(
         ts=tuple(float(t) for t in ts_np),
         t0=t0,
-        prior=Prior.from_dict(cfg["prior"]),
+        prior=prior,
         model=model,
-        fixed=_check_model(model, cfg["fixed"]),
+        fixed=dict(spec.fixed),
+        simulator=simulator,
+        dt=None if dt is None else _check_positive(dt, "dt"),
+        seed_compartment=seed,
         observe=observe,
         noise=_check_choice(cfg["noise"], "noise", _NOISE),
         hidden=hidden,
@@ -1264,7 +1713,7 @@ def _settings_from_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str
 
 
 def train_boarding_school_estimator(
-    key: jax.Array, *, quick: bool = False, verbose: int = 0
+    key: jax.Array, *, quick: bool = False, verbose: int = 0, simulator: str = "ode"
 ) -> NeuralEstimator:
     """The estimator for the 1978 boarding-school data (and curves like it).
 
@@ -1278,6 +1727,9 @@ def train_boarding_school_estimator(
         key: PRNG key.
         quick: small and fast (seconds after compilation) instead of accurate.
         verbose: ``1`` shows a progress bar.
+        simulator: ``"ode"`` (default) or a stochastic simulator of
+            :func:`simulate_training_set` (``"exact"``: the Markov SIR epidemic of 763
+            boys, fizzled outbreaks included).
 
     Returns:
         The trained :class:`NeuralEstimator`; apply it with
@@ -1288,5 +1740,5 @@ def train_boarding_school_estimator(
     size = dict(n_train=2000, n_val=200, hidden=(32, 32), epochs=20) if quick else {}
     return NeuralEstimator.train(
         key, np.arange(1.0, 15.0), prior=BOARDING_SCHOOL_PRIOR, t0=0.0,
-        observe="prevalence", noise="negbin", verbose=verbose, **size,
+        observe="prevalence", noise="negbin", verbose=verbose, simulator=simulator, **size,
     )
