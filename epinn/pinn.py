@@ -59,12 +59,19 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from .compartmental import SIR, solve
-from .estimation import ConvergenceWarning, FitResult, _full_precision
-from .neural_beta import (
+from ._checks import (
+    _as_float,
+    _check_flag,
+    _check_int,
+    _check_positive,
+    _check_verbose,
+    _suggest,
+)
+from ._fitting import (
     _check_activation,
     _check_common,
     _check_hidden,
+    _full_precision,
     _guess_beta,
     _init_time_mlp,
     _merge_grids,
@@ -74,14 +81,8 @@ from .neural_beta import (
     _shifted_grid,
     _TimeMLP,
 )
-from ._checks import (
-    _as_float,
-    _check_flag,
-    _check_int,
-    _check_positive,
-    _check_verbose,
-    _suggest,
-)
+from .compartmental import SIR, solve
+from .estimation import ConvergenceWarning, FitResult
 from .training import NonFiniteLossError
 
 __all__ = ["fit_pinn", "DEFAULT_WEIGHTS"]

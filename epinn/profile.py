@@ -52,20 +52,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .compartmental import R0 as _R0
-from .compartmental import CompartmentalModel
-from .estimation import (
-    FitResult,
+from ._fitting import (
+    _as_count,
     _check_inputs,
     _check_settings,
     _from_theta_np,
     _full_precision,
     _optimise,
-    _as_count,
     _Problem,
     _to_theta,
-    fit_parameters,
 )
+from .compartmental import R0 as _R0
+from .compartmental import CompartmentalModel
+from .estimation import FitResult, fit_parameters
 
 __all__ = ["Profile", "plot_profile", "profile_likelihood"]
 

@@ -232,7 +232,7 @@ def test_fits_run_at_full_matmul_precision():
     # normal equations J^T J of Gauss-Newton steps and covariances cannot afford: every fit
     # traces its programs under jax.default_matmul_precision("highest").
     import epinn
-    from epinn.estimation import _full_precision
+    from epinn._fitting import _full_precision
 
     highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
     x = jax.numpy.ones((3, 3))

@@ -8,7 +8,7 @@ import pytest
 
 from epinn import fit_pinn
 from epinn.compartmental import SIR, solve
-from epinn.neural_beta import _init_time_mlp, _TimeMLP
+from epinn._fitting import _init_time_mlp, _TimeMLP
 from epinn.pinn import _PINNObjective
 
 # Boarding-school shapes (days 1..14, N = 763, one initial case): the synthetic test, the

@@ -1,0 +1,1030 @@
+r"""Shared machinery of epinn's estimators (private).
+
+One home for what :mod:`epinn.estimation`, :mod:`epinn.profile`, :mod:`epinn.neural_beta`,
+:mod:`epinn.pinn` and :mod:`epinn.amortized` share, so that no estimator imports another's
+private names:
+
+* validation of a fit's inputs in plain Python (:func:`_check_inputs`, with the ``free``
+  syntax for array parameters and their entries, :func:`_parse_free`);
+* the least-squares / likelihood problem as a pytree (:class:`_Problem`) and its
+  Levenberg-Marquardt optimiser with forward-sensitivity Jacobians (:func:`_optimise`);
+* the network fits' pieces: the MLP of normalised time (:class:`_TimeMLP`), the compiled
+  Adam / L-BFGS loop (:func:`_minimise`) and their checks;
+* :func:`_full_precision` (float32 matrix products at full precision during a fit).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import optimistix as optx
+from jaxtyping import Array
+from tqdm.auto import tqdm
+
+from ._checks import _as_float, _check_int, _check_positive, _show, _suggest
+from ._checks import _check_key as _check_one_key
+from .activations import ACTIVATIONS
+from .compartmental import R0 as _R0
+from .compartmental import CompartmentalModel, solve
+from .compartmental._integrate import _integrate_sensitivities, _make_config
+from .compartmental._validate import _normalize_params, _normalize_y0
+from .models import MLP
+from .observation import NegativeBinomial, Poisson
+from .training import History, NonFiniteLossError, get_optimizer
+
+#: Observation names accepted by every fit besides compartments and flows.
+_FIT_OBSERVABLES = ("incidence", "cumulative")
+_LOSSES = ("mse", "poisson", "negbin")
+# Adam has no stopping rule: a fit counts as converged when the objective improved by less
+# than this fraction over the last tenth of the steps.
+_PLATEAU_RTOL = 0.1
+
+
+def _full_precision(fit):
+    """Run ``fit`` (and trace what it compiles) with float32 matrix products in full precision.
+
+    On NVIDIA GPUs since Ampere JAX computes float32 products in TF32 by default (about 1e-3
+    relative error), and the normal equations :math:`J^\\top J` of Gauss-Newton steps and
+    covariances (whose condition number is squared) or finite-difference penalties on
+    networks lose most of their digits to it. Fits are not limited by matrix-product
+    throughput, so they always ask for ``"highest"``. Without effect on CPUs and in float64.
+    """
+
+    @functools.wraps(fit)
+    def wrapper(*args, **kwargs):
+        with jax.default_matmul_precision("highest"):
+            return fit(*args, **kwargs)
+
+    return wrapper
+
+# --------------------------------------------------------------------------------------
+# Validation (plain Python, before compilation)
+# --------------------------------------------------------------------------------------
+
+
+def _as_number(name: str, v: Any) -> float:
+    """``float(v)``, or a ValueError/TypeError naming the argument ``name``."""
+    if isinstance(v, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"`{name}` must be a number; got {v!r}.")
+    try:
+        return float(v)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"`{name}` must be a number; got {v!r}.") from err
+
+
+def _as_array(name: str, v: Any) -> np.ndarray:
+    """``np.asarray(v, dtype=float)``, or an error naming the argument ``name``."""
+    try:
+        return np.asarray(v, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"`{name}` must be an array of numbers; got {v!r:.80}.") from err
+
+
+def _as_count(name: str, v: Any, *, minimum: int = 1, maximum: int = 2**31 - 1) -> int:
+    """An integer (Python or NumPy, not bool) in ``[minimum, maximum]``, else an error.
+
+    The upper limit keeps loop counters inside int32, the type JAX uses for them by
+    default (``max_steps=2**40`` overflowed inside the compiled solver).
+    """
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int; got {v!r}.")
+    if not minimum <= int(v) <= maximum:
+        raise ValueError(f"`{name}` must be an int in [{minimum}, {maximum}]; got {v!r}.")
+    return int(v)
+
+
+def _as_tolerance(name: str, v: Any) -> float | None:
+    """``None`` or a positive finite float, else an error naming ``name``."""
+    if v is None:
+        return None
+    x = _as_number(name, v)
+    if not math.isfinite(x) or x <= 0:
+        raise ValueError(f"`{name}` must be positive and finite; got {v!r}.")
+    return x
+
+
+def _check_settings(**settings):
+    """Validate the optimiser/solver settings of a fit by name; returns them in order.
+
+    Counts (``steps``, ``n_starts``, ``max_steps``, ``batch_size``) must be ints (NumPy
+    ints too) of at least 1; tolerances ``None`` or positive and finite.
+    """
+    out = []
+    for name, v in settings.items():
+        if name in ("rtol", "atol", "tol"):
+            out.append(_as_tolerance(name, v))
+        else:
+            out.append(_as_count(name, v))
+    return tuple(out)
+
+
+def _check_inputs(model, ts, data, y0, init, free, loss, t0, *, can_free=True):
+    """Validate a fit's inputs in plain Python; returns ``ts, t0, obs, init, free``.
+
+    Shared by :func:`fit_parameters`, :func:`fit_parameters_batch` and (through
+    :mod:`epinn.neural_beta`) the network fits; ``can_free=False`` for callers without a
+    ``free`` argument (the message about an unseeded ``y0`` then does not suggest it).
+    """
+    if not isinstance(model, CompartmentalModel):
+        raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {model!r}.")
+    if loss not in _LOSSES:
+        raise ValueError(f"`loss` must be one of {_LOSSES}; got {loss!r}.")
+    ts = _as_array("ts", ts)
+    if ts.ndim != 1 or ts.size < 2:
+        raise ValueError(f"`ts` must be 1-D with at least 2 times; got shape {ts.shape}.")
+    if not np.all(np.isfinite(ts)) or not np.all(np.diff(ts) > 0):
+        raise ValueError("`ts` must be finite and strictly increasing.")
+    t0 = float(ts[0]) if t0 is None else _as_number("t0", t0)
+    if not math.isfinite(t0):
+        raise ValueError(f"`t0` must be finite; got {t0!r}.")
+    if t0 > ts[0]:
+        raise ValueError(f"`t0` ({t0}) must not be after the first observation time {ts[0]}.")
+    if not isinstance(data, Mapping) or not data:
+        raise ValueError("`data` must be a non-empty mapping {observation name: array}.")
+    flows = tuple(f for f in model.flow_names() if model.count_rule(f) is not None)
+    valid = (*model.compartments, "incidence", "cumulative", *flows,
+             *(f"cumulative_{f}" for f in flows))
+    obs = {}
+    for name, v in data.items():
+        if name == "new_deaths" and "deaths" in flows:
+            name = "deaths"  # the former name of the deaths flow's counts per interval
+        if name not in valid:
+            hint = _close_name(name, valid)
+            if isinstance(name, str) and _flow_observation(name)[0] in model.flow_names():
+                hint = (f" The count of flow {_flow_observation(name)[0]!r} does not follow "
+                        "from the compartments, which fits need.")
+            raise ValueError(
+                f"`data` has unknown observation {name!r}; valid names for {model.name} are "
+                f"{valid}.{hint}"
+            )
+        per_interval = name == "incidence" or (name in flows)
+        if per_interval and t0 == ts[0]:
+            raise ValueError(
+                f"`data[{name!r}]` counts events in (t_prev, t]; set `t0` before `ts[0]` "
+                "so the first interval is defined."
+            )
+        a = _as_array(f"data[{name!r}]", v)
+        if a.shape != ts.shape:
+            raise ValueError(
+                f"`data[{name!r}]` has shape {a.shape}; expected {ts.shape} to match `ts`."
+            )
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"`data[{name!r}]` contains NaN or inf.")
+        if np.any(a < 0):
+            raise ValueError(f"`data[{name!r}]` contains negative counts.")
+        if loss in ("poisson", "negbin") and np.any(a != np.round(a)):
+            # The same rule as epinn.observation's count likelihoods, checked here: inside
+            # the compiled fit a non-integer count makes the likelihood non-finite at every
+            # point, and the fit fails without saying why (it returned NaN estimates).
+            bad = a[a != np.round(a)][0]
+            raise ValueError(
+                f"`data[{name!r}]` must be non-negative integer counts for "
+                f"loss={loss!r}; got non-integer values (e.g. {bad:g}). Round the counts, "
+                "or use loss='mse'."
+            )
+        obs[name] = a
+    if not isinstance(y0, Mapping):
+        raise TypeError("`y0` must be a mapping by compartment name, e.g. {'S': 762, ...}.")
+    missing = [c for c in model.compartments if c not in y0]
+    unknown = [c for c in y0 if c not in model.compartments]
+    if missing or unknown:
+        raise ValueError(
+            f"`y0` must name exactly the compartments {model.compartments}; "
+            f"missing {missing}, unknown {unknown}."
+        )
+    if not isinstance(init, Mapping):
+        raise TypeError(f"`init` must be a mapping by parameter name; got {init!r}.")
+    init = {k: _as_number(f"init[{k!r}]", v) for k, v in init.items()}
+    if "N" not in init:
+        init["N"] = float(sum(_as_number(f"y0[{c!r}]", v) for c, v in y0.items()))
+    init.setdefault("reporting", 1.0)
+    if loss == "negbin":
+        init.setdefault("phi", 10.0)
+    needed = (*model.rate_names, "N")
+    miss = [k for k in needed if k not in init]
+    if miss:
+        raise ValueError(f"`init` is missing {miss}; the model needs {needed}.")
+    allowed = (*needed, "reporting", "phi")
+    bad = [k for k in init if k not in allowed]
+    if bad:
+        raise ValueError(f"`init` has unknown names {bad}; valid names are {allowed}.")
+    for k, v in init.items():
+        x = float(v)
+        if not math.isfinite(x) or x <= 0:
+            raise ValueError(f"`init[{k!r}]` must be positive and finite; got {v!r}.")
+    if not 0 < init["reporting"] <= 1:
+        raise ValueError(f"`init['reporting']` must be in (0, 1]; got {init['reporting']}.")
+    for c, v in y0.items():
+        v = _as_number(f"y0[{c!r}]", v)
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"`y0[{c!r}]` must be non-negative and finite; got {v!r}.")
+    if free is None:
+        free = tuple(model.rate_names)
+    elif isinstance(free, str):
+        free = (free,)  # one name: free="beta" is free=("beta",)
+    else:
+        try:
+            free = tuple(free)
+        except TypeError as err:
+            raise TypeError(
+                f"`free` must be a name or a sequence of names; got {free!r}."
+            ) from err
+        if not all(isinstance(k, str) for k in free):
+            raise TypeError(f"`free` must be a name or a sequence of names; got {free!r}.")
+    states = tuple(f"{c}0" for c in model.compartments)
+    for k in free:
+        if k not in allowed and k not in states:
+            raise ValueError(
+                f"`free` has unknown name {k!r}; choose from {allowed + states}."
+            )
+    if loss != "negbin" and "phi" in free:
+        raise ValueError("`free` contains 'phi', which only the 'negbin' loss has.")
+    if not free:
+        raise ValueError("`free` must name at least one parameter.")
+    _check_seeded(model, y0, free, can_free)
+    N = float(init["N"])
+    if sum(float(v) for v in y0.values()) > N * (1 + 1e-6):
+        raise ValueError(f"`y0` sums to more than the population N = {N}.")
+    for name, a in obs.items():
+        if name != "incidence" and name not in model.flow_names() and a.max() > N:
+            raise ValueError(
+                f"`data[{name!r}]` exceeds the population N = {N}; check `init['N']`."
+            )
+    if "incidence" in obs and obs["incidence"].sum() > N:
+        raise ValueError(f"`data['incidence']` sums to more than the population N = {N}.")
+    return ts, t0, obs, init, free
+
+
+def _flow_observation(name: str) -> tuple[str, bool]:
+    """``(flow, per_interval)`` of an observation named after a flow."""
+    if name.startswith("cumulative_"):
+        return name[len("cumulative_"):], False
+    return name, True
+
+
+def _close_name(name: Any, valid: tuple[str, ...]) -> str:
+    import difflib  # noqa: PLC0415
+
+    close = difflib.get_close_matches(str(name), valid, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _check_seeded(model, y0, free, can_free):
+    """Raise if ``y0`` has nobody infected and no infected initial state is fitted.
+
+    With every infected compartment (``model.infected``: ``I``, or ``E`` and ``I``) at zero
+    the infection term vanishes for all time: the solution does not depend on the
+    transmission rate, and a fit would return its initial guess as if converged.
+    """
+    if any(float(y0[c]) > 0 for c in model.infected):
+        return
+    if any(f"{c}0" in free for c in model.infected):
+        return  # a fitted initial state is positive (log-parametrised)
+    zero = ", ".join(f"y0[{c!r}]" for c in model.infected)
+    hint = f"give {zero.split(', ')[-1]} a positive value"
+    if can_free:
+        hint += f" or fit it (e.g. free=(..., '{model.infected[-1]}0'))"
+    raise ValueError(
+        f"`y0` has nobody infected: the infected compartments {model.infected} are all "
+        f"zero ({zero} = 0), so the epidemic never starts and the data cannot inform the "
+        f"rates; {hint}."
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Parameter transforms and the forward model
+# --------------------------------------------------------------------------------------
+
+
+def _to_theta(name: str, x: float) -> float:
+    if name == "reporting":
+        x = min(x, 1 - 1e-6)
+        return math.log(x / (1 - x))
+    return math.log(x)
+
+
+def _from_theta(name: str, th):
+    return jax.nn.sigmoid(th) if name == "reporting" else jnp.exp(th)
+
+
+def _from_theta_np(name: str, th: float) -> float:
+    with np.errstate(over="ignore"):  # a huge interval end is inf, not an OverflowError
+        if name == "reporting":
+            return float(1.0 / (1.0 + np.exp(-np.float64(th))))
+        return float(np.exp(np.float64(th)))
+
+
+def _merge_fine_grid(grid: np.ndarray, fine_points: int):
+    """Merge the data grid with ``fine_points`` uniform points over it, for one solve.
+
+    Returns the merged grid and the indices of the data and the fine points in it. Fine
+    points within 1e-9 of the span from a data time are that data time (no near-duplicate
+    save times).
+    """
+    fine = np.linspace(grid[0], grid[-1], fine_points)
+    tol = 1e-9 * max(grid[-1] - grid[0], 1e-300)
+    near = np.abs(fine[:, None] - grid[None, :]) <= tol
+    fine = np.where(near.any(axis=1), grid[np.argmax(near, axis=1)], fine)
+    merged = np.union1d(grid, fine)
+    return (merged, tuple(int(i) for i in np.searchsorted(merged, grid)),
+            tuple(int(i) for i in np.searchsorted(merged, fine)))
+
+
+class _Problem(eqx.Module):
+    """One fit as a pytree: the data and fixed values are leaves, the structure is static.
+
+    Fits with the same structure and shapes share one compilation (warm fits are fast).
+    """
+
+    model: CompartmentalModel
+    base: dict[str, Array]
+    y0: dict[str, Array]
+    grid: Array
+    y: dict[str, Array]
+    free: tuple[str, ...] = eqx.field(static=True)
+    names: tuple[str, ...] = eqx.field(static=True)
+    loss: str = eqx.field(static=True)
+    offset: int = eqx.field(static=True)
+    n: int = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+    # With a fine grid, one solve saves at ``grid`` (the data times and the fine times,
+    # merged); ``data_idx``/``fine_idx`` pick them out. See :func:`_merge_fine_grid`.
+    data_idx: tuple[int, ...] | None = eqx.field(static=True, default=None)
+    fine_idx: tuple[int, ...] | None = eqx.field(static=True, default=None)
+
+    @classmethod
+    def build(cls, model, ts, t0, obs, y0, init, free, loss, rtol, atol, max_steps,
+              fine_points=0):
+        offset = 1 if t0 < ts[0] else 0
+        f = lambda v: jnp.asarray(float(v))  # noqa: E731
+        grid = np.concatenate([[t0], ts]) if offset else np.asarray(ts)
+        data_idx = fine_idx = None
+        if fine_points:
+            grid, data_idx, fine_idx = _merge_fine_grid(grid, fine_points)
+        return cls(
+            model=model,
+            base={k: f(v) for k, v in init.items()},
+            y0={c: f(v) for c, v in y0.items()},
+            grid=jnp.asarray(grid),
+            y={k: jnp.asarray(v) for k, v in obs.items()},
+            free=free,
+            names=tuple(obs),
+            loss=loss,
+            offset=offset,
+            n=sum(v.size for v in obs.values()),
+            rtol=float(rtol),
+            atol=float(atol),
+            max_steps=int(max_steps),
+            data_idx=data_idx,
+            fine_idx=fine_idx,
+        )
+
+    def theta0(self) -> np.ndarray:
+        vals = [
+            float(self.base[k]) if k in self.base else max(float(self.y0[k[:-1]]), 1e-3)
+            for k in self.free
+        ]
+        return np.array([_to_theta(k, v) for k, v in zip(self.free, vals)])
+
+    def unpack(self, theta):
+        p = dict(self.base)
+        y0 = dict(self.y0)
+        for i, k in enumerate(self.free):
+            v = _from_theta(k, theta[i])
+            if k in p:
+                p[k] = v
+            else:
+                y0[k[:-1]] = v
+        # Freed initial states are taken from S, keeping S0 + ... = the given total.
+        freed = [k[:-1] for k in self.free if k not in p]
+        src = self.model.infections_from or next(
+            (f.source for f in self.model.flows if f.infection), "S")
+        if freed and src not in freed and src in y0:
+            total = sum(self.y0.values())
+            y0[src] = total - sum(y0[c] for c in self.model.compartments if c != src)
+        if "R0" in p:
+            # R0 held fixed (epinn.profile): beta follows from it and the other rates, as
+            # R0 is proportional to beta in every built-in model.
+            p["beta"] = p["R0"] / _R0(self.model, {**self.model_params(p), "beta": 1.0})
+        return p, y0
+
+    def model_params(self, p):
+        return {k: p[k] for k in (*self.model.rate_names, "N")}
+
+    def solve(self, theta, *, adjoint=None, ts=None):
+        p, y0 = self.unpack(theta)
+        mp = self.model_params(p)
+        grid = self.grid if ts is None else ts
+        kw = dict(rtol=self.rtol, atol=self.atol, max_steps=self.max_steps)
+        return solve(self.model, mp, y0, grid, adjoint=adjoint, throw=False, **kw), p
+
+    def predict(self, theta):
+        traj, p = self.solve(theta, adjoint=diffrax.ForwardMode())
+        return self.observe_grid(traj.ys, traj.cumulative_infections, p), traj.success, p
+
+    def observe_grid(self, ys, cum, p):
+        """:meth:`observe` of a solution on ``grid`` (the data times of a merged grid)."""
+        if self.data_idx is not None:
+            d = np.asarray(self.data_idx)
+            ys, cum = ys[d], cum[d]
+        return self.observe(ys, cum, p)
+
+    def observe(self, ys, cum, p):
+        """The observed series of one trajectory: ``ys`` (T, C) counts, ``cum`` (T,).
+
+        The vocabulary of :func:`epinn.observe`: a compartment's value, ``"incidence"``
+        (per interval) and ``"cumulative"``, a flow's name (its count per interval) and
+        ``"cumulative_<flow>"``. Infections (incidence, infection flows) are scaled by
+        ``reporting``.
+        """
+        o = self.offset
+        model = self.model
+        col = lambda c: ys[:, model.compartments.index(c)]  # noqa: E731
+        out = {}
+        for name in self.names:
+            if name in model.compartments:
+                out[name] = col(name)[o:]
+            elif name == "incidence":
+                out[name] = p["reporting"] * jnp.diff(cum)
+            elif name == "cumulative":
+                out[name] = p["reporting"] * (cum[o:] - (0.0 if o else cum[0]))
+            else:
+                flow, per_interval = _flow_observation(name)
+                kind, c = model.count_rule(flow)
+                counted = col(c) - col(c)[0] if kind == "target" else col(c)[0] - col(c)
+                scale = p["reporting"] if model.flow(flow).infection else 1.0
+                out[name] = scale * (jnp.diff(counted) if per_interval else counted[o:])
+        return out
+
+    def residuals(self, theta):
+        """Least-squares residuals (Anscombe-transformed for likelihood losses)."""
+        pred, ok, _ = self.predict(theta)
+        return self.residual_vector(pred, ok)
+
+    def residual_vector(self, pred, ok):
+        parts = []
+        for k in self.names:
+            mu, y = pred[k], self.y[k]
+            if self.loss == "mse":
+                r = mu - y
+            else:
+                r = 2.0 * (jnp.sqrt(jnp.maximum(mu, 0.0) + 0.375) - jnp.sqrt(y + 0.375))
+            parts.append(r)
+        r = jnp.concatenate(parts)
+        # A failed solve is a bad point, not a crash: a large finite residual.
+        return jnp.where(ok & jnp.all(jnp.isfinite(r)), r, 1e6)
+
+    def residuals_jacobian(self, theta):
+        """Residuals, their Jacobian in ``theta`` and the solution on ``grid``, in one solve.
+
+        The Jacobian comes from the forward sensitivities of the ODE
+        (:func:`~epinn.compartmental._integrate_sensitivities`), chained with the
+        read-out (observation, counts, residuals) by JVPs.
+        """
+        model = self.model
+
+        def ode_inputs(th):
+            p, y0 = self.unpack(th)
+            rates, N = _normalize_params(model, self.model_params(p), max_ndim=0)
+            # N goes with the rates: a model whose rates are not homogeneous in (y, N)
+            # evaluates them at counts (see epinn.flows).
+            return {**rates, "N": N}, _normalize_y0(model, y0, max_ndim=1) / N
+
+        rates, x0 = ode_inputs(theta)
+        # Derivatives of the ODE's inputs, one direction per parameter (leading axis).
+        d_rates, d_x0 = jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0),
+                                     jax.jacfwd(ode_inputs)(theta))
+        cfg = _make_config(None, self.rtol, self.atol, None, self.max_steps, None, False)
+        (xs, cum, ok, steps), (d_xs, d_cum) = _integrate_sensitivities(
+            model, rates, x0, self.grid, cfg, d_rates, d_x0
+        )
+
+        def read_out(th, xs_, cum_):
+            p, _ = self.unpack(th)
+            ys, c = xs_ * p["N"], cum_ * p["N"]
+            return self.residual_vector(self.observe_grid(ys, c, p), ok), (ys, c)
+
+        eye = jnp.eye(theta.shape[0], dtype=theta.dtype)
+        (r, (ys, c)), (J, _) = jax.vmap(
+            lambda e, u, v: jax.jvp(read_out, (theta, xs, cum), (e, u, v)),
+            out_axes=(None, 0),
+        )(eye, d_xs, d_cum)
+        return r, J.T, (ys, c, steps)
+
+    def nll(self, theta):
+        """Negative log-likelihood (``poisson``/``negbin``); for ``mse`` the mean square."""
+        if self.loss == "mse":
+            r = self.residuals(theta)
+            return jnp.mean(r**2)
+        pred, ok, p = self.predict(theta)
+        noise = Poisson() if self.loss == "poisson" else NegativeBinomial(p["phi"])
+        total = -sum(noise.log_likelihood(pred[k], self.y[k]) for k in self.names)
+        return jnp.where(ok & jnp.isfinite(total), total, 1e12)
+
+
+# --------------------------------------------------------------------------------------
+# Optimisation
+# --------------------------------------------------------------------------------------
+
+
+def _iterate(solver, fn, y0, max_steps, record):
+    """Run an optimistix solver step by step, recording ``record(y, state)`` after each step.
+
+    optimistix's ``least_squares``/``root_find`` run the same init/step/terminate loop;
+    this driver exists only to keep the loss history.
+    """
+    args, options, tags = None, {}, frozenset()
+    f_struct, aux_struct = jax.eval_shape(lambda: fn(y0, args))
+    state = solver.init(fn, y0, args, options, f_struct, aux_struct, tags)
+    dynamic, static = eqx.partition(state, eqx.is_array)
+    hist = jnp.full((max_steps,), jnp.nan, dtype=y0.dtype)
+
+    def cond(c):
+        i, y, dynamic, hist, done = c
+        return (i < max_steps) & ~done
+
+    def body(c):
+        i, y, dynamic, hist, _ = c
+        state = eqx.combine(static, dynamic)
+        y, state, _ = solver.step(fn, y, args, options, state, tags)
+        done, _ = solver.terminate(fn, y, args, options, state, tags)
+        dynamic = eqx.filter(state, eqx.is_array)
+        return i + 1, y, dynamic, hist.at[i].set(record(y, state)), done
+
+    done0, _ = solver.terminate(fn, y0, args, options, state, tags)
+    i, y, dynamic, hist, done = jax.lax.while_loop(cond, body, (0, y0, dynamic, hist, done0))
+    return y, hist, i, done, eqx.combine(static, dynamic)
+
+
+def _residuals_and_solution(problem: _Problem, th):
+    """Residuals, and as auxiliary output the residuals and the grid's solution."""
+    traj, p = problem.solve(th, adjoint=diffrax.ForwardMode())
+    ys, cum = traj.ys, traj.cumulative_infections
+    r = problem.residual_vector(problem.observe_grid(ys, cum, p), traj.success)
+    return r, (r, (ys, cum, traj.num_steps.astype(r.dtype)))  # float: differentiable
+
+
+@eqx.filter_jit
+def _jacobian_with_solution(problem: _Problem, th):
+    """``J, (r, solution)``: forward sensitivities in float64, ``jax.jacfwd`` in float32.
+
+    In float32 the sensitivities' mismatch with the derivative of the computed solution
+    (~rtol, 1e-6) stalled Levenberg-Marquardt on poorly identified fits (2 of 16 windows
+    of the SIR-projection forecast); ``jax.jacfwd`` through diffrax differentiates the
+    discrete solver exactly.
+    """
+    # jit: optimistix traces the residual function's JVP twice (shapes, then the step);
+    # the second trace of this pass through the solver is a cache hit.
+    if th.dtype != jnp.float64:
+        return jax.jacfwd(lambda t: _residuals_and_solution(problem, t), has_aux=True)(th)
+    r, J, (ys, cum, steps) = problem.residuals_jacobian(th)
+    return J, (r, (ys, cum, steps.astype(r.dtype)))  # float: a differentiable output
+
+
+def _jacobian_once(problem: _Problem):
+    """Residuals (with the grid's solution as auxiliary output) whose JVP is ``J @ v``.
+
+    The residuals, their Jacobian ``J`` and the solution come from one solve with forward
+    sensitivities (:meth:`_Problem.residuals_jacobian`). Wrapping it in a ``custom_jvp``
+    means that optimistix's ``linearize`` + materialise of the residual function, the
+    covariance and the fitted trajectory all reuse that one solve: the compiled fit holds a
+    single ODE program (half the compilation time of ``jax.jacfwd`` through diffrax).
+    """
+
+    @jax.custom_jvp
+    def f(th):
+        # Only ever linearised (by the optimiser) or shape-evaluated; taking the primal
+        # from the same jitted pass keeps it to one trace of the solver.
+        return _jacobian_with_solution(problem, th)[1]
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        (th,), (dth,) = primals, tangents
+        J, out = _jacobian_with_solution(problem, th)
+        return out, (J @ dth, jax.tree.map(jnp.zeros_like, out[1]))
+
+    return f
+
+
+def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True):
+    """Optimise from ``theta0``; return theta, history, steps, converged, loss, covariance,
+    Fisher information (of theta) and (``mse``) the grid's solution at theta.
+
+    The covariance of theta (Laplace) is computed here from the Jacobian or Hessian that the
+    optimiser has at its last point, so each derivative program is compiled once: for
+    ``mse`` :math:`\\hat\\sigma^2 (J^\\top J)^{-1}`, for likelihoods :math:`H^{-1}`.
+    With ``covariance=False`` (batches of fits, which report no intervals) the covariance
+    returned is NaN and no solution is returned.
+    """
+    lm = optx.LevenbergMarquardt(rtol=rtol, atol=atol)
+    if problem.loss == "mse":
+        # The last accepted point's residuals, Jacobian and solution are all in the solver
+        # state: the program holds one (sensitivity) solve, see `_jacobian_once`.
+        record = lambda th, state: jnp.mean(state.f_info.residual**2)  # noqa: E731
+        f = _jacobian_once(problem)
+        theta, hist, n, done, state = _iterate(lm, lambda th, _: f(th), theta0, steps, record)
+        r = state.f_info.residual
+        J = state.f_info.jac.as_matrix()
+        sigma2 = jnp.sum(r**2) / max(problem.n - theta.shape[0], 1)
+        info = J.T @ J / sigma2
+        if not covariance:
+            nan = jnp.full((theta.shape[0],) * 2, jnp.nan, theta.dtype)
+            return theta, hist, n, done, jnp.mean(r**2), nan, info, None
+        cov = sigma2 * jnp.linalg.pinv(J.T @ J)
+        return theta, hist, n, done, jnp.mean(r**2), cov, info, state.aux
+    # Likelihoods: LM on the Anscombe residuals (its objective, 0.5 * sum r^2, is recorded),
+    # then Newton on the exact NLL (the NLL is recorded).
+    record = lambda th, state: 0.5 * jnp.sum(state.f_info.residual**2)  # noqa: E731
+    fn = lambda th, _: (problem.residuals(th), None)  # noqa: E731
+    theta, hist, n, _, _ = _iterate(lm, fn, theta0, steps, record)
+    newton = optx.Newton(rtol=rtol, atol=atol)
+    grad = lambda th, _: (jax.jacfwd(problem.nll)(th), None)  # noqa: E731
+    theta_n, hist_n, n_n, _, _ = _iterate(newton, grad, theta, 50, lambda th, _: problem.nll(th))
+    # Keep the Newton polish only if it improved the likelihood (one vmapped evaluation).
+    nll_both = jax.vmap(problem.nll)(jnp.stack([theta, theta_n]))
+    # (A failed solve scores a finite 1e12 with a zero derivative, where Newton's step is
+    # NaN: a NaN point is never "better".)
+    better = (jnp.all(jnp.isfinite(theta_n)) & jnp.isfinite(nll_both[1])
+              & (nll_both[1] <= nll_both[0]))
+    theta = jnp.where(better, theta_n, theta)
+    # Converged when the Newton decrement g^T H^-1 g / 2 (the predicted remaining decrease
+    # of the NLL) is negligible: invariant to the parametrisation, and usable in float32.
+    g_twice = lambda th: (jax.jacfwd(problem.nll)(th),) * 2  # noqa: E731
+    H, g = jax.jacfwd(g_twice, has_aux=True)(theta)
+    decrement = 0.5 * g @ jnp.linalg.solve(H, g)
+    done = jnp.isfinite(decrement) & (jnp.abs(decrement) < 1e-4)
+    loss = jnp.where(better, nll_both[1], nll_both[0])
+    cov = jnp.linalg.pinv(H) if covariance else jnp.full_like(H, jnp.nan)
+    return theta, jnp.concatenate([hist, hist_n]), n + n_n, done, loss, cov, H, None
+
+
+
+# --------------------------------------------------------------------------------------
+# The network of normalised time
+# --------------------------------------------------------------------------------------
+
+
+class _TimeMLP(nn.Module):
+    """An :class:`epinn.MLP` of normalised time :math:`\\tau \\in [0, 1]`, fed ``2 tau - 1``.
+
+    Its matrix products run at full float32 precision (``"highest"``): the smoothness
+    penalty divides differences of the output by :math:`h^p` (:math:`h^2 = 2.5 \\times
+    10^{-5}` for 201 points), which would amplify the ~1e-3 relative error of the TF32
+    products that GPUs use by default into the penalty's leading term.
+    """
+
+    features: Sequence[int]
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, tau: Array) -> Array:
+        mlp = MLP(tuple(self.features), activation=self.activation, precision="highest",
+                  name="mlp")
+        return mlp(2.0 * tau - 1.0)
+
+
+def _init_time_mlp(net: _TimeMLP, key: Array, bias: Array, out_scale: float = 0.1):
+    """Initialise ``net``; the output layer is shrunk by ``out_scale`` and its bias set.
+
+    So the network starts close to the constant ``bias`` (per output) while every layer
+    still receives gradients.
+    """
+    params = net.init(key, jnp.zeros((1,)))
+    mlp = dict(params["params"]["mlp"])
+    last = f"Dense_{len(net.features) - 1}"
+    layer = mlp[last]
+    mlp[last] = {
+        "kernel": out_scale * layer["kernel"],
+        "bias": jnp.broadcast_to(jnp.asarray(bias, layer["bias"].dtype), layer["bias"].shape),
+    }
+    return {"params": {"mlp": mlp}}
+
+
+def _inverse_softplus(x: float) -> float:
+    return x + math.log(-math.expm1(-x))
+
+
+# --------------------------------------------------------------------------------------
+# The training loop (shared with epinn.pinn)
+# --------------------------------------------------------------------------------------
+
+
+# Adam's learning-rate schedule in units of 1/1000 of the run: linear warm-up over the first
+# tenth, then cosine decay to a tenth. Evaluated at ``1000 * step / steps`` so that ``steps``
+# (and ``learning_rate``) stay traced values and fits of any length share one compilation.
+_SCHEDULE = optax.warmup_cosine_decay_schedule(0.0, 1.0, 100, 1000, 0.1)
+
+
+def _make_tx(method: str) -> optax.GradientTransformation:
+    """Adam at unit learning rate (scaled per step by the schedule) or L-BFGS (zoom line
+    search). Adam skips updates with non-finite gradients (``optax.apply_if_finite``)."""
+    if method == "adam":
+        return optax.apply_if_finite(get_optimizer("adam", 1.0), max_consecutive_errors=20)
+    return optax.lbfgs()
+
+
+def _tree_where(cond: Array, a: Any, b: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(cond, x, y), a, b)
+
+
+@eqx.filter_jit
+def _init_state(method: str, params: Any) -> Any:
+    return _make_tx(method).init(params)
+
+
+@eqx.filter_jit
+def _run_chunk(objective, method: str, length: int, carry, start, steps, learning_rate):
+    """``length`` optimiser steps in one ``lax.scan``; steps numbered ``>= steps`` are no-ops.
+
+    ``carry = (params, opt_state, best_params, best_loss)``. Returns the new carry and the
+    objective (and its components) before each step (NaN for skipped steps).
+    """
+    tx = _make_tx(method)
+    value = lambda p: objective(p)[0]  # noqa: E731
+    aux_shape = jax.eval_shape(objective, carry[0])[1]
+
+    def do(c, i):
+        params, opt_state, best_params, best_loss = c
+        if method == "adam":
+            (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            lr = learning_rate * _SCHEDULE(1000.0 * i / steps)
+            updates = jax.tree_util.tree_map(lambda u: lr * u, updates)
+        else:
+            loss, grads = optax.value_and_grad_from_state(value)(params, state=opt_state)
+            updates, opt_state = tx.update(
+                grads, opt_state, params, value=loss, grad=grads, value_fn=value
+            )
+            aux = objective(params)[1]
+        better = loss < best_loss  # False for NaN
+        best_params = _tree_where(better, params, best_params)
+        best_loss = jnp.where(better, loss, best_loss)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, best_params, best_loss), (loss, aux)
+
+    def skip(c, i):
+        nan = jax.tree_util.tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), aux_shape)
+        return c, (jnp.full((), jnp.nan, carry[3].dtype), nan)
+
+    def step(c, i):
+        return jax.lax.cond(i < steps, do, skip, c, i)
+
+    return jax.lax.scan(step, carry, start + jnp.arange(length))
+
+
+def _minimise(
+    objective: Callable[[Any], tuple[Array, dict[str, Array]]],
+    params: Any,
+    *,
+    method: str,
+    steps: int,
+    learning_rate: float = 1e-2,
+    chunk_size: int = 100,
+    verbose: int = 0,
+    desc: str = "fit",
+    first_step: int = 1,
+) -> tuple[Any, History]:
+    """Minimise ``objective(params) -> (loss, aux)`` with Adam or L-BFGS.
+
+    A compiled ``lax.scan`` over ``chunk_size`` steps runs once per chunk (tqdm over
+    steps, updated per chunk); ``steps`` and ``learning_rate`` are traced, so runs of any
+    length share the compilation. Returns the parameters with the lowest objective seen and
+    a :class:`epinn.History` with one entry per step: ``train_loss`` holds the objective,
+    ``metrics`` its components (the ``aux`` dict), ``epoch_time`` the seconds per chunk and
+    ``compile_time`` the first chunk's time minus the median later chunk's (an estimate).
+
+    Raises:
+        NonFiniteLossError: the objective became NaN or infinite (the message names the
+            step, counted from ``first_step``), or the best parameters hold a NaN or
+            infinite value.
+    """
+    n_chunks = -(-steps // chunk_size)
+    dtype = jax.eval_shape(objective, params)[0].dtype
+    opt_state = _init_state(method, params)
+    carry = (params, opt_state, params, jnp.asarray(jnp.inf, dtype))
+    n_steps = jnp.asarray(steps, jnp.int32)
+    lr = jnp.asarray(learning_rate, dtype)
+    history = History()
+    times = []
+    with tqdm(total=steps, disable=not verbose, unit="step", desc=desc) as bar:
+        for c in range(n_chunks):
+            t_start = time.perf_counter()
+            carry, (losses, aux) = _run_chunk(
+                objective, method, chunk_size, carry, jnp.asarray(c * chunk_size, jnp.int32),
+                n_steps, lr,
+            )
+            n = min(chunk_size, steps - c * chunk_size)
+            losses = np.asarray(losses)[:n]
+            aux = {k: np.asarray(v)[:n] for k, v in aux.items()}
+            times.append(time.perf_counter() - t_start)
+            history.train_loss.extend(float(v) for v in losses)
+            for k, v in aux.items():
+                history.metrics.setdefault(k, []).extend(float(x) for x in v)
+            bad = np.flatnonzero(~np.isfinite(losses))
+            if bad.size:
+                step = first_step + c * chunk_size + int(bad[0])
+                history.stop_reason = "non-finite loss"
+                raise NonFiniteLossError(
+                    f"The {desc} objective became {losses[bad[0]]} at step {step}; try a "
+                    "smaller `learning_rate` or check the data (the error's `history` holds "
+                    "the steps before).",
+                    epoch=step,
+                    history=history,
+                )
+            bar.update(n)
+            bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+    history.epoch_time = times
+    later = float(np.median(times[1:])) if len(times) > 1 else 0.0
+    history.compile_time = max(times[0] - later, 0.0)
+    history.stop_reason = "completed"
+    best = int(np.nanargmin(np.where(np.isfinite(history.train_loss), history.train_loss,
+                                     np.inf)))
+    history.best_epoch = history.params_epoch = best + 1
+    _check_finite_params(carry[2], history, desc)
+    return carry[2], history
+
+
+def _plateaued(losses: Sequence[float], rtol: float = _PLATEAU_RTOL) -> bool:
+    """The objective improved by less than ``rtol`` (relative) over the last tenth of steps."""
+    losses = np.asarray(losses, dtype=float)
+    if losses.size < 2 or not np.isfinite(losses[-1]):
+        return False
+    k = max(1, losses.size // 10)
+    before, best = np.nanmin(losses[:-k]), np.nanmin(losses)
+    return bool(before - best <= rtol * abs(best))
+
+
+# --------------------------------------------------------------------------------------
+# Validation and set-up shared with epinn.pinn
+# --------------------------------------------------------------------------------------
+
+
+# The ODE solver's step limit: diffrax counts steps in int32 and sizes its checkpoints by it.
+_MAX_SOLVER_STEPS = 2**24
+
+
+def _as_float_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float64 NumPy array; a TypeError names ``name`` (strings, complex
+    numbers, ragged nests and other objects that are not real numbers)."""
+    try:
+        a = np.asarray(value)
+        if a.dtype.kind in "USVcmM":
+            raise TypeError
+        return a.astype(float)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be an array of real numbers; got {_show(value)}.") from None
+
+
+def _check_nonnegative(value: Any, name: str) -> float:
+    x = _as_float(value, name)
+    if not (math.isfinite(x) and x >= 0):
+        raise ValueError(f"`{name}` must be >= 0 and finite; got {value!r}.")
+    return x
+
+
+def _check_activation(value: Any, *, allow_callable: bool = True) -> Any:
+    """An activation name of :data:`epinn.activations.ACTIVATIONS` (any case) or, when
+    allowed, a callable; unknown names get the closest valid one suggested."""
+    if isinstance(value, str):
+        if value.lower() not in ACTIVATIONS:
+            raise ValueError(
+                f"Unknown `activation` {value!r}{_suggest(value, sorted(ACTIVATIONS))}; valid "
+                f"names are {sorted(ACTIVATIONS)}."
+            )
+        return value
+    if allow_callable and callable(value):
+        return value
+    kind = "a name or a callable" if allow_callable else "a name (it is saved as JSON)"
+    raise TypeError(f"`activation` must be {kind}; got {_show(value)}.")
+
+
+def _check_hidden(hidden: Any) -> tuple[int, ...]:
+    msg = f"`hidden` must be a non-empty sequence of positive ints; got {_show(hidden)}."
+    if isinstance(hidden, (str, bytes, Mapping)) or not isinstance(hidden, Iterable):
+        raise TypeError(msg)
+    sizes = tuple(hidden)
+    if not sizes:
+        raise ValueError(msg)
+    for i, h in enumerate(sizes):
+        _check_int(h, f"hidden[{i}]", 1)
+    return tuple(int(h) for h in sizes)
+
+
+def _require_key(key: Any) -> Array:
+    """A required key: ValueError for ``None``, then :func:`epinn.data._check_key`'s
+    TypeError for anything but one ``jax.random`` key."""
+    if key is None:
+        raise ValueError("`key` is required (it initialises the network); pass jax.random.key(0).")
+    return _check_one_key(key, "key")
+
+
+def _check_finite_params(params: Any, history: History, what: str) -> None:
+    """Raise :class:`epinn.NonFiniteLossError` if a trained parameter is NaN or infinite."""
+    bad = [jax.tree_util.keystr(p) for p, v in jax.tree_util.tree_leaves_with_path(params)
+           if not np.all(np.isfinite(np.asarray(v)))]
+    if bad:
+        history.stop_reason = "non-finite parameters"
+        raise NonFiniteLossError(
+            f"The {what} ended with non-finite parameters ({', '.join(bad[:3])}); try a "
+            "smaller `learning_rate` or check the data.",
+            epoch=len(history.train_loss),
+            history=history,
+        )
+
+
+def _check_common(model, ts, data, y0, N, rates, t0):
+    """Validate through :func:`_check_inputs`; returns ts, t0, obs, N and
+    ``y0`` as floats.
+
+    Every conversion of user input happens here first, with an error naming the argument
+    (``ts``, ``t0``, ``data['I']``, ``y0['S']``, ``N``).
+    """
+    if not isinstance(model, CompartmentalModel):
+        raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {model!r}.")
+    if not isinstance(data, Mapping):
+        raise TypeError("`data` must be a mapping {observation name: counts}, e.g. {'I': counts}.")
+    if not isinstance(y0, Mapping):
+        raise TypeError("`y0` must be a mapping by compartment name, e.g. {'S': 762, ...}.")
+    ts = _as_float_array(ts, "ts")
+    t0 = None if t0 is None else _as_float(t0, "t0")
+    if t0 is not None and not math.isfinite(t0):
+        raise ValueError(f"`t0` must be finite; got {t0}.")
+    valid = (*model.compartments, *_FIT_OBSERVABLES)
+    for k in data:
+        if k not in valid:
+            hint = _suggest(k, valid) if isinstance(k, str) else ""
+            raise ValueError(f"`data` has unknown observation {k!r}{hint}; valid names are "
+                             f"{valid}.")
+    data = {k: _as_float_array(v, f"data[{k!r}]") for k, v in data.items()}
+    values = {}
+    for k, v in y0.items():
+        x = _as_float(v, f"y0[{k!r}]")
+        if not (math.isfinite(x) and x >= 0):
+            raise ValueError(f"`y0[{k!r}]` must be >= 0 and finite; got {v!r}.")
+        values[k] = x
+    if N is None:
+        N = float(sum(values.values()))
+    N = _check_positive(N, "N")
+    init = {name: 1.0 for name in model.rate_names}
+    init.update(rates)
+    init["N"] = N
+    ts, t0, obs, _, _ = _check_inputs(model, ts, data, values, init, None, "mse", t0,
+                                          can_free=False)
+    return ts, t0, obs, N, values
+
+
+def _guess_beta(model, ts, obs, y0, t0, N, gamma):
+    r"""A start for :math:`\beta`: :math:`(\gamma + r) N / S_0` with the growth rate
+    :math:`r = \log(I_\text{peak} / I_0) / (t_\text{peak} - t_0)` when ``I`` is observed
+    (and the data rise above :math:`I_0`), else :math:`2\gamma N/S_0`."""
+    s0 = max(float(y0["S"]), 1e-12 * N)
+    r = gamma
+    if "I" in obs and float(y0["I"]) > 0:
+        k = int(np.argmax(obs["I"]))
+        i0, ik, dt = float(y0["I"]), float(obs["I"][k]), float(ts[k]) - t0
+        if ik > i0 and dt > 0:
+            r = math.log(ik / i0) / dt
+    return (gamma + r) * N / s0
+
+
+def _shifted_grid(ts: np.ndarray, t0: float) -> tuple[np.ndarray, int]:
+    """Observation grid in time since ``t0``, starting at 0; offset 1 if ``t0 < ts[0]``."""
+    offset = 1 if t0 < ts[0] else 0
+    grid = np.concatenate([[t0], ts]) if offset else ts
+    return grid - t0, offset
+
+
+def _merge_grids(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted union of two increasing grids, with points closer than 1e-6 of the span
+    merged (so it stays strictly increasing in float32); returns it and the indices of
+    ``a``'s and ``b``'s points in it."""
+    both = np.sort(np.concatenate([a, b]))
+    tol = 1e-6 * max(float(both[-1] - both[0]), 1.0)
+    keep = np.concatenate([[True], np.diff(both) > tol])
+    both = both[keep]
+
+    def index(x):
+        i = np.clip(np.searchsorted(both, x), 1, len(both) - 1)
+        return np.where(np.abs(both[i - 1] - x) <= np.abs(both[i] - x), i - 1, i)
+
+    return both, index(a), index(b)
+
+
+def _r2(pred: np.ndarray, y: np.ndarray) -> float:
+    ss = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - float(np.sum((pred - y) ** 2)) / ss if ss > 0 else math.nan
+
+
