@@ -25,7 +25,7 @@ rtol 1e-10 (atol 1e-13), itself checked against per-member DOP853 at rtol 1e-12 
 members. Reported: compile time (first call minus a warm call), warm wall time (best of
 ``--repeats`` calls, 15; the stacked scipy system gets as many calls: on a shared machine the
 best of few calls varies by tens of percent), solves/s, speed-ups and max |difference| to
-the reference. A JSON summary goes to ``--out`` if given.
+the reference. A JSON summary goes to ``--json`` if given.
 
 Run: ``python benchmarks/bench_sir_ensemble.py`` (add ``--x64`` for float64 epinn,
 ``--devices 1`` for one XLA device, ``--loop-kernel-bytes 0`` for XLA's default loops). The
@@ -126,7 +126,7 @@ def main(args: argparse.Namespace) -> dict:
         jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
-    from epinn.compartmental import SIR, _auto_chunk_size, solve_ensemble
+    from epinn.compartmental import SIR, solve_ensemble
 
     M = args.members
     ts = np.linspace(0.0, T1, NT)
@@ -231,7 +231,7 @@ def main(args: argparse.Namespace) -> dict:
         "platform": jax.devices()[0].platform,
         "devices": jax.device_count(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "chunk_size": args.chunk_size or _auto_chunk_size(SIR(), jnp.asarray(ts), None),
+        "chunk_size": args.chunk_size or "auto",
         "reference_check": float(ref_check),
         "results": results,
         "speedup_vs_scipy_loop": speedup_loop,
@@ -265,8 +265,8 @@ def main(args: argparse.Namespace) -> dict:
     if "epinn_1device" in results:
         print(f"on one XLA device: {summary['speedup_vs_scipy_stacked_1device']:.1f}x the "
               "scipy stacked system")
-    if args.out:
-        with open(args.out, "w") as f:
+    if args.json:
+        with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
     return summary
 
@@ -287,7 +287,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--spot-checks", type=int, default=20)
     p.add_argument("--vmap", action="store_true", help="also time method='vmap'")
     p.add_argument("--x64", action="store_true", help="run epinn in float64")
-    p.add_argument("--out", type=str, default=None, help="JSON summary path")
+    p.add_argument("--json", type=str, default=None, help="write the results here")
     p.add_argument("--devices", type=int, default=DEVICES,
                    help="XLA host devices, each solving a block of members (default: the "
                    "available cores); with more than one, one device is timed beside it")

@@ -53,7 +53,7 @@ bench() {  # bench BUDGET_S SCRIPT ARGS...
   # scipy on one BLAS/OpenMP thread: with 16 it spent 4.5 s of CPU in 0.28 s of wall time
   # on the stacked system (2026-11-27, H100 machine), 3x slower than on 2 cores.
   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
-    bench 80 benchmarks/bench_sir_ensemble.py --repeats 5 --scipy-repeats 3 --out "$out/sir.json"
+    bench 80 benchmarks/bench_sir_ensemble.py --repeats 5 --scipy-repeats 3 --json "$out/sir.json"
   bench 45 benchmarks/bench_sir_ensemble.py --chunk-size 1024 --loop-subset 50 --repeats 5 \
     --scipy-repeats 1
   bench 70 benchmarks/bench_rnn.py --repeats 2 --torch-device cuda --json "$out/rnn.json"

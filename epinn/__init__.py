@@ -4,7 +4,7 @@ The public API is stated once, here. Each block re-exports one module; helpers (
 starting with ``_``) stay private to their modules.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 # --- activations ---------------------------------------------------------------------
 from .activations import ACTIVATIONS as ACTIVATIONS
@@ -82,12 +82,12 @@ from .sharding import shard_batch as shard_batch
 from .sharding import shard_map_batch as shard_map_batch
 from .sharding import vmap_blocks as vmap_blocks
 # --- flows (the model definition) ---------------------------------------------------
-from .flows import Flow as Flow
-from .flows import Model as Model
-from .flows import flow as flow
-from .flows import infection as infection
-from .flows import next_generation_matrices as next_generation_matrices
-from .flows import stratify as stratify
+from .compartmental import Flow as Flow
+from .compartmental import Model as Model
+from .compartmental import flow as flow
+from .compartmental import infection as infection
+from .compartmental import next_generation_matrices as next_generation_matrices
+from .compartmental import stratify as stratify
 # --- compartmental -------------------------------------------------------------------
 from .compartmental import R0 as R0
 from .compartmental import SEIR as SEIR

@@ -7,13 +7,15 @@ argument, counts, flags, keys and close-name suggestions for unknown names.
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
 
 
 # Counts (steps, sizes, grid points) go into jax as int32: larger ones would overflow there.
@@ -166,3 +168,43 @@ def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
             f"`{name}` must be one of {tuple(choices)}; got {value!r}{_suggest(value, choices)}."
         )
     return value
+
+
+def _lookup_callable(name_or_callable: Any, table: Mapping[str, Callable], kind: str,
+                     argument: str) -> Callable:
+    """The ``kind`` (e.g. activation) for a case-insensitive name in ``table`` or a callable; errors
+    name ``argument``."""
+    if isinstance(name_or_callable, str):
+        fn = table.get(name_or_callable.lower())
+        if fn is None:
+            raise _unknown_name(kind, name_or_callable, table, argument)
+        return fn
+    if callable(name_or_callable):
+        return name_or_callable
+    raise TypeError(
+        f"`{argument}` must be an {kind} name or a callable; "
+        f"got {type(name_or_callable).__name__}."
+    )
+
+
+def _bind_keywords(fn: Callable, kwargs: dict, argument: str) -> Callable:
+    """``fn`` with ``kwargs`` bound, checked now; errors name ``argument``."""
+    if not kwargs:
+        return fn
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have no signature: let the call decide
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind_partial(None, **kwargs)  # TypeError now, not at the first call
+        except TypeError as err:
+            name = getattr(fn, "__name__", "the activation")
+            raise TypeError(f"`{argument}` {sorted(kwargs)} do not fit {name}{signature}: "
+                            f"{err}") from None
+    for k, v in kwargs.items():  # parameters such as negative_slope, alpha, beta
+        if isinstance(v, str) or (isinstance(v, float) and not math.isfinite(v)):
+            raise (TypeError if isinstance(v, str) else ValueError)(
+                f"`{k}` (in `{argument}`) must be a finite number; got {v!r}."
+            )
+    return functools.partial(fn, **kwargs)

@@ -5,17 +5,14 @@ written by hand. Every function is elementwise (except :func:`softmax`) and work
 ``jit``, ``vmap`` and ``grad``.
 """
 
-import difflib
-import functools
-import inspect
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
-from ._checks import _did_you_mean, _unknown_name  # noqa: F401
+from ._checks import _bind_keywords, _lookup_callable
 
 __all__ = [
     "ACTIVATIONS",
@@ -159,21 +156,6 @@ ACTIVATIONS: dict[str, Callable[..., jax.Array]] = {
 }
 
 
-def _lookup(name_or_callable: str | Callable, argument: str) -> Callable[..., jax.Array]:
-    """The activation for a name or a callable; errors name ``argument``."""
-    if isinstance(name_or_callable, str):
-        fn = ACTIVATIONS.get(name_or_callable.lower())
-        if fn is None:
-            raise _unknown_name("activation", name_or_callable, ACTIVATIONS, argument)
-        return fn
-    if callable(name_or_callable):
-        return name_or_callable
-    raise TypeError(
-        f"`{argument}` must be an activation name or a callable; "
-        f"got {type(name_or_callable).__name__}."
-    )
-
-
 def get_activation(
     name_or_callable: str | Callable[..., jax.Array], **kwargs
 ) -> Callable[..., jax.Array]:
@@ -198,27 +180,4 @@ def get_activation(
         >>> print(float(f(0.0)))
         0.5
     """
-    return _bind(_lookup(name_or_callable, "name_or_callable"), kwargs, "**kwargs")
-
-
-def _bind(fn: Callable, kwargs: dict, argument: str) -> Callable[..., jax.Array]:
-    """``fn`` with ``kwargs`` bound, checked now; errors name ``argument``."""
-    if not kwargs:
-        return fn
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):  # some builtins have no signature: let the call decide
-        signature = None
-    if signature is not None:
-        try:
-            signature.bind_partial(None, **kwargs)  # TypeError now, not at the first call
-        except TypeError as err:
-            name = getattr(fn, "__name__", "the activation")
-            raise TypeError(f"`{argument}` {sorted(kwargs)} do not fit {name}{signature}: "
-                            f"{err}") from None
-    for k, v in kwargs.items():  # parameters such as negative_slope, alpha, beta
-        if isinstance(v, str) or (isinstance(v, float) and not math.isfinite(v)):
-            raise (TypeError if isinstance(v, str) else ValueError)(
-                f"`{k}` (in `{argument}`) must be a finite number; got {v!r}."
-            )
-    return functools.partial(fn, **kwargs)
+    return _bind_keywords(_lookup_callable(name_or_callable, ACTIVATIONS, "activation", "name_or_callable"), kwargs, "**kwargs")

@@ -38,7 +38,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from . import datasets as _datasets
 
 __all__ = [

@@ -35,9 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from ._checks import _did_you_mean, _unknown_name
-from .data import _check_window_int, sliding_windows
-from ._checks import _as_float_array, _asarray, _is_concrete
+from ._checks import _as_float_array, _asarray, _check_int, _did_you_mean, _is_concrete, _unknown_name
+from .data import sliding_windows
 from .losses import LOSSES, get_loss
 
 __all__ = [
@@ -389,8 +388,8 @@ def sir_projection_forecast(
 
     h = _check_horizon(horizon)
     pop = None if population is None else _as_float_array(population, "population")
-    steps = _check_window_int(steps, "steps", 1)
-    batch_size = _check_window_int(batch_size, "batch_size", 1)
+    steps = _check_int(steps, "steps", 1)
+    batch_size = _check_int(batch_size, "batch_size", 1)
     start = {"beta": 0.4, "gamma": 0.2, "S0": 0.9, "I0": 1e-3}
     if init is not None and not isinstance(init, Mapping):
         raise TypeError(f"`init` must be a mapping such as {{'beta': 0.3}}; got "
@@ -542,9 +541,9 @@ def rolling_origin_evaluation(
     all_series = list(series) if many else [series]
     if not all_series:
         raise ValueError("`series` must hold at least one series.")
-    input_len = _check_window_int(input_len, "input_len", 1)
-    stride = _check_window_int(stride, "stride", 1)
-    target_feature = _check_window_int(target_feature, "target_feature", 0)
+    input_len = _check_int(input_len, "input_len", 1)
+    stride = _check_int(stride, "stride", 1)
+    target_feature = _check_int(target_feature, "target_feature", 0)
     o0 = input_len if first_origin is None else first_origin
     if isinstance(o0, bool) or not isinstance(o0, (int, np.integer)):
         raise TypeError(f"`first_origin` must be an int; got {type(o0).__name__} {o0!r}.")

@@ -23,6 +23,7 @@ __all__ = [
     "LOSSES",
     "binary_cross_entropy",
     "categorical_cross_entropy",
+    "check_targets",
     "gaussian_nll",
     "get_loss",
     "gradient_penalty",
@@ -53,15 +54,34 @@ def _check_range(targets: jax.Array, low: float, high: float, what: str) -> None
         raise ValueError(f"`targets` must be {what}; got values from {t.min()} to {t.max()}.")
 
 
-def _check_target_values(loss_fn: Callable, targets: jax.Array, n_out: int) -> None:
-    """Value checks of the built-in cross-entropies, for callers that run them under jit.
+def check_targets(loss_fn: Callable, targets: ArrayLike, n_classes: int) -> None:
+    """Check target values for a built-in cross-entropy before training compiles it.
 
-    ``n_out`` is the size of the predictions' last axis (the classes of integer labels).
+    Inside ``jit`` the losses see tracers and cannot check values, so a trainer calls this
+    once on the concrete data: :func:`binary_cross_entropy` needs probabilities in
+    :math:`[0, 1]`, :func:`categorical_cross_entropy` with integer labels needs labels in
+    ``[0, n_classes)``. Other losses accept any real targets (nothing is checked).
+
+    Args:
+        loss_fn: the loss function that will be trained with.
+        targets: the concrete target array.
+        n_classes: the size of the predictions' last axis (the classes of integer labels).
+
+    Raises:
+        ValueError: naming the valid range and the range found.
+
+    Examples:
+        >>> check_targets(binary_cross_entropy, jnp.array([0.0, 1.0]), 1)
+        >>> check_targets(binary_cross_entropy, jnp.array([0.0, 2.0]), 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: `targets` must be probabilities in [0, 1] for binary cross-entropy; got values from 0.0 to 2.0.
     """
+    targets = jnp.asarray(targets)
     if loss_fn is binary_cross_entropy:
         _check_range(targets, 0.0, 1.0, "probabilities in [0, 1] for binary cross-entropy")
     elif loss_fn is categorical_cross_entropy and jnp.issubdtype(targets.dtype, jnp.integer):
-        _check_range(targets, 0, n_out - 1, f"class labels in [0, {n_out})")
+        _check_range(targets, 0, n_classes - 1, f"class labels in [0, {n_classes})")
 
 
 def mse(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import FrozenDict
 
-from .activations import _bind, _lookup, get_activation
+from ._checks import _bind_keywords, _lookup_callable
+from .activations import ACTIVATIONS, get_activation
 from ._checks import _did_you_mean
 from ._checks import _asarray
 
@@ -99,9 +100,9 @@ class MLP(nn.Module):
             )
         if kwargs and any(not isinstance(k, str) for k in kwargs):
             raise TypeError(f"`activation_kwargs` keys must be strings; got {list(kwargs)}.")
-        _bind(_lookup(self.activation, "activation"), dict(kwargs or {}),
-              "activation_kwargs")  # fail early, naming the field
-        _lookup(self.output_activation, "output_activation")
+        fn = _lookup_callable(self.activation, ACTIVATIONS, "activation", "activation")
+        _bind_keywords(fn, dict(kwargs or {}), "activation_kwargs")  # fail early, naming the field
+        _lookup_callable(self.output_activation, ACTIVATIONS, "activation", "output_activation")
         if isinstance(self.precision, str):
             try:
                 jax.lax.Precision(self.precision)

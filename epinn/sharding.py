@@ -81,13 +81,10 @@ def configure_cpu(
       kernel. XLA's CPU runtime (since jax 0.4.32) otherwise runs each operation of a loop
       body as a separate task, which costs microseconds per operation and step; loops of
       many small steps, such as the step loop of an ODE solver, run much slower for it
-      (jax-ml/jax#26021, #26145). On a 2-core development machine the 10 000-member SIR
-      ensemble of ``benchmarks/bench_sir_ensemble.py`` took 9.3-11.9 ms (median 10.4 ms)
-      with it against 12.9-15.8 ms without (:func:`~epinn.compartmental.solve_ensemble`
-      then takes chunks of 256 members instead of 1024); in one run each, the LSTM of
-      ``bench_rnn.py`` trained ~14% faster, the MLP of ``bench_mlp.py`` ~5% slower, and
-      the fits of ``bench_fit.py`` as fast. ``None`` leaves this flag as it is in
-      ``XLA_FLAGS`` (XLA's default is 1 KiB).
+      (jax-ml/jax#26021, #26145); ODE ensembles gain most from it
+      (:func:`~epinn.compartmental.solve_ensemble` then takes chunks of 256 members
+      instead of 1024; the measurements are in the benchmarks page). ``None`` leaves this
+      flag as it is in ``XLA_FLAGS`` (XLA's default is 1 KiB).
 
     Other flags already in ``XLA_FLAGS`` are kept.
 

@@ -54,9 +54,10 @@ from tqdm.auto import tqdm
 from ._checks import _did_you_mean, _unknown_name
 from .data import batch_indices
 from ._checks import _asarray, _check_key
+from ._version import __version__
 from .losses import (
     LOSSES,
-    _check_target_values,
+    check_targets,
     binary_cross_entropy,
     categorical_cross_entropy,
     get_loss,
@@ -1024,7 +1025,7 @@ def fit(
         x_val = y_val = None
     n_out = pred.shape[-1:] or (1,)
     for targets in (y, y_val) if has_val else (y,):
-        _check_target_values(loss_fn, targets, n_out[0])
+        check_targets(loss_fn, targets, n_out[0])
     available = ["loss", *metric_fns]
     available += ["val_loss", *("val_" + k for k in metric_fns)] if has_val else []
     if early_stopping is not None:
@@ -1352,8 +1353,6 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
 
 
 def _epinn_version() -> str:
-    from . import __version__
-
     return __version__
 
 

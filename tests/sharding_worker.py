@@ -232,7 +232,7 @@ def check_loop_kernels() -> None:
     from scipy.integrate import solve_ivp
 
     import epinn
-    from epinn.compartmental import _auto_chunk_size
+    from epinn.compartmental.ensemble import _auto_chunk_size
     from epinn.sharding import LOOP_KERNEL_BYTES
 
     assert jax.device_count() == 2, jax.devices()

@@ -392,7 +392,7 @@ def test_forward_sensitivities_match_jacfwd_and_finite_differences(name, x64):
     through diffrax (the derivative of the discrete solver) to the solver tolerance, and
     with central differences of the solution to ~1e-6.
     """
-    from epinn.compartmental import _integrate, _integrate_sensitivities, _make_config
+    from epinn.compartmental._integrate import _integrate, _integrate_sensitivities, _make_config
 
     model, rates, y0 = CASES[name]
     names = list(rates)
@@ -540,8 +540,36 @@ def test_ensemble_summary_matches_full_trajectories(x64):
         ensemble_summary(model, p, y0, TS, chunk_size=0)
 
 
+
+def test_ensemble_summary_of_a_stratified_model(x64):
+    """Per-group statistics: ``(T, C, G)`` moments equal numpy's over the full trajectories,
+    peaks and final sizes are those of the whole population (summed over groups)."""
+    from epinn.compartmental import SEIR, stratify
+
+    model = stratify(SEIR(), ("young", "old"))
+    M = 5
+    p = {"beta": np.stack([np.linspace(0.3, 0.6, M), np.linspace(0.2, 0.4, M)], 1),
+         "sigma": 0.2, "gamma": 0.1, "C": np.array([[2.0, 0.5], [0.5, 1.0]]),
+         "N": np.array([600.0, 400.0])}
+    y0 = {"S": np.array([590.0, 400.0]), "E": np.zeros(2), "I": np.array([10.0, 0.0]),
+          "R": np.zeros(2)}
+    kw = dict(chunk_size=2, **TOL)  # 3 chunks, one padded member
+    traj = solve_ensemble(model, p, y0, TS, **kw)
+    out = ensemble_summary(model, p, y0, TS, **kw)
+    ys = np.asarray(traj.ys)  # (M, T, C, G)
+    assert out.mean.shape == (TS.size, 4, 2) and out.groups == ("young", "old")
+    np.testing.assert_allclose(out.mean, ys.mean(0), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(out.std, ys.std(0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(out.max, ys.max(0))
+    mean_i, _ = out["I"]
+    np.testing.assert_allclose(mean_i, ys[:, :, 2].mean(0), rtol=1e-12)
+    np.testing.assert_allclose(np.stack(peak(traj)), np.stack([out.peak_time, out.peak_size]),
+                               rtol=1e-12)
+    np.testing.assert_allclose(out.cumulative_infections, traj.cumulative_infections[:, -1],
+                               rtol=1e-12)
+
 def test_chunk_widths_avoid_multiples_of_16():
-    from epinn.compartmental import _chunk_layout
+    from epinn.compartmental.ensemble import _chunk_layout
 
     for members, chunk_size in [(10_000, 1024), (8192, 1024), (960, 1024), (7, 3), (1, 1024),
                                 (4096, 16384), (100, 64)]:
@@ -613,7 +641,7 @@ def test_ensemble_compiled_once_per_static_setting():
     """Concrete inputs of the own loop run through one cached ``jax.jit`` per static
     setting: new values reuse it, and its results (inputs sent as they are, or packed
     into one buffer as on several devices) equal equinox's ``filter_jit`` bit for bit."""
-    from epinn.compartmental import _ARRAY, _call_ensemble, _compiled, _prepare_ensemble
+    from epinn.compartmental.ensemble import _ARRAY, _call_ensemble, _compiled, _prepare_ensemble
 
     p = {**SIR_P, "beta": jnp.array([0.3, 0.5, 0.7])}
     solve_ensemble(SIR(), p, SIR_Y0, TS, chunk_size=2)
@@ -897,7 +925,7 @@ def test_ensemble_program_has_no_host_callbacks():
     """No Python callbacks in the default ensemble program: XLA's CPU client runs a
     program with host callbacks on one device at a time, which serialised the devices of
     a mesh (diffeqsolve's runtime checks added six)."""
-    from epinn.compartmental import _prepare_ensemble
+    from epinn.compartmental.ensemble import _prepare_ensemble
 
     ensemble, args, mesh = _prepare_ensemble(
         SIR(), {**SIR_P, "beta": jnp.array([0.5, 0.6])}, SIR_Y0, TS, "stacked", None, True,
@@ -915,7 +943,7 @@ def test_ensemble_program_has_no_host_callbacks():
 
 
 def test_default_chunk_size_follows_the_platform():
-    from epinn.compartmental import _default_chunk_size
+    from epinn.compartmental.ensemble import _default_chunk_size
 
     class _Device:
         def __init__(self, platform):
@@ -932,7 +960,7 @@ def test_default_chunk_size_follows_the_platform():
 
 
 def test_grouping_order_sorts_up_to_quantisation():
-    from epinn.compartmental import _grouping_order
+    from epinn.compartmental.ensemble import _grouping_order
 
     order_of = jax.jit(_grouping_order)
     rng = np.random.default_rng(3)

@@ -94,7 +94,7 @@ def test_configure_cpu_bad_arguments(kw):
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU's chunk sizes")
 def test_default_chunk_size_follows_the_loop_kernels(monkeypatch):
-    from epinn.compartmental import _auto_chunk_size
+    from epinn.compartmental.ensemble import _auto_chunk_size
 
     ts = jnp.linspace(0.0, 160.0, 161)
     key = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold="

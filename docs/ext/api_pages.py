@@ -24,6 +24,7 @@ MODULE_ORDER = (
     "training",
     "plotting",
     "compartmental",
+    "stochastic",
     "observation",
     "datasets",
     "estimation",
@@ -50,11 +51,9 @@ def reexports(init_file: Path) -> dict[str, list[str]]:
 
 def existing_modules(package_dir: Path) -> list[str]:
     """Public modules of the package present now, in :data:`MODULE_ORDER` then a-z."""
-    found = {
-        p.stem
-        for p in package_dir.glob("*.py")
-        if not p.stem.startswith("_") and p.stem not in SKIP
-    }
+    candidates = [p.stem for p in package_dir.glob("*.py")]
+    candidates += [p.parent.name for p in package_dir.glob("*/__init__.py")]
+    found = {m for m in candidates if not m.startswith("_") and m not in SKIP}
     found = {m for m in found if importlib.util.find_spec(f"epinn.{m}") is not None}
     ordered = [m for m in MODULE_ORDER if m in found]
     return ordered + sorted(found - set(ordered))

@@ -1,4 +1,4 @@
-"""Tests for epinn.flows: models defined by their flows, checked against independent references.
+"""Tests for epinn.compartmental.model: models defined by their flows, checked against independent references.
 
 References: scipy.integrate.solve_ivp on right-hand sides written out again here in numpy
 (with an explicit cumulative-infection state), next-generation matrices built by hand in
@@ -29,7 +29,7 @@ from epinn.compartmental import (
     solve,
     solve_ensemble,
 )
-from epinn.flows import Model, flow, infection, next_generation_matrices, stratify
+from epinn.compartmental import Model, flow, infection, next_generation_matrices, stratify
 from tests.helpers import central_difference, count_compilations
 
 TIGHT = dict(rtol=1e-10, atol=1e-12)
@@ -469,7 +469,7 @@ def test_sensitivities_of_a_non_homogeneous_model(x64):
     for a model whose rates are evaluated at counts (a constant import)."""
     import diffrax
 
-    from epinn.compartmental import _integrate_sensitivities, _make_config
+    from epinn.compartmental._integrate import _integrate_sensitivities, _make_config
 
     m = Model(("S", "I", "R"), ("beta", "gamma", "iota"),
               [infection("S", "I", lambda t, y, p: p.beta * y.S * y.I / p.N),
