@@ -169,6 +169,26 @@ def test_bad_parameter_shapes_and_missing_infection():
         R0(SIR(), {"beta": 1.0, "gamma": 0.5, "N": 1.0}, hops=0)
 
 
+def test_negative_flow_rates_are_refused_before_integrating():
+    """A rate function that is negative at the initial state moves people backwards: an
+    error naming the flow (and the member / group), for one solve and for ensembles."""
+    leaky = Model(("S", "I", "R"), ("beta", "gamma"), [
+        infection("S", "I", lambda t, y, p: p.beta * y.S * y.I / p.N),
+        flow("I", "R", lambda t, y, p: p.gamma * y.I - 5.0)])
+    p = {"beta": 0.5, "gamma": 0.1, "N": 1000.0}
+    y0 = {"S": 990.0, "I": 10.0, "R": 0.0}
+    with pytest.raises(ValueError, match=r"flow 'I->R' \(I -> R\) is -4 at the initial state"):
+        solve(leaky, p, y0, [0.0, 1.0])
+    with pytest.raises(ValueError, match="is -4 at the initial state of member 1"):
+        solve_ensemble(leaky, {**p, "gamma": np.array([0.6, 0.1])}, y0, [0.0, 1.0])
+    # With enough infectives the same model is valid at t0 and integrates.
+    assert solve(leaky, p, {"S": 900.0, "I": 100.0, "R": 0.0}, [0.0, 1.0]).ys.shape == (2, 3)
+    m = seir_groups()
+    growing = {**AGE_P, "sigma": lambda t: 0.2 - 0.3 * (t > -1.0)}  # negative from t0 on
+    with pytest.raises(ValueError, match="non-negative"):
+        solve(m, growing, AGE_Y0, [0.0, 1.0])
+
+
 # -- SIR with vaccination ------------------------------------------------------------
 
 

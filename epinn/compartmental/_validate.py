@@ -301,3 +301,42 @@ def _split(rates: Mapping[str, Any]) -> tuple[dict[str, Array], dict[str, Any]]:
     const = {k: v for k, v in rates.items() if not _is_time_varying(v)}
     varying = {k: v for k, v in rates.items() if _is_time_varying(v)}
     return const, varying
+
+
+def _check_flow_rates(model: Model, rates: Mapping[str, Any], N: Any, y0: Array,
+                      t0: Any) -> None:
+    """Every flow's rate must be finite and non-negative at the initial state.
+
+    A flow moves people one way (``source -> target``); a negative rate would move them
+    backwards and can drive compartments negative, silently. Evaluated eagerly on the host
+    for concrete inputs (one ``vmap`` over the members of an ensemble); under a trace
+    nothing is checked. Only the initial state is checked: a rate that turns negative
+    later is the rate function's responsibility (write ``jnp.maximum(..., 0)``).
+    """
+    values = [v for v in (*rates.values(), N, y0, t0) if not _is_time_varying(v)]
+    if any(_is_tracer(v) for v in values):
+        return
+    r = _rates_at_times(rates, t0, "the check of the initial flow rates")
+    if any(_is_tracer(v) for v in r.values()):  # a closure over traced values
+        return
+    shapes = model.param_shapes
+    p = {**r, "N": N}
+    axes = {k: 0 if _batch_size(v, shapes[k]) is not None else None for k, v in p.items()}
+    y_axis = 0 if jnp.ndim(y0) == 2 else None
+    if y_axis is None and not any(a == 0 for a in axes.values()):
+        q = model.flow_rates(t0, y0, p)[None]
+    else:
+        q = jax.vmap(lambda y, pp: model.flow_rates(t0, y, pp), in_axes=(y_axis, axes))(y0, p)
+    q = np.asarray(q).reshape(q.shape[0], len(model.flows), -1)  # (M, F, G)
+    bad = ~np.isfinite(q) | (q < 0)
+    if np.any(bad):
+        m, f, g = (int(i[0]) for i in np.nonzero(bad))
+        where = (f" of member {m}" if q.shape[0] > 1 else "") + (
+            f" in group {model.groups[g]!r}" if model.groups is not None else "")
+        flow = model.flows[f]
+        raise ValueError(
+            f"The rate of flow {flow.name!r} ({flow.source} -> {flow.target}) is "
+            f"{q[m, f, g]:g} at the initial state{where} (t={float(np.ravel(t0)[0]):g}); flow "
+            "rates must be finite and non-negative (a flow moves people one way: write a "
+            "second flow for the other direction)."
+        )

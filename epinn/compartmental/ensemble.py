@@ -19,7 +19,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 from ._integrate import _Config, _integrate, _integrate_rows, _make_config, _peak_of, _prevalence, _scale, _solver_reason, _trajectory
 from ._ngm import _growth_rate_member
 from ._rates import _evaluate_rate, _float_dtype
-from ._validate import _batch_size, _check_model, _check_rate_functions, _ensemble_inputs, _is_tracer, _normalize_ts, _split
+from ._validate import _batch_size, _check_flow_rates, _check_model, _check_rate_functions, _ensemble_inputs, _is_tracer, _normalize_ts, _split
 from .model import Model
 from .trajectory import Trajectory
 from ..sharding import batch_sharding, loop_kernel_bytes, map_blocks, replicated, resolve_mesh
@@ -570,6 +570,7 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, m
     rates, N, y0a, _ = _ensemble_inputs(model, params, y0, broadcast=False)
     tsa = _normalize_ts(ts)
     _check_rate_functions(rates, tsa)
+    _check_flow_rates(model, rates, N, y0a, tsa[0])
     const, varying = _split(rates)
     mesh = resolve_mesh(mesh)
     solver, rtol, atol, dt0, max_steps, adjoint, throw = config

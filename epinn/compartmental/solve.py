@@ -12,7 +12,7 @@ from jaxtyping import ArrayLike
 
 from ._integrate import _make_config, _solve_core, _solver_reason
 from ._rates import _is_time_varying
-from ._validate import _check_model, _check_rate_functions, _check_sum, _closest, _normalize_params, _normalize_ts, _normalize_y0
+from ._validate import _check_flow_rates, _check_model, _check_rate_functions, _check_sum, _closest, _normalize_params, _normalize_ts, _normalize_y0
 from .model import Model
 from .trajectory import Trajectory
 
@@ -88,6 +88,7 @@ def solve(
     _check_sum(y0a, N, model)
     tsa = _normalize_ts(ts)
     _check_rate_functions(rates, tsa)
+    _check_flow_rates(model, rates, N, y0a, tsa[0])
     cfg = _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw)
     try:
         return _solve_core(model, rates, N, y0a, tsa, cfg, _check_counts(model, counts))
