@@ -9,9 +9,10 @@ Usage::
 
 Experiments are the scripts ``experiments/NAME.py`` of the source tree (each has an
 importable ``main(args_list=None)`` that parses its arguments with argparse). They are
-found next to the package (``Path(epinn.__file__).parents[1] / "experiments"``, i.e. an
-editable install of the repository) or in the directory named by the ``EPINN_EXPERIMENTS``
-environment variable. ``epinn run`` forwards every option after ``NAME`` to the script.
+found in the directory named by the ``EPINN_EXPERIMENTS`` environment variable, next to
+the package (``Path(epinn.__file__).parents[1] / "experiments"``, i.e. an editable
+install of the repository), or where a wheel installs them
+(``<sys.prefix>/share/epinn/experiments``). ``epinn run`` forwards every option after ``NAME`` to the script.
 
 Every failure is one line on stderr and a non-zero exit status, never a traceback: bad
 arguments print ``epinn: error: ...`` and exit with status 2 (an unknown experiment or
@@ -195,21 +196,25 @@ def run_script(entry: Callable[[list[str] | None], object],
 
 
 def _experiments_dir() -> Path:
-    """The experiments directory: ``$EPINN_EXPERIMENTS`` or ``<repo>/experiments``."""
+    """The experiments directory: ``$EPINN_EXPERIMENTS``, ``<repo>/experiments`` (a source
+    checkout) or ``<prefix>/share/epinn/experiments`` (installed from a wheel)."""
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
     import epinn
 
-    return Path(epinn.__file__).resolve().parents[1] / "experiments"
+    source = Path(epinn.__file__).resolve().parents[1] / "experiments"
+    installed = Path(sys.prefix) / "share" / "epinn" / "experiments"
+    return installed if not source.is_dir() and installed.is_dir() else source
 
 
 def _require_experiments_dir() -> Path:
     path = _experiments_dir()
     if not path.is_dir():
         raise _UsageError(
-            f"no experiments directory at {path}; the scripts ship with the source tree: "
-            f"install epinn editable from the repository or set {ENV_VAR}=/path/to/experiments"
+            f"no experiments directory at {path}: install epinn from the repository or a "
+            f"wheel (which puts the scripts in <prefix>/share/epinn/experiments), or set "
+            f"{ENV_VAR}=/path/to/experiments"
         )
     return path
 

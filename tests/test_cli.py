@@ -158,6 +158,42 @@ def test_default_experiments_dir(monkeypatch):
     assert cli._experiments_dir() == expected
 
 
+def test_installed_experiments_dir(monkeypatch, tmp_path):
+    """Without a source checkout next to the package, the scripts a wheel installed under
+    ``<prefix>/share/epinn/experiments`` are used."""
+    monkeypatch.delenv(cli.ENV_VAR, raising=False)
+    package = tmp_path / "site-packages" / "epinn"
+    package.mkdir(parents=True)
+    monkeypatch.setattr(epinn, "__file__", str(package / "__init__.py"))
+    monkeypatch.setattr(cli.sys, "prefix", str(tmp_path / "venv"))
+    assert cli._experiments_dir() == tmp_path / "site-packages" / "experiments"  # none yet
+    installed = tmp_path / "venv" / "share" / "epinn" / "experiments"
+    installed.mkdir(parents=True)
+    assert cli._experiments_dir() == installed
+
+
+@pytest.mark.slow
+def test_wheel_holds_every_subpackage_and_the_experiments(tmp_path):
+    """A regular (non-editable) install gets the subpackages, the data and the scripts."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                    str(tmp_path), str(root)], check=True, cwd=tmp_path)
+    (wheel,) = tmp_path.glob("epinn-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    packages = {p.parent.relative_to(root).as_posix() for p in (root / "epinn").rglob("*.py")
+                if "__pycache__" not in p.parts}
+    for package in packages:
+        assert f"{package}/__init__.py" in names, package
+    scripts = {p.name for p in (root / "experiments").glob("*.py")}
+    shipped = {n.rsplit("/", 1)[1] for n in names if "/share/epinn/experiments/" in n}
+    assert scripts == shipped
+    assert any(n.startswith("epinn/data_files/") and n.endswith(".csv") for n in names)
+
+
 def test_real_experiments_are_listed(monkeypatch, capsys):
     """Every script in the repository's experiments/ shows up with its docstring line."""
     monkeypatch.delenv(cli.ENV_VAR, raising=False)
