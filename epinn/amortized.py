@@ -6,25 +6,35 @@ trained :class:`NeuralEstimator` then estimates parameters for any new curve on 
 grid in one forward pass ("amortised" inference; the course's *fully connected network
 estimates parameters*).
 
-**Training set** (:func:`simulate_training_set`). Every member draws, log-uniformly and
+**Training set** (:func:`simulate_training_set`). The model is any unstratified
+:class:`~epinn.Model` with scalar parameters (default ``SIR()``, or your own from
+:func:`epinn.flow` / :func:`epinn.infection`). Every member draws, log-uniformly and
 independently within the box given by a :class:`Prior`,
 
-* the basic reproduction number :math:`R_0` and the recovery rate :math:`\gamma`; the
+* any of the model's parameters given a range in ``Prior(params=...)``; the others take
+  the values in ``fixed``. Instead of a range for :math:`\beta`, the prior may draw the
+  basic reproduction number :math:`R_0` (the SIR-type default, with :math:`\gamma`): the
   transmission rate follows as :math:`\beta = R_0 / R_0|_{\beta = 1}` (:math:`\beta = R_0
-  \gamma` for SIR). Drawing :math:`R_0` rather than :math:`\beta` keeps every simulated
-  curve an epidemic (:math:`R_0 > 1` on the whole box);
-* the initially infected :math:`I_0` at time ``t0`` (with :math:`S_0 = N - I_0`), the
-  population :math:`N`, a reporting fraction :math:`\rho` and a noise level :math:`\nu`.
+  \gamma` for SIR), which keeps every simulated curve an epidemic (:math:`R_0 > 1` on the
+  whole box). Otherwise :math:`R_0` is computed for each member from the next-generation
+  matrix (:func:`epinn.R0`);
+* the initially infected :math:`I_0` at time ``t0`` (in the compartment ``I``, the rest
+  of :math:`N` in the compartment infections come from), the population :math:`N`, a
+  reporting fraction :math:`\rho` and a noise level :math:`\nu`.
 
 All members are integrated by :func:`epinn.compartmental.solve_ensemble` (blocks of fixed
-size, so any number of members reuses one compilation). The observed counts are drawn
-with :mod:`epinn.observation`'s noise models: :math:`y_i \sim \text{NB}(\mu_i,
-\text{Var} = \mu_i + \nu^2 \mu_i^2)` (:class:`~epinn.observation.NegativeBinomial` with
-dispersion :math:`\phi = 1/\nu^2`, as ``phi`` in :func:`epinn.fit_parameters`; :math:`\nu`
-is the coefficient of variation at large counts), Poisson, or noiseless, capped at
-:math:`N` (nobody can be counted twice), with mean
-:math:`\mu_i = \rho I(t_i)` (prevalence) or :math:`\rho \times` the new infections in
-:math:`(t_{i-1}, t_i]` (incidence).
+size, so any number of members reuses one compilation), or, with ``simulator="exact"``,
+``"tau_leap"`` or ``"chain_binomial"``, simulated as stochastic epidemics of the same
+flows by :func:`epinn.stochastic.simulate` (whole people; outbreaks that fizzle out are
+kept): the estimator then learns the demographic noise of small outbreaks, which an
+ODE-trained estimator mistakes for information (``experiments/stochastic_coverage.py``).
+The observed counts are drawn with :mod:`epinn.observation`'s noise models:
+:math:`y_i \sim \text{NB}(\mu_i, \text{Var} = \mu_i + \nu^2 \mu_i^2)`
+(:class:`~epinn.observation.NegativeBinomial` with dispersion :math:`\phi = 1/\nu^2`, as
+``phi`` in :func:`epinn.fit_parameters`; :math:`\nu` is the coefficient of variation at
+large counts), Poisson, or noiseless, capped at :math:`N` (nobody can be counted twice),
+with mean :math:`\mu_i = \rho I(t_i)` (prevalence) or :math:`\rho \times` the new
+infections in :math:`(t_{i-1}, t_i]` (incidence).
 
 **Normalisation** (:func:`normalize_curve`). A curve :math:`c` of counts in a population
 :math:`N` becomes
@@ -41,19 +51,21 @@ network serves any population (within the prior's range of :math:`I_0 / N` and
 :math:`N`, which set the timing and the noise).
 
 **Network and loss.** An MLP (:class:`epinn.MLP`) maps the standardised features to the
-mean and log-variance of the standardised :math:`(\log\beta, \log\gamma, \log R_0)` (and of
-:math:`\log I_0`, :math:`\log\rho` when their prior range is not a single value), trained
-with :func:`epinn.fit` on :func:`epinn.gaussian_nll`. Minimising the expected Gaussian NLL
-over the simulated joint distribution makes the mean head the posterior mean
-:math:`\mathbb E[\log\theta \mid x]` and the variance head the posterior variance (within
-the Gaussian family), so the network's intervals are approximate posterior intervals under
-the prior. :math:`\log R_0` has its own head because the posterior of
-:math:`(\log\beta, \log\gamma)` is strongly correlated (prevalence data pin down the growth
-and decline rates better than either rate), which a diagonal Gaussian cannot express; its
-mean agrees with :math:`\mathbb E\log\beta - \mathbb E\log\gamma` up to the network's
-approximation error (reported in :meth:`NeuralEstimator.estimate`'s ``extras``).
-Point estimates are :math:`\exp(\mathbb E[\log\theta\mid x])` (the median of the log-normal)
-and a level-:math:`q` interval is :math:`\exp(\mu \pm z_{(1+q)/2}\,\sigma)`.
+mean and log-variance of the standardised logs of the targets: the model's parameters
+that the prior draws (and does not fix) or derives, :math:`(\log\beta, \log\gamma)` for
+SIR, then :math:`\log R_0` (and :math:`\log I_0`, :math:`\log\rho` when their prior range
+is not a single value), trained with :func:`epinn.fit` on :func:`epinn.gaussian_nll`.
+Minimising the expected Gaussian NLL over the simulated joint distribution makes the mean
+head the posterior mean :math:`\mathbb E[\log\theta \mid x]` and the variance head the
+posterior variance (within the Gaussian family), so the network's intervals are
+approximate posterior intervals under the prior. :math:`\log R_0` has its own head
+because the posterior of :math:`(\log\beta, \log\gamma)` is strongly correlated
+(prevalence data pin down the growth and decline rates better than either rate), which
+a diagonal Gaussian cannot express; its mean agrees with :math:`R_0` at the other
+estimates up to the network's approximation error (reported in
+:meth:`NeuralEstimator.estimate`'s ``extras``). Point estimates are
+:math:`\exp(\mathbb E[\log\theta\mid x])` (the median of the log-normal) and a
+level-:math:`q` interval is :math:`\exp(\mu \pm z_{(1+q)/2}\,\sigma)`.
 
 **Where it can be trusted.** Only inside the prior, and only for data like the
 simulations: the same time grid, observation type and noise family, and an outbreak that
@@ -66,7 +78,7 @@ curves drawn from the prior. :meth:`NeuralEstimator.predict` and
 * the population lies outside the prior's :math:`N`;
 * the peak fraction :math:`m/N`, a shape value :math:`\sqrt{c_i/m}` or the peak time lies
   outside the range of the training curves;
-* an estimate of :math:`\beta`, :math:`\gamma` or :math:`R_0` leaves the prior box;
+* an estimate of a model parameter or of :math:`R_0` leaves the prior box;
 * (:meth:`~NeuralEstimator.estimate` only) the model curve at the estimate misses the
   data by more than the prior's largest noise level allows.
 
@@ -84,8 +96,8 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 import math
+import os
 import statistics
 import warnings
 from collections.abc import Mapping, Sequence
@@ -103,14 +115,6 @@ from jaxtyping import Array, ArrayLike
 
 from . import compartmental as _compartmental
 from . import stochastic as _stochastic
-from .compartmental import SIR, CompartmentalModel, solve, solve_ensemble
-from .compartmental import R0 as _R0
-from .data import Standardizer
-from ._checks import _check_key
-from .estimation import FitResult
-from .losses import gaussian_nll
-from .models import MLP
-from .neural_beta import _check_activation, _check_finite_params, _check_hidden
 from ._checks import (
     _MAX_INT,
     _as_float,
@@ -118,11 +122,19 @@ from ._checks import (
     _check_choice,
     _check_flag,
     _check_int,
+    _check_key,
     _check_positive,
     _check_verbose,
     _did_you_mean,
     _show,
 )
+from .compartmental import R0 as _R0
+from .compartmental import SIR, CompartmentalModel, solve, solve_ensemble
+from .data import Standardizer
+from .estimation import FitResult
+from .losses import gaussian_nll
+from .models import MLP
+from .neural_beta import _check_activation, _check_finite_params, _check_hidden
 from .observation import NegativeBinomial, Poisson
 from .sharding import resolve_mesh, shard_map_batch
 from .training import (
@@ -254,12 +266,14 @@ class Prior:
             gamma = (0.2, 1.0) if self.gamma is None else self.gamma
         else:
             R0, gamma = self.R0, self.gamma
-            if "R0" in params:
-                if R0 is not None:
-                    raise ValueError("Prior `R0` is given twice (as `R0` and in `params`).")
-                R0 = params.pop("R0")
-            if gamma is not None and "gamma" in params:
-                raise ValueError("Prior `gamma` is given twice (as `gamma` and in `params`).")
+            # Given twice is fine only with one value (as dataclasses.replace does).
+            for name in ("R0", "gamma"):
+                field = R0 if name == "R0" else gamma
+                if name in params and field is not None and _check_range(
+                        field, name) != _check_range(params[name], name):
+                    raise ValueError(f"Prior `{name}` is given twice, differently (as "
+                                     f"`{name}` and in `params`).")
+            R0 = params.pop("R0", R0)
             gamma = params.pop("gamma", gamma)
         if R0 is not None and "beta" in params:
             raise ValueError(
@@ -712,10 +726,13 @@ def simulate_training_set(
         ...                             prior=Prior(N=763, I0=1))
         >>> sim.curves.shape, sorted(sim.params)
         ((3, 14), ['I0', 'N', 'R0', 'beta', 'gamma', 'noise', 'reporting'])
+
+        ``simulator="exact"`` draws the same parameters (same key) and simulates stochastic
+        epidemics of them instead (not run here: it compiles the event loop).
+
         >>> st = simulate_training_set(jr.PRNGKey(0), 3, np.arange(1.0, 15.0),
-        ...                            prior=Prior(N=763, I0=1), simulator="exact")
-        >>> st.curves.shape
-        (3, 14)
+        ...                            prior=Prior(N=763, I0=1),
+        ...                            simulator="exact")  # doctest: +SKIP
     """
     key = _check_key(key)
     n = _check_positive_int(n, "n")
@@ -1398,11 +1415,14 @@ class NeuralEstimator:
         """Model curve at ``ts`` (times reporting) and the trajectory on a fine grid."""
         ts = np.asarray(self.ts)
         grid = np.concatenate([[self.t0], ts]) if self.t0 < ts[0] else ts
-        fine = np.linspace(grid[0], grid[-1], 10 * (len(grid) - 1) + 1)
-        both = np.unique(np.concatenate([fine, grid]))
+        # Ten steps per interval, the grid's own times included exactly (a uniform fine
+        # grid merged with an uneven one could hold times that coincide in float32).
+        both = np.concatenate(
+            [np.linspace(a, b, 10, endpoint=False) for a, b in zip(grid[:-1], grid[1:])]
+            + [grid[-1:]])
         rates = {k: params[k] for k in (*self.model.rate_names, "N")}
         traj = solve(self.model, rates, y0, both)
-        where = np.searchsorted(both, grid)
+        where = 10 * np.arange(len(grid))
         if self.observe == "prevalence":
             series = np.asarray(traj["I"])[where]
         else:

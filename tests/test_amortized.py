@@ -668,6 +668,10 @@ def test_prior_over_any_parameter():
         N=763, R0=(2, 3), gamma=(0.2, 0.5))
     with pytest.raises(ValueError, match="gamma.*twice"):
         Prior(N=763, gamma=0.3, params={"gamma": 0.4})
+    import dataclasses
+
+    assert dataclasses.replace(p, N=800).params == p.params  # the same value twice is fine
+    assert dataclasses.replace(PRIOR, R0=(2.0, 3.0)).gamma == PRIOR.gamma
     with pytest.raises(ValueError, match="R0.*beta"):
         Prior(N=763, R0=(2, 3), params={"beta": (1, 2)})
     with pytest.raises(ValueError, match="reporting.*observation setting"):
