@@ -17,8 +17,9 @@ distribution. Three simulators, all vectorised over a leading ensemble axis, dri
   compartment in a step is a Poisson draw with mean (total outflow rate) x step, clipped
   at the compartment's count, and split among the competing flows multinomially. With
   ``dt=None`` the step adapts (Cao, Gillespie & Petzold 2006): each leap is as long as
-  keeps every rate's expected relative change below ``epsilon`` (default 0.03), and
-  when fewer than 10 events are expected in it, one exact event is taken instead.
+  keeps every rate's expected relative change below ``epsilon`` (default 0.03), its
+  counts are drawn at the rates of the estimated midpoint state (Gillespie 2001), and
+  when fewer than 10 events are expected in it, exact events are taken instead.
 * ``method="chain_binomial"``: discrete time with steps of at most ``dt``; each of the
   :math:`y_c` people in compartment :math:`c` leaves with probability
   :math:`1 - e^{-h_c\,dt}`, :math:`h_c = \sum_f r_f / y_c` the per-capita rate of the flows
