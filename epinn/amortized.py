@@ -409,8 +409,8 @@ class SimulatedSet(NamedTuple):
 
     Attributes:
         curves: observed counts, ``(n, T)``.
-        params: ``{name: (n,)}`` with ``beta``, ``gamma``, ``R0``, ``I0``, ``reporting``,
-            ``noise`` and ``N``.
+        params: ``{name: (n,)}``: the model's drawn and derived parameters (``beta``,
+            ``gamma`` for SIR), ``R0``, ``I0``, ``reporting``, ``noise`` and ``N``.
         mean: the noiseless observation mean (:math:`\\rho I` or :math:`\\rho\\times`
             incidence), ``(n, T)``.
     """
@@ -1360,8 +1360,9 @@ class NeuralEstimator:
         I0 = val.get("I0", self.prior.I0[0])
         reporting = val.get("reporting", self.prior.reporting[0])
         spec = self._spec
-        params = {k: val[k] if k in val else self.fixed.get(k, self.prior.params.get(k, (0,))[0])
-                  for k in self.model.rate_names}
+        # Estimated, else fixed by the prior (a single value), else given in `fixed`.
+        params = {k: val[k] if k in val else self.fixed[k] if k in self.fixed
+                  else self.prior.range(k)[0] for k in self.model.rate_names}
         params.update(N=N, reporting=reporting)
         y0 = {c: 0.0 for c in self.model.compartments}
         y0.update({spec.susceptible: N - I0, spec.seed: I0})
