@@ -298,6 +298,7 @@ def test_save_load_round_trip(estimator, data, tmp_path):
         NeuralEstimator.load(other)
 
 
+@pytest.mark.slow  # ~17 s (compiles the exact simulator for the fixture's settings)
 def test_evaluate_on_stochastic_outbreaks(estimator):
     """evaluate(simulator=...) tests an ODE-trained estimator on stochastic epidemics of
     the same prior: in a school of 763 its intervals are far too narrow (the experiment
