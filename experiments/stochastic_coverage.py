@@ -48,7 +48,7 @@ from epinn.amortized import (
     OutOfPriorWarning,
     simulate_training_set,
 )
-from epinn.cli import ExperimentParser, output_dir, positive_int, nonnegative_int, run_script
+from epinn.cli import ExperimentParser, nonnegative_int, output_dir, positive_int, run_script
 
 PARAMS = ("beta", "gamma", "R0")
 LEVELS = (0.5, 0.9, 0.95)
