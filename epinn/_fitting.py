@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -175,9 +176,14 @@ def _check_inputs(model, ts, data, y0, init, free, loss, t0, *, can_free=True):
                 "so the first interval is defined."
             )
         a = _as_array(f"data[{name!r}]", v)
-        if a.shape != ts.shape:
+        by_group = (*ts.shape, model.n_groups)
+        if a.shape != ts.shape and not (model.groups is not None and name in
+                                        model.compartments and a.shape == by_group):
+            also = (f" (or {by_group}: one series per group)" if model.groups is not None
+                    and name in model.compartments else "")
             raise ValueError(
-                f"`data[{name!r}]` has shape {a.shape}; expected {ts.shape} to match `ts`."
+                f"`data[{name!r}]` has shape {a.shape}; expected {ts.shape}{also} to match "
+                "`ts`."
             )
         if not np.all(np.isfinite(a)):
             raise ValueError(f"`data[{name!r}]` contains NaN or inf.")
@@ -203,67 +209,203 @@ def _check_inputs(model, ts, data, y0, init, free, loss, t0, *, can_free=True):
             f"`y0` must name exactly the compartments {model.compartments}; "
             f"missing {missing}, unknown {unknown}."
         )
-    if not isinstance(init, Mapping):
-        raise TypeError(f"`init` must be a mapping by parameter name; got {init!r}.")
-    init = {k: _as_number(f"init[{k!r}]", v) for k, v in init.items()}
-    if "N" not in init:
-        init["N"] = float(sum(_as_number(f"y0[{c!r}]", v) for c, v in y0.items()))
-    init.setdefault("reporting", 1.0)
-    if loss == "negbin":
-        init.setdefault("phi", 10.0)
-    needed = (*model.rate_names, "N")
-    miss = [k for k in needed if k not in init]
-    if miss:
-        raise ValueError(f"`init` is missing {miss}; the model needs {needed}.")
-    allowed = (*needed, "reporting", "phi")
-    bad = [k for k in init if k not in allowed]
-    if bad:
-        raise ValueError(f"`init` has unknown names {bad}; valid names are {allowed}.")
-    for k, v in init.items():
-        x = float(v)
-        if not math.isfinite(x) or x <= 0:
-            raise ValueError(f"`init[{k!r}]` must be positive and finite; got {v!r}.")
-    if not 0 < init["reporting"] <= 1:
-        raise ValueError(f"`init['reporting']` must be in (0, 1]; got {init['reporting']}.")
-    for c, v in y0.items():
-        v = _as_number(f"y0[{c!r}]", v)
-        if not math.isfinite(v) or v < 0:
-            raise ValueError(f"`y0[{c!r}]` must be non-negative and finite; got {v!r}.")
-    if free is None:
-        free = tuple(model.rate_names)
-    elif isinstance(free, str):
-        free = (free,)  # one name: free="beta" is free=("beta",)
-    else:
-        try:
-            free = tuple(free)
-        except TypeError as err:
-            raise TypeError(
-                f"`free` must be a name or a sequence of names; got {free!r}."
-            ) from err
-        if not all(isinstance(k, str) for k in free):
-            raise TypeError(f"`free` must be a name or a sequence of names; got {free!r}.")
-    states = tuple(f"{c}0" for c in model.compartments)
-    for k in free:
-        if k not in allowed and k not in states:
-            raise ValueError(
-                f"`free` has unknown name {k!r}; choose from {allowed + states}."
-            )
-    if loss != "negbin" and "phi" in free:
-        raise ValueError("`free` contains 'phi', which only the 'negbin' loss has.")
-    if not free:
-        raise ValueError("`free` must name at least one parameter.")
+    init, y0 = _check_values(model, init, y0, loss)
+    free = _parse_free(model, free, init, y0, loss)
     _check_seeded(model, y0, free, can_free)
-    N = float(init["N"])
-    if sum(float(v) for v in y0.values()) > N * (1 + 1e-6):
+    N = init["N"]
+    total = float(np.sum(N))
+    if np.any(sum(y0.values()) > N * (1 + 1e-6)):
         raise ValueError(f"`y0` sums to more than the population N = {N}.")
     for name, a in obs.items():
-        if name != "incidence" and name not in model.flow_names() and a.max() > N:
+        if name != "incidence" and name not in model.flow_names() and a.max() > total:
             raise ValueError(
-                f"`data[{name!r}]` exceeds the population N = {N}; check `init['N']`."
+                f"`data[{name!r}]` exceeds the population N = {total:g}; check `init['N']`."
             )
-    if "incidence" in obs and obs["incidence"].sum() > N:
-        raise ValueError(f"`data['incidence']` sums to more than the population N = {N}.")
+    if "incidence" in obs and obs["incidence"].sum() > total:
+        raise ValueError(f"`data['incidence']` sums to more than the population N = {total:g}.")
     return ts, t0, obs, init, free
+
+
+_ENTRY = re.compile(r"^\s*([A-Za-z_]\w*)\s*\[(.*)\]\s*$")
+
+
+def _fit_shapes(model) -> dict[str, tuple[int, ...]]:
+    """Declared shape of every fittable parameter: the model's, ``reporting`` and ``phi``."""
+    return {**model.param_shapes, "reporting": (), "phi": ()}
+
+
+def _check_values(model, init, y0, loss):
+    """``init`` and ``y0`` as floats (scalars) or float arrays (declared shapes); checked.
+
+    A scalar given for an array parameter is broadcast to its declared shape; with groups,
+    a scalar initial state is the same in every group. ``N`` defaults to ``sum(y0)`` (per
+    group), ``reporting`` to 1 and ``phi`` (``negbin``) to 10.
+    """
+    if not isinstance(init, Mapping):
+        raise TypeError(f"`init` must be a mapping by parameter name; got {init!r}.")
+    grouped = model.groups is not None
+    states = {}
+    for c, v in y0.items():
+        a = _as_array(f"y0[{c!r}]", v) if grouped else np.asarray(_as_number(f"y0[{c!r}]", v))
+        if grouped and a.shape in ((), (model.n_groups,)):
+            a = np.broadcast_to(a, (model.n_groups,)).copy()
+        elif a.ndim:
+            want = f"a number or {model.n_groups} values (one per group)" if grouped else \
+                "a number"
+            raise ValueError(f"`y0[{c!r}]` must be {want}; got shape {a.shape}.")
+        if not np.all(np.isfinite(a)) or np.any(a < 0):
+            raise ValueError(f"`y0[{c!r}]` must be non-negative and finite; got {v!r}.")
+        states[c] = a if grouped else float(a)
+    shapes = _fit_shapes(model)
+    bad = [k for k in init if k not in shapes]
+    if bad:
+        allowed = (*model.rate_names, "N", "reporting", "phi")
+        raise ValueError(f"`init` has unknown names {bad}; valid names are {allowed}.")
+    out = {}
+    for k, v in init.items():
+        if shapes[k] == ():
+            out[k] = _as_number(f"init[{k!r}]", v)
+            if not math.isfinite(out[k]) or out[k] <= 0:
+                raise ValueError(f"`init[{k!r}]` must be positive and finite; got {v!r}.")
+            continue
+        a = _as_array(f"init[{k!r}]", v)
+        if a.shape not in ((), shapes[k]):
+            raise ValueError(f"`init[{k!r}]` must be a number or have the declared shape "
+                             f"{shapes[k]} of {k!r}; got shape {a.shape}.")
+        a = np.broadcast_to(a, shapes[k]).copy()
+        low_ok = np.all(a > 0) if k == "N" else np.all(a >= 0)
+        if not np.all(np.isfinite(a)) or not low_ok:
+            sign = "positive" if k == "N" else "non-negative"
+            raise ValueError(f"`init[{k!r}]` must be {sign} and finite; got {a.tolist()}.")
+        out[k] = a
+    if "N" not in out:
+        out["N"] = sum(states.values())
+    out.setdefault("reporting", 1.0)
+    if loss == "negbin":
+        out.setdefault("phi", 10.0)
+    needed = (*model.rate_names, "N")
+    miss = [k for k in needed if k not in out]
+    if miss:
+        raise ValueError(f"`init` is missing {miss}; the model needs {needed}.")
+    if not 0 < out["reporting"] <= 1:
+        raise ValueError(f"`init['reporting']` must be in (0, 1]; got {out['reporting']}.")
+    return out, states
+
+
+def _free_names(free) -> tuple[str, ...]:
+    if free is None:
+        return ()
+    if isinstance(free, str):
+        return (free,)  # one name: free="beta" is free=("beta",)
+    try:
+        names = tuple(free)
+    except TypeError as err:
+        raise TypeError(f"`free` must be a name or a sequence of names; got {free!r}.") from err
+    if not all(isinstance(k, str) for k in names):
+        raise TypeError(f"`free` must be a name or a sequence of names; got {free!r}.")
+    return names
+
+
+def _entry_index(model, name, base, text, shape) -> tuple[int, ...]:
+    """The index of ``base[text]`` (integers, or group names on an axis of the groups)."""
+    if shape == ():
+        raise ValueError(f"`free` has {name!r}, but {base!r} is a scalar: free it as {base!r}.")
+    tokens = [t.strip() for t in text.split(",")]
+    if len(tokens) != len(shape):
+        raise ValueError(
+            f"`free` has {name!r} with {len(tokens)} index(es), but {base!r} has shape "
+            f"{shape}: give {len(shape)}, e.g. {base}[{','.join('0' * len(shape))}]."
+        )
+    index = []
+    for axis, (t, n) in enumerate(zip(tokens, shape)):
+        if re.fullmatch(r"[+-]?\d+", t):
+            i = int(t)
+        elif model.groups is not None and t in model.groups and n == model.n_groups:
+            i = model.groups.index(t)
+        else:
+            groups = f" or a group name {model.groups}" if model.groups is not None else ""
+            raise ValueError(f"`free` has {name!r}: index {t!r} must be an integer{groups}.")
+        if not -n <= i < n:
+            raise ValueError(f"`free` has {name!r}: index {i} is out of range for axis {axis} "
+                             f"of {base!r} (size {n}, shape {shape}).")
+        index.append(i % n)
+    return tuple(index)
+
+
+def _entry_name(base: str, index: tuple[int, ...]) -> str:
+    return f"{base}[{','.join(str(i) for i in index)}]" if index else base
+
+
+def _parse_free(model, free, init, y0, loss) -> tuple[str, ...]:
+    r"""The free quantities, one name per fitted number.
+
+    ``"beta"`` (a scalar parameter), ``"gamma"`` (every entry of an array parameter:
+    ``"gamma[0]"``, ``"gamma[1]"``, ...), ``"C[0,1]"`` (one entry; integers, negative
+    ones counted from the end, or group names on an axis over the groups), ``"I0"`` (an
+    initial state; every group's with groups) and ``"I0[1]"`` (one group's).
+    """
+    names = _free_names(free) or tuple(model.rate_names)
+    shapes = _fit_shapes(model)
+    grouped = model.groups is not None
+    states = {f"{c}0": c for c in model.compartments}
+    out: list[str] = []
+    for name in names:
+        m = _ENTRY.match(name)
+        base, text = (m.group(1), m.group(2)) if m else (name, None)
+        if base in shapes:
+            shape, value = shapes[base], init.get(base)
+        elif base in states:
+            shape, value = ((model.n_groups,) if grouped else ()), y0[states[base]]
+        else:
+            choices = (*model.rate_names, "N", "reporting", "phi", *states)
+            raise ValueError(f"`free` has unknown name {name!r}; choose from {choices} (an "
+                             "array parameter's entries as e.g. 'C[0,1]')."
+                             + _close_name(base, choices))
+        if text is not None:
+            entries = [_entry_index(model, name, base, text, shape)]
+        else:
+            entries = list(np.ndindex(*shape)) if shape else [()]
+        for index in entries:
+            if base in shapes and value is not None and np.ndim(value) and \
+                    np.asarray(value)[index] <= 0:
+                raise ValueError(
+                    f"`free` has {_entry_name(base, index)}, which is 0 in `init`: a free "
+                    "value is fitted on a log scale and must start positive. Give it a "
+                    "positive start, or free only the other entries by name (e.g. "
+                    f"{_entry_name(base, tuple(0 for _ in shape))!r})."
+                )
+            out.append(_entry_name(base, index))
+    dup = sorted({k for k in out if out.count(k) > 1})
+    if dup:
+        raise ValueError(f"`free` names {dup} more than once (after expanding arrays).")
+    if loss != "negbin" and "phi" in out:
+        raise ValueError("`free` contains 'phi', which only the 'negbin' loss has.")
+    if not out:
+        raise ValueError("`free` must name at least one parameter.")
+    return tuple(out)
+
+
+def _slot(model, name: str) -> tuple[str, str, tuple[int, ...]]:
+    """``(kind, key, index)`` of a free name from :func:`_parse_free`: ``("param", "C",
+    (0, 1))`` for ``"C[0,1]"``, ``("state", "I", ())`` for ``"I0"``."""
+    m = _ENTRY.match(name)
+    base, index = (m.group(1), tuple(int(i) for i in m.group(2).split(","))) if m else (name,
+                                                                                       ())
+    if base in _fit_shapes(model) or base == "R0":
+        return "param", base, index
+    return "state", base[:-1], index
+
+
+def _lookup(name: str, params: Mapping, y0: Mapping) -> float:
+    """The value of a free name (an entry of an array, an initial state) in a result."""
+    m = _ENTRY.match(name)
+    base, index = (m.group(1), tuple(int(i) for i in m.group(2).split(","))) if m else (name,
+                                                                                       ())
+    if base in params:
+        return float(np.asarray(params[base])[index])
+    if base.endswith("0") and base[:-1] in y0:
+        return float(np.asarray(y0[base[:-1]])[index])
+    return math.nan
 
 
 def _flow_observation(name: str) -> tuple[str, bool]:
@@ -287,9 +429,10 @@ def _check_seeded(model, y0, free, can_free):
     the infection term vanishes for all time: the solution does not depend on the
     transmission rate, and a fit would return its initial guess as if converged.
     """
-    if any(float(y0[c]) > 0 for c in model.infected):
+    if any(np.any(np.asarray(y0[c]) > 0) for c in model.infected):
         return
-    if any(f"{c}0" in free for c in model.infected):
+    fitted = {_slot(model, k)[1] for k in free if _slot(model, k)[0] == "state"}
+    if fitted & set(model.infected):
         return  # a fitted initial state is positive (log-parametrised)
     zero = ", ".join(f"y0[{c!r}]" for c in model.infected)
     hint = f"give {zero.split(', ')[-1]} a positive value"
@@ -353,7 +496,11 @@ class _Problem(eqx.Module):
     grid: Array
     y: dict[str, Array]
     free: tuple[str, ...] = eqx.field(static=True)
+    # (kind, key, index) of each free name: see :func:`_slot`.
+    slots: tuple[tuple[str, str, tuple[int, ...]], ...] = eqx.field(static=True)
     names: tuple[str, ...] = eqx.field(static=True)
+    # Observed compartments given per group, ``(T, G)`` (stratified models).
+    per_group: tuple[str, ...] = eqx.field(static=True)
     loss: str = eqx.field(static=True)
     offset: int = eqx.field(static=True)
     n: int = eqx.field(static=True)
@@ -369,7 +516,7 @@ class _Problem(eqx.Module):
     def build(cls, model, ts, t0, obs, y0, init, free, loss, rtol, atol, max_steps,
               fine_points=0):
         offset = 1 if t0 < ts[0] else 0
-        f = lambda v: jnp.asarray(float(v))  # noqa: E731
+        f = lambda v: jnp.asarray(np.asarray(v, dtype=float))  # noqa: E731
         grid = np.concatenate([[t0], ts]) if offset else np.asarray(ts)
         data_idx = fine_idx = None
         if fine_points:
@@ -381,7 +528,9 @@ class _Problem(eqx.Module):
             grid=jnp.asarray(grid),
             y={k: jnp.asarray(v) for k, v in obs.items()},
             free=free,
+            slots=tuple(_slot(model, k) for k in free),
             names=tuple(obs),
+            per_group=tuple(k for k, v in obs.items() if np.ndim(v) == 2),
             loss=loss,
             offset=offset,
             n=sum(v.size for v in obs.values()),
@@ -394,22 +543,22 @@ class _Problem(eqx.Module):
 
     def theta0(self) -> np.ndarray:
         vals = [
-            float(self.base[k]) if k in self.base else max(float(self.y0[k[:-1]]), 1e-3)
-            for k in self.free
+            float(np.asarray(self.base[key])[i]) if kind == "param"
+            else max(float(np.asarray(self.y0[key])[i]), 1e-3)
+            for kind, key, i in self.slots
         ]
-        return np.array([_to_theta(k, v) for k, v in zip(self.free, vals)])
+        return np.array([_to_theta(key, v) for (_, key, _), v in zip(self.slots, vals)])
 
     def unpack(self, theta):
         p = dict(self.base)
         y0 = dict(self.y0)
-        for i, k in enumerate(self.free):
-            v = _from_theta(k, theta[i])
-            if k in p:
-                p[k] = v
-            else:
-                y0[k[:-1]] = v
-        # Freed initial states are taken from S, keeping S0 + ... = the given total.
-        freed = [k[:-1] for k in self.free if k not in p]
+        for i, (kind, key, index) in enumerate(self.slots):
+            v = _from_theta(key, theta[i])
+            into = p if kind == "param" else y0
+            into[key] = into[key].at[index].set(v) if index else v
+        # Freed initial states are taken from S, keeping S0 + ... = the given total (per
+        # group).
+        freed = [key for kind, key, _ in self.slots if kind == "state"]
         src = self.model.infections_from or next(
             (f.source for f in self.model.flows if f.infection), "S")
         if freed and src not in freed and src in y0:
@@ -423,6 +572,10 @@ class _Problem(eqx.Module):
 
     def model_params(self, p):
         return {k: p[k] for k in (*self.model.rate_names, "N")}
+
+    def scale(self, N):
+        """The population the integrators divide by: ``N``, or the sum of the groups'."""
+        return N if self.model.groups is None else jnp.sum(N, axis=-1)
 
     def solve(self, theta, *, adjoint=None, ts=None):
         p, y0 = self.unpack(theta)
@@ -443,19 +596,30 @@ class _Problem(eqx.Module):
         return self.observe(ys, cum, p)
 
     def observe(self, ys, cum, p):
-        """The observed series of one trajectory: ``ys`` (T, C) counts, ``cum`` (T,).
+        """The observed series of one trajectory: ``ys`` (T, C) counts (``(T, C, G)`` or
+        flat ``(T, C * G)`` with groups), ``cum`` (T,).
 
-        The vocabulary of :func:`epinn.observe`: a compartment's value, ``"incidence"``
-        (per interval) and ``"cumulative"``, a flow's name (its count per interval) and
+        The vocabulary of :func:`epinn.observe`: a compartment's value (summed over groups,
+        or per group for the names in ``per_group``), ``"incidence"`` (per interval) and
+        ``"cumulative"``, a flow's name (its count per interval, summed over groups) and
         ``"cumulative_<flow>"``. Infections (incidence, infection flows) are scaled by
         ``reporting``.
         """
         o = self.offset
         model = self.model
-        col = lambda c: ys[:, model.compartments.index(c)]  # noqa: E731
+        grouped = model.groups is not None
+        if grouped:
+            ys = ys.reshape(ys.shape[0], len(model.compartments), model.n_groups)
+
+        def col(c):  # (T,), summed over groups
+            v = ys[:, model.compartments.index(c)]
+            return jnp.sum(v, axis=-1) if grouped else v
+
         out = {}
         for name in self.names:
-            if name in model.compartments:
+            if name in self.per_group:
+                out[name] = ys[o:, model.compartments.index(name)]
+            elif name in model.compartments:
                 out[name] = col(name)[o:]
             elif name == "incidence":
                 out[name] = p["reporting"] * jnp.diff(cum)
@@ -482,7 +646,7 @@ class _Problem(eqx.Module):
                 r = mu - y
             else:
                 r = 2.0 * (jnp.sqrt(jnp.maximum(mu, 0.0) + 0.375) - jnp.sqrt(y + 0.375))
-            parts.append(r)
+            parts.append(jnp.reshape(r, (-1,)))
         r = jnp.concatenate(parts)
         # A failed solve is a bad point, not a crash: a large finite residual.
         return jnp.where(ok & jnp.all(jnp.isfinite(r)), r, 1e6)
@@ -501,7 +665,7 @@ class _Problem(eqx.Module):
             rates, N = _normalize_params(model, self.model_params(p), max_ndim=0)
             # N goes with the rates: a model whose rates are not homogeneous in (y, N)
             # evaluates them at counts (see epinn.flows).
-            return {**rates, "N": N}, _normalize_y0(model, y0, max_ndim=1) / N
+            return {**rates, "N": N}, _normalize_y0(model, y0, max_ndim=1) / self.scale(N)
 
         rates, x0 = ode_inputs(theta)
         # Derivatives of the ODE's inputs, one direction per parameter (leading axis).
@@ -514,7 +678,8 @@ class _Problem(eqx.Module):
 
         def read_out(th, xs_, cum_):
             p, _ = self.unpack(th)
-            ys, c = xs_ * p["N"], cum_ * p["N"]
+            N = self.scale(p["N"])
+            ys, c = xs_ * N, cum_ * N
             return self.residual_vector(self.observe_grid(ys, c, p), ok), (ys, c)
 
         eye = jnp.eye(theta.shape[0], dtype=theta.dtype)
@@ -990,9 +1155,9 @@ def _guess_beta(model, ts, obs, y0, t0, N, gamma):
     r"""A start for :math:`\beta`: :math:`(\gamma + r) N / S_0` with the growth rate
     :math:`r = \log(I_\text{peak} / I_0) / (t_\text{peak} - t_0)` when ``I`` is observed
     (and the data rise above :math:`I_0`), else :math:`2\gamma N/S_0`."""
-    s0 = max(float(y0["S"]), 1e-12 * N)
+    s0 = max(float(y0.get("S", N)), 1e-12 * N)
     r = gamma
-    if "I" in obs and float(y0["I"]) > 0:
+    if "I" in obs and float(y0.get("I", 0.0)) > 0:
         k = int(np.argmax(obs["I"]))
         i0, ik, dt = float(y0["I"]), float(obs["I"][k]), float(ts[k]) - t0
         if ik > i0 and dt > 0:

@@ -67,7 +67,9 @@ from ._fitting import (
     _from_theta_np,
     _full_precision,
     _optimise,
+    _lookup,
     _Problem,
+    _slot,
 )
 from .sharding import shard_map_batch
 
@@ -125,8 +127,9 @@ class FitResult:
 
     Attributes:
         params: every model parameter (fitted and fixed) plus ``N`` (and ``reporting``,
-            ``phi`` where used), as floats.
-        y0: initial state by compartment name.
+            ``phi`` where used), as floats (NumPy arrays for parameters declared with a
+            shape).
+        y0: initial state by compartment name (arrays by group for stratified models).
         loss: final value of the objective (mean squared residual for ``"mse"``, negative
             log-likelihood for ``"poisson"``/``"negbin"``).
         loss_history: objective per optimiser step of the best start (for likelihood
@@ -134,7 +137,8 @@ class FitResult:
             the Newton stage).
         converged: whether the optimiser met its tolerance with a finite loss (each
             estimator states its criterion; never with a non-finite estimate).
-        free: names of the fitted quantities.
+        free: names of the fitted quantities, one per number (array entries as
+            ``"C[0,1]"``).
         stderr: standard errors of the free quantities (Laplace), or ``None``.
         intervals: 95% intervals ``{name: (lo, hi)}`` for the free quantities and ``R0``.
         ts: observation times; ``fitted``: model predictions at ``ts`` per observed name.
@@ -233,11 +237,12 @@ class FitResult:
     def summary(self) -> dict[str, Any]:
         """JSON-friendly summary: point estimates, intervals (``{"mean","lo","hi"}``), loss."""
         out: dict[str, Any] = {}
-        keys = [k for k in ("beta", "gamma", "sigma", "mu", "omega") if k in self.params]
+        keys = [k for k in ("beta", "gamma", "sigma", "mu", "omega")
+                if k in self.params and np.ndim(self.params[k]) == 0]
         for k in keys:
             out[k] = self._entry(k, self.params[k])
         out["R0"] = self._entry("R0", self.R0)
-        if "gamma" in self.params:
+        if "gamma" in keys:
             rec = self.recovery_time
             if self.intervals and "gamma" in self.intervals:
                 lo, hi = self.intervals["gamma"]
@@ -248,7 +253,7 @@ class FitResult:
                 out["recovery_time"] = rec
         for k in self.free:
             if k not in out:
-                out[k] = self._entry(k, self.params.get(k, self.y0.get(k[:-1], math.nan)))
+                out[k] = self._entry(k, _lookup(k, self.params, self.y0))
         out["loss"] = self.loss
         out["converged"] = self.converged
         if self.at_bound or self.unidentified:
@@ -475,7 +480,8 @@ def _bound_drops(problem: _Problem, theta):
         if k == "reporting":
             sign.append(jnp.where(theta[i] > 0, 1.0, -1.0))
         else:
-            sign.append(jnp.asarray({"phi": 1.0, "N": 0.0}.get(k, -1.0)))
+            key = problem.slots[i][1]
+            sign.append(jnp.asarray({"phi": 1.0, "N": 0.0}.get(key, -1.0)))
     push = _PUSH * jnp.diag(jnp.stack(sign).astype(theta.dtype))
     values = jax.vmap(problem.nll)(jnp.concatenate([theta[None], theta + push]))
     base, pushed = values[0], values[1:]
@@ -484,7 +490,7 @@ def _bound_drops(problem: _Problem, theta):
         drops = scale * (pushed - base)
     else:
         drops = pushed - base
-    no_bound = jnp.asarray([k == "N" for k in problem.free])
+    no_bound = jnp.asarray([key == "N" for _, key, _ in problem.slots])
     return jnp.where(no_bound | ~jnp.isfinite(drops), jnp.inf, drops)
 
 
@@ -522,10 +528,21 @@ def _finalise(problem: _Problem, theta, fine, solution=None):
         f = np.asarray(problem.fine_idx)
         pred = problem.observe_grid(ys, cum, p)
         ok = jnp.all(jnp.isfinite(ys))
-        traj = Trajectory(ts=problem.grid[f], ys=ys[f], cumulative_infections=cum[f],
+        model = problem.model
+        ys = ys[f]
+        if model.groups is not None:  # the sensitivity solve's flat states
+            ys = ys.reshape(ys.shape[0], len(model.compartments), model.n_groups)
+        traj = Trajectory(ts=problem.grid[f], ys=ys, cumulative_infections=cum[f],
                           success=ok, num_steps=steps.astype(jnp.int32),
-                          compartments=problem.model.compartments)
+                          compartments=model.compartments, groups=model.groups)
     return p, y0_hat, jnp.exp(log_r0(theta)), jax.jacfwd(log_r0)(theta), pred, traj
+
+
+def _to_host(v) -> float | np.ndarray:
+    """A scalar as a float, an array (a declared-shape parameter, a state by group) as
+    a float64 NumPy array."""
+    a = np.asarray(v, dtype=float)
+    return float(a) if a.ndim == 0 else a
 
 
 @_full_precision
@@ -560,7 +577,8 @@ def fit_parameters(
     likelihoods) and the Laplace intervals.
 
     Args:
-        model: e.g. ``SIR()``, or your own :class:`epinn.Model` (scalar parameters).
+        model: e.g. ``SIR()``, or your own :class:`epinn.Model` (parameters of any
+            declared shape; stratified models too).
         ts: observation times (any unit, strictly increasing).
         data: ``{name: counts at ts}`` in the vocabulary of :func:`epinn.observe`:
             compartments (``"I"``, ``"S"``, ...), ``"incidence"`` (new infections in
@@ -568,15 +586,25 @@ def fit_parameters(
             ``t0`` times ``reporting``), a flow's name for its counts in ``(t_{i-1}, t_i]``
             (``"deaths"`` of SIRD/SEIRD; an infection flow's counts are times
             ``reporting``) and ``"cumulative_<flow>"``; the flow's count must follow from a
-            compartment (:meth:`epinn.Model.count_rule`). Counts per interval need ``t0``
+            compartment (:meth:`epinn.Model.count_rule`). With groups, a compartment's
+            series is the sum over the groups, shape ``(len(ts),)``, or one series per
+            group, ``(len(ts), groups)``. Counts per interval need ``t0``
             before ``ts[0]``: weekly counts for weeks ending at ``ts`` start at ``t0``.
-        y0: initial state at ``t0`` by compartment name.
-        init: initial guesses (and values of fixed parameters): every rate, ``N`` (default
+        y0: initial state at ``t0`` by compartment name (with groups: a number for every
+            group or one value per group).
+        init: initial guesses (and values of fixed parameters): every rate (a number, or
+            an array of its declared shape; a number fills an array), ``N`` (default
             ``sum(y0)``), optionally ``reporting`` (default 1) and ``phi`` (``negbin``,
             default 10).
-        free: names to fit: rates, ``"N"``, ``"reporting"``, ``"phi"`` or initial states as
-            ``"I0"``, ``"E0"``, ... (then ``S0`` absorbs the change, keeping ``sum(y0)``).
-            A sequence of names, or one name as a string (``free="beta"`` is
+        free: names to fit, one per number: rates, ``"N"``, ``"reporting"``, ``"phi"`` or
+            initial states as ``"I0"``, ``"E0"``, ... (then ``S0`` absorbs the change,
+            keeping ``sum(y0)``, per group). An array parameter's name frees all its
+            entries (``"gamma"`` is ``"gamma[0]"``, ``"gamma[1]"``, ...); one entry is
+            ``"C[0,1]"`` (integer indices, negative ones from the end, or group names on
+            an axis over the groups: ``"gamma[old]"``); with groups ``"I0"`` frees every
+            group's initial state and ``"I0[1]"`` one. Entries are reported under their
+            canonical names (``"C[0,1]"``); a free entry must start positive (log
+            scale). A sequence of names, or one name as a string (``free="beta"`` is
             ``free=("beta",)``). Default: all rates. A ``y0`` with every infected
             compartment at zero needs one of them here (e.g. ``"I0"``).
         loss: ``"mse"``, ``"poisson"`` or ``"negbin"`` (these two need non-negative integer
@@ -682,8 +710,8 @@ def fit_parameters(
     cov = covs[best]
     theta_np = np.asarray(theta)
     se_theta = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    params = {k: float(v) for k, v in p.items()}
-    y0_out = {k: float(v) for k, v in y0_hat.items()}
+    params = {k: _to_host(v) for k, v in p.items()}
+    y0_out = {k: _to_host(v) for k, v in y0_hat.items()}
     stderr, intervals = {}, {}
     for i, k in enumerate(free):
         lo, mid, hi = (
@@ -904,7 +932,7 @@ def _stacked_bound_drops(problem: _Problem, cfg, th, y, mse):
     r = _stacked_residuals(problem, cfg, jnp.concatenate(pushed), y_all)
     scale = max(problem.n - P, 1) / 2.0 / jnp.maximum(mse, jnp.finfo(th.dtype).tiny)
     d = scale * (jnp.mean(r**2, 1).reshape(P, B) - mse)
-    no_bound = jnp.asarray([k == "N" for k in problem.free])[:, None]
+    no_bound = jnp.asarray([key == "N" for _, key, _ in problem.slots])[:, None]
     return jnp.where(no_bound | ~jnp.isfinite(d), jnp.inf, d).T
 
 
@@ -1007,8 +1035,10 @@ def fit_parameters_batch(
         raise ValueError("`data` must be a non-empty mapping {observation name: (B, T) array}.")
     arrays = {k: _as_array(f"data[{k!r}]", v) for k, v in data.items()}
     shapes = {k: a.shape for k, a in arrays.items()}
-    if any(a.ndim != 2 for a in arrays.values()) or len({s[0] for s in shapes.values()}) != 1:
-        raise ValueError(f"`data` arrays must all be (B, len(ts)); got shapes {shapes}.")
+    if any(a.ndim not in (2, 3) for a in arrays.values()) or len(
+            {s[0] for s in shapes.values()}) != 1:
+        raise ValueError(f"`data` arrays must all be (B, len(ts)) (or (B, len(ts), groups) "
+                         f"for a compartment by group); got shapes {shapes}.")
     if next(iter(shapes.values()))[0] == 0:
         raise ValueError(f"`data` holds no data sets (an empty batch); got shapes {shapes}.")
     steps, batch_size, max_steps, rtol, atol, tol = _check_settings(
@@ -1033,6 +1063,9 @@ def fit_parameters_batch(
     if method == "stacked":
         if loss != "mse":
             raise ValueError(f"`method='stacked'` needs loss='mse'; got loss={loss!r}.")
+        if model.groups is not None:
+            raise ValueError("`method='stacked'` fits unstratified models; use method='vmap' "
+                             f"for {model.name} (groups {model.groups}).")
         # No optimistix inside: shard_map works, and each device fits its own block.
         params, y0s, losses, done, n, thetas, infos, drops = shard_map_batch(
             _StackedBatchFit(int(steps), float(tol), int(batch_size)), ys, mesh=mesh,
@@ -1043,10 +1076,17 @@ def fit_parameters_batch(
             _BatchFit(int(steps), float(tol), int(batch_size)), ys, mesh=mesh,
             shared=(problem, jnp.asarray(problem.theta0())), partitioner="gspmd",
         )
-    out = {k: np.asarray(v) for k, v in params.items() if k in free_ or k in init_}
-    out.update({f"{c}0": np.asarray(v) for c, v in y0s.items() if f"{c}0" in free_})
+    out = {k: np.asarray(v) for k, v in params.items() if k in init_}
+    slots = [_slot(model, k) for k in free_]
+    freed = {key for kind, key, _ in slots if kind == "state"}
+    out.update({f"{c}0": np.asarray(v) for c, v in y0s.items() if c in freed})
+    for k, (kind, key, index) in zip(free_, slots):
+        if index:  # an entry of an array: its own (B,) column too
+            out[k] = np.asarray(params[key] if kind == "param" else y0s[key])[(slice(None),
+                                                                            *index)]
     # A data set whose estimate is not finite is not converged, whatever the optimiser said.
-    finite = np.all([np.isfinite(v) for v in out.values()], axis=0)
+    finite = np.all([np.isfinite(v).reshape(v.shape[0], -1).all(1) for v in out.values()],
+                    axis=0)
     out.update(loss=np.asarray(losses),
                converged=np.asarray(done) & np.isfinite(losses) & finite,
                n_steps=np.asarray(n))

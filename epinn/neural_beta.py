@@ -158,14 +158,16 @@ class _UDEObjective(eqx.Module):
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
+    rate_name: str = eqx.field(static=True, default="beta")
 
     def rate(self, params) -> NetworkRate:
-        """:math:`\\beta` as a function of time since ``t0``."""
+        """The network's rate (:math:`\\beta` by default) as a function of time since
+        ``t0``."""
         return NetworkRate(self.net, params["net"], t_scale=self.T)
 
     def model_params(self, params) -> dict[str, Any]:
         p = dict(self.fixed)
-        p["beta"] = self.rate(params)
+        p[self.rate_name] = self.rate(params)
         if "log_gamma" in params:
             p["gamma"] = jnp.exp(params["log_gamma"])
         return p
@@ -221,6 +223,23 @@ def _evaluate(objective: _UDEObjective, params, both: Array, i_fine: Array, i_ob
         objective.penalty(params)
 
 
+def _check_network_rate(model, rate: Any) -> str:
+    """The declared scalar rate that the network replaces (an error names the others)."""
+    if not isinstance(rate, str):
+        raise TypeError(f"`rate` must be the name of a rate of the model; got {_show(rate)}.")
+    scalars = tuple(k for k in model.rate_names if model.param_shapes[k] == ())
+    if rate not in model.rate_names:
+        raise ValueError(f"`rate` {rate!r} is not a rate of {model.name}; its rates are "
+                         f"{model.rate_names}{_suggest(rate, model.rate_names)}.")
+    if rate not in scalars:
+        raise ValueError(
+            f"`rate` {rate!r} of {model.name} has the declared shape "
+            f"{model.param_shapes[rate]}; the network gives one value per time, so it can "
+            f"replace a scalar rate only ({scalars})."
+        )
+    return rate
+
+
 # --------------------------------------------------------------------------------------
 # fit_neural_beta
 # --------------------------------------------------------------------------------------
@@ -237,6 +256,7 @@ def fit_neural_beta(
     gamma: float | None = None,
     gamma_init: float = 0.3,
     rates: Mapping[str, float] | None = None,
+    rate: str = "beta",
     beta_init: float | None = None,
     hidden: Sequence[int] = (16, 16),
     activation: str = "tanh",
@@ -271,14 +291,21 @@ def fit_neural_beta(
             ``"incidence"``, ``"cumulative"``, ``"deaths"`` or ``"new_deaths"`` as in
             :func:`epinn.estimation.fit_parameters` (no reporting fraction).
         y0: initial state at ``t0`` by compartment name.
-        model: a model with rates ``beta`` and ``gamma`` (default ``SIR()``); its other
-            rates (``sigma``, ``mu``, ...) are fixed by ``rates``.
+        model: any unstratified model (default ``SIR()``), built in or your own
+            :class:`epinn.Model`; its rates other than ``rate`` (and a learned ``gamma``)
+            are fixed by ``rates``.
         N: population (default ``sum(y0)``); counts or fractions (``N = 1``) both work.
         gamma: the recovery rate if known (then fixed); ``None`` learns it
-            (log-parametrised, starting at ``gamma_init``).
+            (log-parametrised, starting at ``gamma_init``) when the model has a rate
+            ``gamma`` other than ``rate``.
         gamma_init: start for a learned ``gamma`` (per unit of ``ts``).
         rates: values of the model's other rates, e.g. ``{"sigma": 0.2}`` for SEIR.
-        beta_init: the constant :math:`\beta` the network starts at; default
+        rate: the declared scalar rate that the network replaces (default ``"beta"``),
+            e.g. ``"nu"`` for a vaccination rate :math:`\nu(t)`: the model's rate
+            functions receive the network's value at ``t`` as ``p.nu``. Everything this
+            docstring says of :math:`\beta(t)` then holds for it.
+        beta_init: the constant value of ``rate`` the network starts at (required when
+            ``rate`` is not ``"beta"``); for :math:`\beta` the default is
             :math:`(\gamma + r) N/S_0` with :math:`r = \log(I_\text{peak}/I_0)/(t_\text{peak}
             - t_0)` from observed ``I`` (else :math:`2\gamma N/S_0`).
         hidden: hidden layer sizes of the MLP (one output is appended).
@@ -304,13 +331,15 @@ def fit_neural_beta(
         warn: warn (:class:`epinn.ConvergenceWarning`) if the fit has not converged.
 
     Returns:
-        :class:`epinn.FitResult` with ``method="neural_beta"``. ``params["beta"]`` is
-        :math:`\beta(t_0)` and ``R0`` is :math:`R_0 = \beta(t_0)/\gamma` (for SIR);
-        ``free`` is ``("beta", "gamma")`` or ``("beta",)``; ``loss`` is the objective;
+        :class:`epinn.FitResult` with ``method="neural_beta"``. ``params[rate]`` is its
+        value at :math:`t_0` and ``R0`` is :math:`R_0` with the rates at :math:`t_0`
+        (:math:`\beta(t_0)/\gamma` for SIR); ``free`` is ``(rate, "gamma")`` or
+        ``(rate,)``; ``loss`` is the objective;
         ``converged`` means a successful final solve and an objective that improved by less
         than 10% over the last tenth of the steps; ``fitted`` the model at ``ts``;
         ``trajectory`` the solution on the fine grid. ``extras`` holds ``"t"`` (the fine
-        grid), ``"beta_t"`` (:math:`\beta` on it), ``"R_t"`` (effective reproduction
+        grid), ``"beta_t"`` (the network's rate on it; also ``"rate_t"``, with its name in
+        ``"rate"`` and ``"rate_fn"`` the same as ``"beta_fn"``), ``"R_t"`` (effective reproduction
         number), ``"beta_fn"`` (a jax-traceable, vectorised function ``t -> beta(t)``),
         ``"network"``/``"network_params"`` (the Flax module, input :math:`\tau =
         (t - t_0)/T`, and its trained variables), ``"data_loss"``, ``"penalty"``, ``"r2"``
@@ -320,7 +349,8 @@ def fit_neural_beta(
     Raises:
         ValueError: bad data (NaN, negative, wrong length, unknown names), ``y0`` (also one
             with every infected compartment at zero: the epidemic would never start) or
-            ``N``, a model without ``beta``/``gamma``, missing ``rates``, non-positive
+            ``N``, a ``rate`` that is not a scalar rate of the model, a stratified model,
+            ``gamma`` for a model without a separate ``gamma``, missing ``rates``, non-positive
             ``gamma``, bad settings or a missing ``key``.
         TypeError: wrong kinds of arguments (e.g. a ``key`` that is not one
             ``jax.random`` key).
@@ -344,12 +374,21 @@ def fit_neural_beta(
     model = SIR() if model is None else model
     if not isinstance(model, CompartmentalModel):
         raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {_show(model)}.")
-    if not {"beta", "gamma"} <= set(model.rate_names):
-        raise ValueError(f"`model` must have rates 'beta' and 'gamma'; got {model.rate_names}.")
+    rate = _check_network_rate(model, rate)
+    if model.groups is not None:
+        raise ValueError(f"fit_neural_beta fits unstratified models; {model.name} has groups "
+                         f"{model.groups} (y0 and the observations would be per group).")
+    learn_gamma = "gamma" in model.rate_names and rate != "gamma"
+    if gamma is not None and not learn_gamma:
+        raise ValueError(f"`gamma` is given, but {model.name} has no rate 'gamma' besides "
+                         f"the network's {rate!r}; give its value in `rates`.")
+    if beta_init is None and rate != "beta":
+        raise ValueError(f"`beta_init` is required with rate={rate!r}: the constant value "
+                         f"of {rate} the network starts at.")
     if rates is not None and not isinstance(rates, Mapping):
         raise TypeError(f"`rates` must be a mapping like {{'sigma': 0.2}}; got {_show(rates)}.")
     rates = {} if rates is None else dict(rates)
-    need = [k for k in model.rate_names if k not in ("beta", "gamma")]
+    need = [k for k in model.rate_names if k != rate and not (learn_gamma and k == "gamma")]
     missing = [k for k in need if k not in rates]
     unknown = [k for k in rates if k not in need]
     if missing or unknown:
@@ -387,7 +426,7 @@ def fit_neural_beta(
     T = float(ts[-1] - t0)
     net = _TimeMLP(features=(*hidden, 1), activation=activation)
     params = {"net": _init_time_mlp(net, key, _inverse_softplus(beta0))}
-    if gamma is None:
+    if gamma is None and learn_gamma:
         params["log_gamma"] = jnp.asarray(math.log(gamma_init))
     fixed = {k: jnp.asarray(v) for k, v in rates.items()}
     fixed["N"] = jnp.asarray(N)
@@ -411,6 +450,7 @@ def fit_neural_beta(
         rtol=rtol,
         atol=atol,
         max_steps=max_steps,
+        rate_name=rate,
     )
     params, history = _minimise(objective, params, method="adam", steps=steps,
                                 learning_rate=learning_rate, chunk_size=chunk_size,
@@ -431,8 +471,9 @@ def fit_neural_beta(
             epoch=steps,
             history=history,
         )
-    g_hat = float(jnp.exp(params["log_gamma"])) if gamma is None else gamma
-    out_params = {"beta": float(beta_t[0]), "gamma": g_hat, **rates, "N": N}
+    out_params = {rate: float(beta_t[0]), **rates, "N": N}
+    if learn_gamma:
+        out_params["gamma"] = float(jnp.exp(params["log_gamma"])) if gamma is None else gamma
     r0 = float(_R0(model, out_params))
     converged = bool(ok) and math.isfinite(total) and _plateaued(history.train_loss)
     if not converged and warn:
@@ -442,7 +483,11 @@ def fit_neural_beta(
             ConvergenceWarning,
             stacklevel=2,
         )
-    rate = objective.rate(params)
+    network_rate = objective.rate(params)
+
+    def rate_fn(t):
+        return jnp.vectorize(network_rate)(jnp.asarray(t) - t0)
+
     fitted = {k: np.asarray(v) for k, v in pred.items()}
     return FitResult(
         params=out_params,
@@ -450,7 +495,7 @@ def fit_neural_beta(
         loss=total,
         loss_history=np.asarray(history.train_loss),
         converged=converged,
-        free=("beta",) if gamma is not None else ("beta", "gamma"),
+        free=(rate,) if "log_gamma" not in params else (rate, "gamma"),
         R0=r0,
         ts=ts,
         fitted=fitted,
@@ -461,7 +506,10 @@ def fit_neural_beta(
             "t": fine + t0,
             "beta_t": np.asarray(beta_t),
             "R_t": np.asarray(r_t),
-            "beta_fn": lambda t: jnp.vectorize(rate)(jnp.asarray(t) - t0),
+            "beta_fn": rate_fn,
+            "rate": rate,
+            "rate_t": np.asarray(beta_t),
+            "rate_fn": rate_fn,
             "network": net,
             "network_params": params["net"],
             "data_loss": float(d_loss),

@@ -1,39 +1,47 @@
-r"""Physics-informed neural network (PINN) for the SIR model with unknown :math:`\beta, \gamma`.
+r"""Physics-informed neural network (PINN) for a closed compartmental model with unknown rates.
 
 A network of normalised time, :math:`\tau = (t - t_0)/T \in [0, 1]` with
-:math:`T = t_\text{last} - t_0` (fed as :math:`2\tau - 1`), outputs three logits whose
-softmax are the population fractions
+:math:`T = t_\text{last} - t_0` (fed as :math:`2\tau - 1`), outputs one logit per
+compartment whose softmax are the population fractions,
 
 .. math::
 
-    \big(s(\tau), i(\tau), r(\tau)\big) = \operatorname{softmax}\big(f_\theta(2\tau - 1)\big),
+    x(\tau) = \operatorname{softmax}\big(f_\theta(2\tau - 1)\big),
 
-so the states are positive and :math:`s + i + r = 1` holds exactly. The SIR equations are
-imposed as residuals of the logarithmic derivatives (computed exactly by forward-mode
-autodiff in :math:`\tau`, ``jax.jvp``), in normalised time:
+so the states are positive and sum to one exactly. The model's equations
+:math:`\dot y = F(t, y; \kappa)` (its vector field, built from its flows) are imposed as
+residuals of the logarithmic derivatives (computed exactly by forward-mode autodiff in
+:math:`\tau`, ``jax.jvp``), in normalised time, for every compartment :math:`c` except the
+one the conservation law determines (``R`` in SIR):
 
 .. math::
 
-    \rho_S = \frac{d \log s}{d\tau} + T \beta i, \qquad
-    \rho_I = \frac{d \log i}{d\tau} - T(\beta s - \gamma).
+    \rho_c = \frac{d \log x_c}{d\tau} - T\,\frac{F_c(t_0 + \tau T, N x; \kappa)}{N x_c}.
 
-With :math:`s + i + r = 1` these two imply :math:`dr/d\tau = T\gamma i`. In logarithms the
-residuals are dimensionless and equally sensitive early, when :math:`i` is tiny and grows
+For SIR these are :math:`\rho_S = d\log s/d\tau + T\beta i` and
+:math:`\rho_I = d\log i/d\tau - T(\beta s - \gamma)`. In logarithms the residuals are
+dimensionless and equally sensitive early, when :math:`i` is tiny and grows
 exponentially, and at the peak. The loss is
 
 .. math::
 
     L = w_\text{data} \frac1n \sum_{k,i} \Big(\frac{N x_k(\tau_i) - y_{k,i}}{s_k}\Big)^2
-      + w_\text{ode} \frac{1}{2m} \sum_{j=1}^{m} \big(\rho_S(\tau_j)^2 + \rho_I(\tau_j)^2\big)
-      + w_\text{ic} \Big[\big(\log s(0) - \log s_0\big)^2 + \big(\log i(0) - \log i_0\big)^2\Big],
+      + w_\text{ode} \frac{1}{m(C-1)} \sum_{j=1}^{m} \sum_c \rho_c(\tau_j)^2
+      + w_\text{ic} \sum_c \big(\log x_c(0) - \log x_{c,0}\big)^2,
 
-where the data misfit compares the network's counts with each observed series
-(:math:`k \in \{S, I, R\}`) scaled by its peak :math:`s_k`, the ODE residual is averaged over
-:math:`m` equally spaced collocation points :math:`\tau_j \in [0, 1]` (fixed, so the loss is
-deterministic and L-BFGS applies), and the initial condition is matched in logarithms
-(:math:`i_0 = I_0/N` is often ~1e-3). :math:`\beta = e^{u}`, :math:`\gamma = e^{v}` are
-trained with the network. Default weights ``{"data": 1, "ode": 1, "ic": 1}``: with the data
-scaled by their peak and the residuals dimensionless, all three terms are O(1) when wrong.
+where the data misfit compares the network's counts with each observed compartment
+scaled by its peak :math:`s_k`, the ODE residual is averaged over :math:`m` equally spaced
+collocation points :math:`\tau_j \in [0, 1]` (fixed, so the loss is deterministic and
+L-BFGS applies), and the initial condition is matched in logarithms (:math:`i_0 = I_0/N`
+is often ~1e-3). The learned rates are :math:`\kappa = e^{u}`, trained with the network.
+Default weights ``{"data": 1, "ode": 1, "ic": 1}``: with the data scaled by their peak and
+the residuals dimensionless, all three terms are O(1) when wrong.
+
+**Which models.** Any unstratified, closed model (every flow between two compartments, so
+the total is conserved and the softmax represents it): SIR, SEIR, SIRS and your own
+:class:`epinn.Model` of that kind; the rates given in ``rates`` are fixed, the others
+learned. Stratified models and models with births, deaths or imports are refused with
+the reason.
 
 Training: Adam (warm-up, then cosine decay) for ``steps``, then ``lbfgs_steps`` of
 ``optax.lbfgs`` (zoom line search) to polish, both through the loop of
@@ -42,7 +50,7 @@ Training: Adam (warm-up, then cosine decay) for ``steps``, then ``lbfgs_steps`` 
 Because the network only approximately satisfies the ODE, the PINN's estimates differ from
 the least-squares fit through the solver (:func:`epinn.estimation.fit_parameters`) by the
 weight the data term gets relative to the residual; the returned ``trajectory`` re-solves
-the ODE with the estimated :math:`\beta, \gamma` so the two can be compared.
+the ODE with the estimated rates so the two can be compared.
 """
 
 from __future__ import annotations
@@ -81,7 +89,8 @@ from ._fitting import (
     _shifted_grid,
     _TimeMLP,
 )
-from .compartmental import SIR, solve
+from .compartmental import R0 as _R0
+from .compartmental import SIR, CompartmentalModel, solve
 from .estimation import ConvergenceWarning, FitResult
 from .training import NonFiniteLossError
 
@@ -89,14 +98,17 @@ __all__ = ["fit_pinn", "DEFAULT_WEIGHTS"]
 
 #: Default loss weights of :func:`fit_pinn`.
 DEFAULT_WEIGHTS = {"data": 1.0, "ode": 1.0, "ic": 1.0}
-_COMPARTMENTS = ("S", "I", "R")
 # A fit counts as converged when beta and gamma each moved by less than this (relative)
 # over the last tenth of the final optimiser's steps.
 _PARAM_RTOL = 1e-3
 
 
 class _PINNObjective(eqx.Module):
-    """The PINN loss as a pytree (data as leaves, settings static)."""
+    """The PINN loss as a pytree (data as leaves, settings static).
+
+    ``model`` gives the residual through its vector field; ``learned`` names the rates
+    trained as ``params["log_<rate>"]``, ``fixed`` holds the others' values.
+    """
 
     net: _TimeMLP = eqx.field(static=True)
     tau_obs: Array
@@ -107,9 +119,20 @@ class _PINNObjective(eqx.Module):
     weights: dict[str, Array]
     N: Array
     T: float = eqx.field(static=True)
+    model: CompartmentalModel = eqx.field(default_factory=SIR)
+    fixed: dict[str, Array] = eqx.field(default_factory=dict)
+    learned: tuple[str, ...] = eqx.field(static=True, default=("beta", "gamma"))
+    t0: float = eqx.field(static=True, default=0.0)
+
+    @property
+    def keep(self) -> tuple[int, ...]:
+        """The compartments whose residual and initial value are imposed: all but the one
+        the conservation law determines (``R`` in SIR)."""
+        derived = self.model.structure.derived
+        return tuple(i for i, c in enumerate(self.model.compartments) if c != derived)
 
     def log_fractions(self, params, tau: Array) -> tuple[Array, Array]:
-        r""":math:`\log(s, i, r)` and its derivative in :math:`\tau`, ``(len(tau), 3)`` each.
+        r""":math:`\log x` and its derivative in :math:`\tau`, ``(len(tau), C)`` each.
 
         One batched ``jax.jvp`` with unit tangents: each output row depends only on its own
         ``tau``, so the tangent output is the row-wise derivative.
@@ -118,32 +141,39 @@ class _PINNObjective(eqx.Module):
         return jax.jvp(f, (tau,), (jnp.ones_like(tau),))
 
     def fractions(self, params, tau: Array) -> Array:
-        """``(len(tau), 3)`` fractions at a 1-D array of ``tau``."""
+        """``(len(tau), C)`` fractions at a 1-D array of ``tau``."""
         return jnp.exp(self.log_fractions(params, tau)[0])
 
-    def rates(self, params) -> tuple[Array, Array]:
-        return jnp.exp(params["log_beta"]), jnp.exp(params["log_gamma"])
+    def rates(self, params) -> dict[str, Array]:
+        """The learned rates, ``exp(params["log_<rate>"])``."""
+        return {k: jnp.exp(params[f"log_{k}"]) for k in self.learned}
 
-    def _residuals(self, params, logx: Array, dlogx: Array) -> Array:
-        beta, gamma = self.rates(params)
-        s, i = jnp.exp(logx[:, 0]), jnp.exp(logx[:, 1])
-        return jnp.stack([dlogx[:, 0] + self.T * beta * i,
-                          dlogx[:, 1] - self.T * (beta * s - gamma)], axis=1)
+    def _residuals(self, params, tau: Array, logx: Array, dlogx: Array) -> Array:
+        args = {**self.fixed, **self.rates(params), "N": self.N}
+        keep = np.asarray(self.keep)
+
+        def field(t, lx):  # dy/dt of the model at counts N x, time t0 + tau T
+            return self.model.vector_field(self.t0 + t * self.T, self.N * jnp.exp(lx), args)
+
+        dy = jax.vmap(field)(tau, logx)
+        return dlogx[:, keep] - self.T * dy[:, keep] / (self.N * jnp.exp(logx[:, keep]))
 
     def residuals(self, params) -> Array:
-        r"""``(m, 2)`` residuals :math:`(\rho_S, \rho_I)` at the collocation points."""
-        return self._residuals(params, *self.log_fractions(params, self.tau_col))
+        r"""``(m, C - 1)`` residuals :math:`\rho_c` at the collocation points."""
+        return self._residuals(params, self.tau_col, *self.log_fractions(params, self.tau_col))
 
     def terms(self, params) -> dict[str, Array]:
         """The three loss terms from one evaluation of the network at every point."""
         m, n = self.tau_col.shape[0], self.tau_obs.shape[0]
         tau = jnp.concatenate([self.tau_col, self.tau_obs, jnp.zeros((1,), self.tau_obs.dtype)])
         logx, dlogx = self.log_fractions(params, tau)
-        rho = self._residuals(params, logx[:m], dlogx[:m])
+        rho = self._residuals(params, self.tau_col, logx[:m], dlogx[:m])
         x_obs = jnp.exp(logx[m:m + n])
-        misfit = [((self.N * x_obs[:, _COMPARTMENTS.index(k)] - y) / self.scale[k]) ** 2
+        names = self.model.compartments
+        misfit = [((self.N * x_obs[:, names.index(k)] - y) / self.scale[k]) ** 2
                   for k, y in self.obs.items()]
-        ic = logx[m + n, :2] - jnp.log(self.x0[:2])
+        keep = np.asarray(self.keep)
+        ic = logx[m + n, keep] - jnp.log(self.x0[keep])
         return {
             "data": jnp.mean(jnp.concatenate(misfit)),
             "ode": jnp.mean(rho**2),
@@ -153,8 +183,7 @@ class _PINNObjective(eqx.Module):
     def __call__(self, params) -> tuple[Array, dict[str, Array]]:
         parts = self.terms(params)
         total = sum(self.weights[k] * v for k, v in parts.items())
-        beta, gamma = self.rates(params)
-        return total, {**parts, "beta": beta, "gamma": gamma}
+        return total, {**parts, **self.rates(params)}
 
 
 def _settled(values: Sequence[float]) -> bool:
@@ -189,6 +218,68 @@ def _check_weights(weights: Any) -> dict[str, float]:
     return out
 
 
+def _check_pinn_model(model: Any) -> CompartmentalModel:
+    """A model the PINN applies to: unstratified and closed, or an error saying why not."""
+    if not isinstance(model, CompartmentalModel):
+        raise TypeError(f"`model` must be an epinn.Model such as SIR(); got {model!r}.")
+    if model.groups is not None:
+        raise ValueError(
+            f"fit_pinn fits unstratified models; {model.name} has groups {model.groups}. The "
+            "network's state is one softmax over the compartments of one population."
+        )
+    if not model.conserved:
+        outside = [f.name for f in model.flows if f.source is None or f.target is None]
+        raise ValueError(
+            f"fit_pinn needs a closed population, but {model.name} has flows from or to "
+            f"outside ({', '.join(outside)}): the network's state is a softmax of fractions "
+            "that sum to one, which cannot represent a changing total. Use fit_parameters "
+            "or fit_neural_beta for this model."
+        )
+    return model
+
+
+def _check_pinn_rates(model, rates) -> tuple[dict[str, float], tuple[str, ...]]:
+    """``(fixed values, learned names)``: the rates not given in ``rates`` are learned
+    (log-parametrised), and must be scalars."""
+    if rates is not None and not isinstance(rates, Mapping):
+        raise TypeError(f"`rates` must be a mapping like {{'sigma': 0.2}}; got {rates!r}.")
+    rates = {} if rates is None else dict(rates)
+    unknown = [k for k in rates if k not in model.rate_names]
+    if unknown:
+        raise ValueError(f"`rates` has unknown names {unknown}; {model.name}'s rates are "
+                         f"{model.rate_names}.")
+    fixed = {k: _check_positive(v, f"rates[{k!r}]") for k, v in rates.items()}
+    learned = tuple(k for k in model.rate_names if k not in fixed)
+    arrays = [k for k in learned if model.param_shapes[k] != ()]
+    if arrays:
+        raise ValueError(f"fit_pinn learns scalar rates; {arrays} have declared shapes: give "
+                         "their values in `rates`.")
+    if not learned:
+        raise ValueError("`rates` fixes every rate of the model: nothing is left to fit.")
+    return fixed, learned
+
+
+def _pinn_starts(model, learned, init, beta_init, gamma_init, guess) -> dict[str, float]:
+    """Starting values of the learned rates: ``init``, then ``beta_init`` / ``gamma_init``
+    (``beta``'s default from the growth of ``I``, :func:`guess`)."""
+    if init is not None and not isinstance(init, Mapping):
+        raise TypeError(f"`init` must be a mapping like {{'sigma': 0.2}}; got {init!r}.")
+    init = {} if init is None else dict(init)
+    unknown = [k for k in init if k not in learned]
+    if unknown:
+        raise ValueError(f"`init` has names {unknown} that are not learned rates {learned}.")
+    starts = {k: _check_positive(v, f"init[{k!r}]") for k, v in init.items()}
+    if "gamma" in learned:
+        starts.setdefault("gamma", gamma_init)
+    if "beta" in learned and "beta" not in starts:
+        starts["beta"] = beta_init if beta_init is not None else guess()
+    missing = [k for k in learned if k not in starts]
+    if missing:
+        raise ValueError(f"`init` must give a start for the learned rates {missing} of "
+                         f"{model.name} (or fix them in `rates`).")
+    return {k: starts[k] for k in learned}
+
+
 @eqx.filter_jit
 def _evaluate(objective: _PINNObjective, params, tau_fine: Array):
     total, aux = objective(params)
@@ -205,7 +296,10 @@ def fit_pinn(
     data: Mapping[str, Any],
     *,
     y0: Mapping[str, float],
+    model: CompartmentalModel | None = None,
     N: float | None = None,
+    rates: Mapping[str, float] | None = None,
+    init: Mapping[str, float] | None = None,
     beta_init: float | None = None,
     gamma_init: float = 0.3,
     hidden: Sequence[int] = (32, 32, 32),
@@ -222,23 +316,30 @@ def fit_pinn(
     verbose: int = 0,
     warn: bool = True,
 ) -> FitResult:
-    r"""Fit SIR :math:`\beta, \gamma` with a physics-informed network.
+    r"""Fit the rates of a closed model (default SIR) with a physics-informed network.
 
     Minimises the loss in the module docstring (data misfit + ODE residual at collocation
-    points + initial condition) over the network weights and :math:`\log\beta,
-    \log\gamma`: Adam for ``steps`` (linear warm-up over a tenth of them, cosine decay to a
+    points + initial condition) over the network weights and the logarithms of the
+    learned rates (SIR: :math:`\log\beta, \log\gamma`): Adam for ``steps`` (linear warm-up over a tenth of them, cosine decay to a
     tenth of ``learning_rate``), then L-BFGS for ``lbfgs_steps``.
 
     Args:
         ts: observation times, strictly increasing (any unit).
-        data: ``{name: counts at ts}`` with names among ``"S"``, ``"I"``, ``"R"``.
-        y0: initial state at ``t0``: ``{"S": ..., "I": ..., "R": ...}`` with
-            ``S, I > 0``.
+        data: ``{name: counts at ts}`` with names among the model's compartments.
+        y0: initial state at ``t0`` by compartment, positive except (possibly) the
+            compartment the conservation law determines (``R`` in SIR and SEIR).
+        model: an unstratified, closed :class:`epinn.Model` (default ``SIR()``): see
+            "Which models" in :mod:`epinn.pinn`.
         N: population (default ``sum(y0)``).
+        rates: values of rates held fixed, e.g. ``{"sigma": 0.5}``; the model's other
+            rates are learned (scalar rates only).
+        init: starting values of learned rates; ``beta`` and ``gamma`` default to
+            ``beta_init`` and ``gamma_init``, any other learned rate needs one here.
         beta_init: start for :math:`\beta`; default as :func:`epinn.fit_neural_beta`
             (:math:`(\gamma_0 + r) N / S_0` from the observed growth of ``I``).
         gamma_init: start for :math:`\gamma` (per unit of ``ts``).
-        hidden: hidden layer sizes of the network (3 outputs are appended).
+        hidden: hidden layer sizes of the network (one output per compartment is
+            appended).
         activation: hidden activation (smooth, e.g. ``"tanh"``: the residual
             differentiates the network).
         weights: loss weights ``{"data", "ode", "ic"}``; missing names keep the defaults
@@ -255,23 +356,27 @@ def fit_pinn(
         warn: warn (:class:`epinn.ConvergenceWarning`) if the fit has not converged.
 
     Returns:
-        :class:`epinn.FitResult` with ``method="pinn"``, ``params`` ``{"beta", "gamma",
-        "N"}``, ``R0`` :math:`= \beta/\gamma`, ``fitted`` the network's counts at ``ts``
+        :class:`epinn.FitResult` with ``method="pinn"``, ``params`` every rate (learned
+        and fixed) and ``N``, ``free`` the learned rates, ``R0`` by the next-generation
+        matrix at the estimate (:math:`\beta/\gamma` for SIR), ``fitted`` the network's counts at ``ts``
         for the observed names, ``trajectory`` the ODE solved with the estimated rates on
         the fine grid, ``loss`` the final total loss, ``loss_history`` per step (Adam then
-        L-BFGS) and ``converged`` when :math:`\beta` and :math:`\gamma` each moved by less
+        L-BFGS) and ``converged`` when every learned rate moved by less
         than 0.1% over the last tenth of the L-BFGS steps (of the Adam steps without
         L-BFGS), with a successful re-solve. ``extras``:
-        ``"t"`` (fine grid), ``"network_states"`` (``(n_grid, 3)`` counts S, I, R from the
-        network), ``"loss_terms"`` (data, ode, ic at the end), ``"residual_rms"``,
+        ``"t"`` (fine grid), ``"network_states"`` (``(n_grid, C)`` counts by compartment
+        from the network), ``"loss_terms"`` (data, ode, ic at the end), ``"residual_rms"``,
         ``"weights"``, ``"r2"`` (network vs data), ``"ode_r2"`` (re-solved ODE vs data),
         ``"history"`` (:class:`epinn.History`, one entry per step; ``metrics`` holds the
-        loss terms and the path of ``beta`` and ``gamma``), ``"network"``,
-        ``"network_params"``, ``"beta_init"``, ``"gamma_init"`` and ``"wall_time"``.
+        loss terms and the path of every learned rate), ``"network"``,
+        ``"network_params"``, ``"init"`` (the learned rates' starts; ``"beta_init"`` and
+        ``"gamma_init"`` too, NaN when not learned) and ``"wall_time"``.
 
     Raises:
-        ValueError: bad data, names other than S/I/R (checked first), ``y0`` with ``S``
-            or ``I`` zero, bad weights or settings, or a missing ``key``.
+        ValueError: bad data, names other than the compartments (checked first), a
+            stratified model or one that is not closed (with the reason), ``y0`` zero
+            where it must be positive, unknown or array-valued rates, a learned rate
+            without a start, bad weights or settings, or a missing ``key``.
         TypeError: wrong kinds of arguments (e.g. a ``key`` that is not one
             ``jax.random`` key).
         NonFiniteLossError: the loss became NaN (the message names the step), or the fit
@@ -289,7 +394,7 @@ def fit_pinn(
         1.7 0.4
     """
     wall = time.perf_counter()
-    model = SIR()
+    model = _check_pinn_model(SIR() if model is None else model)
     weights = _check_weights(weights)
     hidden = _check_hidden(hidden)
     activation = _check_activation(activation)
@@ -305,29 +410,35 @@ def fit_pinn(
     verbose = _check_verbose(verbose)
     warn = _check_flag(warn, "warn")
     key = _require_key(key)
+    names = model.compartments
     # Names first: the shared checks would judge e.g. incidence by rules the PINN never uses.
-    bad = [k for k in data if k not in _COMPARTMENTS] if isinstance(data, Mapping) else []
+    bad = [k for k in data if k not in names] if isinstance(data, Mapping) else []
     if bad:
-        hint = _suggest(bad[0], _COMPARTMENTS) if isinstance(bad[0], str) else ""
+        hint = _suggest(bad[0], names) if isinstance(bad[0], str) else ""
         raise ValueError(
-            f"`data` names {bad} are not fitted by the PINN{hint}; use 'S', 'I', 'R'."
+            f"`data` names {bad} are not fitted by the PINN{hint}; use compartments of "
+            f"{model.name}: {names}."
         )
-    ts, t0, obs, N, y0 = _check_common(model, ts, data, y0, N, {}, t0)
-    if y0["S"] <= 0 or y0["I"] <= 0:
-        raise ValueError("`y0['S']` and `y0['I']` must be positive for the PINN (log-scale "
-                         "initial condition).")
-    beta0 = _guess_beta(model, ts, obs, y0, t0, N, gamma_init) if beta_init is None else beta_init
+    fixed, learned = _check_pinn_rates(model, rates)
+    ts, t0, obs, N, y0 = _check_common(model, ts, data, y0, N, fixed, t0)
+    derived = model.structure.derived
+    zero = [c for c in names if c != derived and y0[c] <= 0]
+    if zero:
+        raise ValueError(
+            f"`y0` of {zero} must be positive for the PINN: it matches the initial state "
+            "and the equations in logarithms (give a small positive count, e.g. 1e-3 of "
+            f"the infected{'' if derived is None else f'; {derived!r} may be 0'})."
+        )
+    starts = _pinn_starts(model, learned, init, beta_init, gamma_init,
+                          lambda: _guess_beta(model, ts, obs, y0, t0, N, gamma_init))
 
     T = float(ts[-1] - t0)
-    net = _TimeMLP(features=(*hidden, 3), activation=activation)
-    x0 = np.array([float(y0[c]) for c in _COMPARTMENTS]) / N
+    net = _TimeMLP(features=(*hidden, len(names)), activation=activation)
+    x0 = np.array([float(y0[c]) for c in names]) / N
     # Start near the initial state (bias = log fractions, floored for R = 0).
     bias = np.log(np.maximum(x0, 1e-6))
-    params = {
-        "net": _init_time_mlp(net, key, jnp.asarray(bias)),
-        "log_beta": jnp.asarray(math.log(beta0)),
-        "log_gamma": jnp.asarray(math.log(gamma_init)),
-    }
+    params = {"net": _init_time_mlp(net, key, jnp.asarray(bias))}
+    params.update({f"log_{k}": jnp.asarray(math.log(v)) for k, v in starts.items()})
     f = lambda a: jnp.asarray(np.asarray(a, dtype=float))  # noqa: E731
     objective = _PINNObjective(
         net=net,
@@ -339,6 +450,10 @@ def fit_pinn(
         weights={k: f(v) for k, v in weights.items()},
         N=f(N),
         T=T,
+        model=model,
+        fixed={k: f(v) for k, v in fixed.items()},
+        learned=learned,
+        t0=float(t0),
     )
     params, history = _minimise(objective, params, method="adam", steps=steps,
                                 learning_rate=learning_rate, chunk_size=chunk_size,
@@ -359,28 +474,27 @@ def fit_pinn(
 
     fine = np.linspace(0.0, T, n_grid)
     total, parts, states, pred, rms = _evaluate(objective, params, f(fine / T))
-    beta, gamma = (float(v) for v in objective.rates(params))
-    if not all(math.isfinite(v) for v in (float(total), beta, gamma)):
+    fitted_rates = {k: float(v) for k, v in objective.rates(params).items()}
+    if not all(math.isfinite(v) for v in (float(total), *fitted_rates.values())):
         history.stop_reason = "non-finite result"
         raise NonFiniteLossError(
-            f"fit_pinn ended with a non-finite loss ({float(total)}) or rates (beta {beta}, "
-            f"gamma {gamma}); try a smaller `learning_rate` or other `weights`.",
+            f"fit_pinn ended with a non-finite loss ({float(total)}) or rates "
+            f"({fitted_rates}); try a smaller `learning_rate` or other `weights`.",
             epoch=len(history.train_loss),
             history=history,
         )
-    out_params = {"beta": beta, "gamma": gamma, "N": N}
+    out_params = {**fitted_rates, **fixed, "N": N}
     # One solve on the fine grid and the observation times together (one compilation).
     grid, offset = _shifted_grid(ts, t0)
     both, i_fine, i_obs = _merge_grids(fine, grid)
-    sol = solve(model, out_params, {c: float(y0[c]) for c in _COMPARTMENTS}, both + t0,
-                throw=False)
+    sol = solve(model, out_params, {c: float(y0[c]) for c in names}, both + t0, throw=False)
     traj = eqx.tree_at(lambda tr: (tr.ts, tr.ys, tr.cumulative_infections), sol,
                        (sol.ts[i_fine], sol.ys[i_fine], sol.cumulative_infections[i_fine]))
     at_ts = np.asarray(sol.ys)[i_obs][offset:]
-    fitted = {k: np.asarray(pred[:, _COMPARTMENTS.index(k)]) for k in obs}
-    ode_at_ts = {k: at_ts[:, _COMPARTMENTS.index(k)] for k in obs}
+    fitted = {k: np.asarray(pred[:, names.index(k)]) for k in obs}
+    ode_at_ts = {k: at_ts[:, names.index(k)] for k in obs}
     total = float(total)
-    converged = all(_settled(history.metrics[k][-n_last:]) for k in ("beta", "gamma"))
+    converged = all(_settled(history.metrics[k][-n_last:]) for k in learned)
     converged = converged and math.isfinite(total) and bool(traj.success)
     if not converged and warn:
         warnings.warn(
@@ -391,12 +505,12 @@ def fit_pinn(
         )
     return FitResult(
         params=out_params,
-        y0={c: float(y0[c]) for c in _COMPARTMENTS},
+        y0={c: float(y0[c]) for c in names},
         loss=total,
         loss_history=np.asarray(history.train_loss),
         converged=converged,
-        free=("beta", "gamma"),
-        R0=beta / gamma,
+        free=learned,
+        R0=float(_R0(model, out_params)),
         ts=ts,
         fitted=fitted,
         trajectory=traj,
@@ -413,8 +527,9 @@ def fit_pinn(
             "history": history,
             "network": net,
             "network_params": params["net"],
-            "beta_init": float(beta0),
-            "gamma_init": gamma_init,
+            "beta_init": float(starts.get("beta", math.nan)),
+            "gamma_init": float(starts.get("gamma", math.nan)),
+            "init": starts,
             "wall_time": time.perf_counter() - wall,
         },
     )

@@ -58,8 +58,10 @@ from ._fitting import (
     _check_settings,
     _from_theta_np,
     _full_precision,
+    _lookup,
     _optimise,
     _Problem,
+    _slot,
     _to_theta,
 )
 from .compartmental import R0 as _R0
@@ -126,11 +128,13 @@ def _bounds(name: str) -> tuple[float, float]:
 
 def _with_value(problem: _Problem, name: str, v):
     """``problem`` with the profiled quantity held at ``v`` (an array leaf)."""
-    if name in problem.base:
-        return eqx.tree_at(lambda q: q.base[name], problem, v)
-    c = name[:-1]  # an initial state: S takes up the difference, keeping the total
+    kind, key, index = _slot(problem.model, name)
+    if kind == "param":
+        new = problem.base[key].at[index].set(v) if index else v
+        return eqx.tree_at(lambda q: q.base[key], problem, new)
+    # an initial state: S takes up the difference, keeping the total
     total = sum(problem.y0.values())
-    y0 = {**problem.y0, c: v}
+    y0 = {**problem.y0, key: problem.y0[key].at[index].set(v) if index else v}
     y0["S"] = total - sum(y0[k] for k in problem.model.compartments if k != "S")
     return eqx.tree_at(lambda q: q.y0, problem, y0)
 
@@ -371,9 +375,8 @@ def profile_likelihood(
 
 
 def _estimate(fit: FitResult, name: str) -> float:
-    if name in fit.params:
-        return float(fit.params[name])
-    return float(fit.y0[name[:-1]])
+    """The estimate of a free name (an entry ``"C[0,1]"`` of an array too)."""
+    return _lookup(name, fit.params, fit.y0)
 
 
 def _initial_span(fit: FitResult, name: str) -> float:

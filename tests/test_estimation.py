@@ -480,3 +480,134 @@ def test_numpy_int_steps_are_valid(x64):
     out = fit_parameters_batch(SIR(), DAYS, {"I": BOARDING[None]}, y0=Y0, init=INIT, t0=0.0,
                                steps=np.int64(50), batch_size=np.int64(1))
     assert bool(out["converged"][0])
+
+
+# --------------------------------------------------------------------------------------
+# Array parameters and their entries (issue 20): a 2-group SIR with a contact matrix
+# --------------------------------------------------------------------------------------
+
+
+def _two_group_sir():
+    import epinn
+
+    return epinn.Model(
+        ("S", "I", "R"), {"beta": (), "gamma": ("groups",), "C": ("groups", "groups")},
+        [epinn.infection("S", "I", lambda t, y, p: p.beta * y.S * (p.C @ (y.I / p.N))),
+         epinn.flow("I", "R", lambda t, y, p: p.gamma * y.I)],
+        groups=("young", "old"))
+
+
+GROUP_N = np.array([600.0, 400.0])
+GROUP_Y0 = {"S": GROUP_N - [2.0, 0.0], "I": np.array([2.0, 0.0]), "R": np.zeros(2)}
+GROUP_DAYS = np.arange(1.0, 31.0)
+GROUP_INIT = {"beta": 0.3, "gamma": np.array([0.2, 0.1]),
+              "C": np.array([[1.5, 1.0], [0.5, 1.0]]), "N": GROUP_N}
+
+
+def _scipy_group_I(beta, gamma, C):
+    """Both groups' I on GROUP_DAYS, from an independent scipy integration."""
+    def f(t, y):
+        S, I = y[:2], y[2:4]
+        inf = beta * S * (C @ (I / GROUP_N))
+        return np.concatenate([-inf, inf - gamma * I, gamma * I])
+
+    y0 = np.concatenate([GROUP_Y0["S"], GROUP_Y0["I"], GROUP_Y0["R"]])
+    sol = solve_ivp(f, (0.0, GROUP_DAYS[-1]), y0, t_eval=np.concatenate([[0.0], GROUP_DAYS]),
+                    rtol=1e-11, atol=1e-9)
+    return sol.y[2:4, 1:].T  # (T, groups)
+
+
+def _group_data():
+    truth = _scipy_group_I(0.4, np.array([0.2, 0.15]), np.array([[1.5, 0.5], [0.5, 1.0]]))
+    return truth + np.random.default_rng(0).normal(0.0, 2.0, truth.shape)
+
+
+def test_array_parameter_entries_match_scipy(x64):
+    """Free: the scalar beta, one entry of the per-group gamma (by group name) and one of
+    the contact matrix, fitted to each group's prevalence; scipy's least_squares on the
+    same residuals (solve_ivp at rtol 1e-11) finds the same optimum. Both optimise one
+    smooth objective to tight tolerances: agreement to 1e-5 relative (the ODE tolerance,
+    1e-8, and the optimiser tolerance bound the gap well below that)."""
+    data = _group_data()
+    fit = fit_parameters(_two_group_sir(), GROUP_DAYS, {"I": data}, y0=GROUP_Y0,
+                         init=GROUP_INIT, free=("beta", "gamma[old]", "C[0, 1]"), t0=0.0)
+    assert fit.converged and fit.free == ("beta", "gamma[1]", "C[0,1]")
+
+    def residuals(th):
+        b, g1, c01 = np.exp(th)
+        C = GROUP_INIT["C"].copy()
+        C[0, 1] = c01
+        return (_scipy_group_I(b, np.array([0.2, g1]), C) - data).ravel()
+
+    ref = least_squares(residuals, np.log([0.3, 0.1, 1.0]), xtol=1e-14, ftol=1e-14)
+    b, g1, c01 = np.exp(ref.x)
+    assert fit.params["beta"] == pytest.approx(b, rel=1e-5)
+    assert fit.params["gamma"][1] == pytest.approx(g1, rel=1e-5)
+    assert fit.params["C"][0, 1] == pytest.approx(c01, rel=1e-5)
+    # The fixed entries stay as given.
+    assert fit.params["gamma"][0] == 0.2 and fit.params["C"][1, 0] == 0.5
+    # Laplace standard errors = scipy's, through the delta method.
+    s2 = np.sum(ref.fun**2) / (data.size - 3)
+    se = np.sqrt(np.diag(s2 * np.linalg.inv(ref.jac.T @ ref.jac)))
+    assert fit.stderr["C[0,1]"] == pytest.approx(c01 * se[2], rel=1e-3)
+    lo, hi = fit.intervals["C[0,1]"]
+    assert lo < c01 < hi
+    assert fit.summary()["C[0,1]"]["mean"] == pytest.approx(c01, rel=1e-5)
+    assert "C[0,1]" in fit.report()
+
+
+@pytest.mark.parametrize(
+    "free, match",
+    [
+        (("C[0,2]",), "index 2 is out of range for axis 1 of 'C' \\(size 2"),
+        (("C[0]",), "1 index\\(es\\), but 'C' has shape \\(2, 2\\)"),
+        (("beta[0]",), "'beta' is a scalar"),
+        (("gamma[adults]",), "index 'adults' must be an integer or a group name"),
+        (("Cc[0,1]",), "unknown name 'Cc\\[0,1\\]'.*Did you mean 'C'"),
+        (("C[0,1]", "C[0, 1]"), "more than once"),
+    ],
+)
+def test_array_entry_errors(free, match):
+    with pytest.raises(ValueError, match=match):
+        fit_parameters(_two_group_sir(), GROUP_DAYS, {"I": _group_data()}, y0=GROUP_Y0,
+                       init=GROUP_INIT, free=free, t0=0.0)
+
+
+@pytest.mark.parametrize(
+    "init, data, match",
+    [
+        ({"C": np.ones((3, 3))}, None, "declared shape \\(2, 2\\) of 'C'; got shape \\(3, 3\\)"),
+        ({"C": np.array([[1.0, 0.0], [0.5, 1.0]])}, None, "C\\[0,1\\], which is 0 in `init`"),
+        ({"gamma": [0.2, -0.1]}, None, "init\\['gamma'\\]` must be non-negative"),
+        ({}, np.ones((30, 3)), "\\(30, 2\\): one series per group"),
+    ],
+)
+def test_array_init_and_data_errors(init, data, match):
+    data = _group_data() if data is None else data
+    free = ("beta", "C") if "C" in init else ("beta", "gamma")
+    with pytest.raises(ValueError, match=match):
+        fit_parameters(_two_group_sir(), GROUP_DAYS, {"I": data}, y0=GROUP_Y0,
+                       init={**GROUP_INIT, **init}, free=free, t0=0.0)
+
+
+@pytest.mark.slow
+def test_batch_fits_array_entries_like_single_fits(x64):
+    """fit_parameters_batch with an array entry free: each data set gets the single fit's
+    optimum (the same iterations: to the optimiser tolerance, 1e-7 relative)."""
+    from epinn.estimation import fit_parameters_batch
+
+    data = np.stack([_group_data(), 1.1 * _group_data()])
+    free = ("beta", "gamma")  # the whole per-group vector: gamma[0], gamma[1]
+    out = fit_parameters_batch(_two_group_sir(), GROUP_DAYS, {"I": data}, y0=GROUP_Y0,
+                               init=GROUP_INIT, free=free, t0=0.0)
+    assert out["gamma"].shape == (2, 2) and out["gamma[1]"].shape == (2,)
+    assert out["at_bound"].shape == (2, 3) and bool(out["converged"].all())
+    for b in range(2):
+        one = fit_parameters(_two_group_sir(), GROUP_DAYS, {"I": data[b]}, y0=GROUP_Y0,
+                             init=GROUP_INIT, free=free, t0=0.0)
+        assert one.free == ("beta", "gamma[0]", "gamma[1]")
+        np.testing.assert_allclose(out["beta"][b], one.params["beta"], rtol=1e-7)
+        np.testing.assert_allclose(out["gamma"][b], one.params["gamma"], rtol=1e-7)
+    with pytest.raises(ValueError, match="stacked"):
+        fit_parameters_batch(_two_group_sir(), GROUP_DAYS, {"I": data}, y0=GROUP_Y0,
+                             init=GROUP_INIT, free=free, t0=0.0, method="stacked")

@@ -219,3 +219,99 @@ def test_bad_ts_and_data_are_named_and_numpy_scalars_pass():
 def test_unfitted_name_suggests_the_compartment():
     with pytest.raises(ValueError, match="not fitted by the PINN.*did you mean 'R'"):
         fit_pinn(TS, {"r": COUNTS}, y0=Y0, t0=0.0, key=jr.PRNGKey(0))
+
+
+# --------------------------------------------------------------------------------------
+# Your own model (issue 20): any unstratified closed model
+# --------------------------------------------------------------------------------------
+
+
+def _my_seir():
+    import epinn
+
+    return epinn.Model(
+        ("S", "E", "I", "R"), ("beta", "sigma", "gamma"),
+        [epinn.infection("S", "E", lambda t, y, p: p.beta * y.S * y.I / p.N),
+         epinn.flow("E", "I", lambda t, y, p: p.sigma * y.E),
+         epinn.flow("I", "R", lambda t, y, p: p.gamma * y.I)], name="my SEIR")
+
+
+def test_custom_model_residuals_are_its_equations(x64):
+    """The residual built from a user-defined SEIR's flows equals the SEIR equations
+    written by hand, in logarithms: rho_c = dlog x_c/dtau - T f_c / x_c for S, E, I (R
+    is determined by conservation). Same numbers up to roundoff (1e-12)."""
+    net = _TimeMLP(features=(8, 4))
+    params = {"net": _init_time_mlp(net, jr.PRNGKey(2), jnp.zeros(4), out_scale=1.0),
+              "log_beta": jnp.log(0.9), "log_gamma": jnp.log(0.3)}
+    f = jnp.asarray
+    obj = _PINNObjective(
+        net=net, tau_obs=f(np.linspace(0.1, 1.0, 3)), obs={"I": f(np.ones(3))},
+        scale={"I": f(1.0)}, tau_col=f(np.linspace(0.0, 1.0, 5)),
+        x0=f([0.97, 0.01, 0.02, 0.0]), weights={k: f(1.0) for k in ("data", "ode", "ic")},
+        N=f(1000.0), T=40.0, model=_my_seir(), fixed={"sigma": f(0.5)}, t0=0.0)
+    logx, dlogx = obj.log_fractions(params, obj.tau_col)
+    s, e, i = (np.exp(np.asarray(logx[:, k])) for k in range(3))
+    by_hand = np.stack([-0.9 * i, 0.9 * s * i / e - 0.5, 0.5 * e / i - 0.3], axis=1)
+    expected = np.asarray(dlogx[:, :3]) - 40.0 * by_hand
+    np.testing.assert_allclose(obj.residuals(params), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_custom_seir_recovers_rates_and_follows_the_ode():
+    """A user-defined SEIR with sigma fixed: beta and gamma from noiseless I and R
+    (measured within 0.1%; asserted 2%), and the network's states follow the ODE
+    solution with the true rates (scipy's solve_ivp, independent of epinn) to 2% of each
+    compartment's peak."""
+    from scipy.integrate import solve_ivp
+
+    model = _my_seir()
+    ts = np.arange(1.0, 41.0)
+    y0 = {"S": 995.0, "E": 3.0, "I": 2.0, "R": 0.0}
+    traj = solve(model, {"beta": 0.9, "sigma": 0.5, "gamma": 0.3, "N": 1000.0}, y0,
+                 np.concatenate([[0.0], ts]))
+    data = {"I": np.asarray(traj["I"][1:]), "R": np.asarray(traj["R"][1:])}
+    res = fit_pinn(ts, data, y0=y0, t0=0.0, model=model, rates={"sigma": 0.5},
+                   lbfgs_steps=2000, key=jr.PRNGKey(0), warn=False)
+    assert res.free == ("beta", "gamma") and res.params["sigma"] == 0.5
+    assert res.params["beta"] == pytest.approx(0.9, rel=0.02)
+    assert res.params["gamma"] == pytest.approx(0.3, rel=0.02)
+    assert res.R0 == pytest.approx(res.params["beta"] / res.params["gamma"], rel=1e-5)
+
+    def seir(t, y):
+        S, E, I, _ = y
+        return [-0.9 * S * I / 1000, 0.9 * S * I / 1000 - 0.5 * E, 0.5 * E - 0.3 * I, 0.3 * I]
+
+    t = res.extras["t"]
+    ref = solve_ivp(seir, (0.0, 40.0), list(y0.values()), t_eval=t, rtol=1e-10,
+                    atol=1e-8).y.T
+    states = res.extras["network_states"]
+    np.testing.assert_allclose(states, ref, atol=0.02 * ref.max(axis=0).max())
+    assert np.all(np.abs(states - ref).max(axis=0) <= 0.02 * ref.max(axis=0))
+
+
+@pytest.mark.parametrize(
+    "model, kwargs, match",
+    [
+        ("vital", {}, "closed population.*births"),
+        ("stratified", {}, "unstratified models"),
+        ("seir", {"y0": {"S": 995.0, "E": 0.0, "I": 5.0, "R": 0.0}},
+         "`y0` of \\['E'\\] must be positive"),
+        ("seir", {"rates": {}}, "`init` must give a start for the learned rates \\['sigma'\\]"),
+        ("seir", {"rates": {"zeta": 1.0}}, "`rates` has unknown names \\['zeta'\\]"),
+        ("seir", {"init": {"sigma": 0.5}}, "not learned rates"),
+        ("seir", {"rates": {"beta": 1.0, "sigma": 0.5, "gamma": 0.3}}, "nothing is left"),
+    ],
+)
+def test_models_the_pinn_refuses(model, kwargs, match):
+    import epinn
+    from epinn.compartmental import SIRVitalDynamics
+    from tests.helpers import count_compilations
+
+    m = {"vital": SIRVitalDynamics(), "stratified": epinn.stratify(SIR(), 2),
+         "seir": _my_seir()}[model]
+    call = dict(y0={"S": 995.0, "E": 3.0, "I": 2.0, "R": 0.0}, t0=0.0, key=jr.PRNGKey(0),
+                rates={"sigma": 0.5})
+    call.update(kwargs)
+    with count_compilations() as c, pytest.raises(ValueError, match=match):
+        fit_pinn(TS, {"I": COUNTS}, model=m, **call)
+    assert c.count == 0
