@@ -334,7 +334,7 @@ def test_docs_build_skips_without_the_docs_extra(monkeypatch):
 
 GUIDE_PAGES = ("getting_started", "guide/nn_core", "guide/epidemic_models", "guide/estimation",
                "guide/forecasting", "guide/bayesian", "guide/scaling", "guide/custom_models",
-               "guide/stochastic")
+               "guide/stochastic", "guide/amortized")
 
 
 @pytest.mark.parametrize("page", GUIDE_PAGES)
