@@ -320,8 +320,9 @@ def fit_pinn(
 
     Minimises the loss in the module docstring (data misfit + ODE residual at collocation
     points + initial condition) over the network weights and the logarithms of the
-    learned rates (SIR: :math:`\log\beta, \log\gamma`): Adam for ``steps`` (linear warm-up over a tenth of them, cosine decay to a
-    tenth of ``learning_rate``), then L-BFGS for ``lbfgs_steps``.
+    learned rates (SIR: :math:`\log\beta, \log\gamma`): Adam for ``steps`` (linear
+    warm-up over a tenth of them, cosine decay to a tenth of ``learning_rate``), then
+    L-BFGS for ``lbfgs_steps``.
 
     Args:
         ts: observation times, strictly increasing (any unit).
@@ -358,10 +359,10 @@ def fit_pinn(
     Returns:
         :class:`epinn.FitResult` with ``method="pinn"``, ``params`` every rate (learned
         and fixed) and ``N``, ``free`` the learned rates, ``R0`` by the next-generation
-        matrix at the estimate (:math:`\beta/\gamma` for SIR), ``fitted`` the network's counts at ``ts``
-        for the observed names, ``trajectory`` the ODE solved with the estimated rates on
-        the fine grid, ``loss`` the final total loss, ``loss_history`` per step (Adam then
-        L-BFGS) and ``converged`` when every learned rate moved by less
+        matrix at the estimate (:math:`\beta/\gamma` for SIR), ``fitted`` the network's
+        counts at ``ts`` for the observed names, ``trajectory`` the ODE solved with the
+        estimated rates on the fine grid, ``loss`` the final total loss, ``loss_history``
+        per step (Adam then L-BFGS) and ``converged`` when every learned rate moved by less
         than 0.1% over the last tenth of the L-BFGS steps (of the Adam steps without
         L-BFGS), with a successful re-solve. ``extras``:
         ``"t"`` (fine grid), ``"network_states"`` (``(n_grid, C)`` counts by compartment

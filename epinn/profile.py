@@ -60,6 +60,7 @@ from ._fitting import (
     _full_precision,
     _lookup,
     _optimise,
+    _parse_free,
     _Problem,
     _slot,
     _to_theta,
@@ -253,6 +254,10 @@ def profile_likelihood(
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise ValueError(f"`level` must be a number in (0, 1); got {level!r}.")
     ts_, t0_, obs, init_, free_ = _check_inputs(model, ts, data, y0, init, free, loss, t0)
+    if isinstance(parameter, str) and parameter != "R0" and "[" in parameter:
+        # one entry of an array, written as in `free` ("gamma[old]", "C[0, 1]"): its
+        # canonical name ("gamma[1]", "C[0,1]")
+        parameter = _parse_free(model, (parameter,), init_, y0, loss)[0]
     _check_parameter(model, parameter, free_, init_)
     if grid is not None:
         grid = np.asarray(grid, dtype=float)

@@ -507,9 +507,9 @@ GROUP_INIT = {"beta": 0.3, "gamma": np.array([0.2, 0.1]),
 def _scipy_group_I(beta, gamma, C):
     """Both groups' I on GROUP_DAYS, from an independent scipy integration."""
     def f(t, y):
-        S, I = y[:2], y[2:4]
-        inf = beta * S * (C @ (I / GROUP_N))
-        return np.concatenate([-inf, inf - gamma * I, gamma * I])
+        s, i = y[:2], y[2:4]
+        inf = beta * s * (C @ (i / GROUP_N))
+        return np.concatenate([-inf, inf - gamma * i, gamma * i])
 
     y0 = np.concatenate([GROUP_Y0["S"], GROUP_Y0["I"], GROUP_Y0["R"]])
     sol = solve_ivp(f, (0.0, GROUP_DAYS[-1]), y0, t_eval=np.concatenate([[0.0], GROUP_DAYS]),

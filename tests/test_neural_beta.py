@@ -9,8 +9,8 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from epinn import NonFiniteLossError, fit_neural_beta
-from epinn.compartmental import SEIR, SIR, solve
 from epinn._fitting import _init_time_mlp, _minimise, _TimeMLP
+from epinn.compartmental import SEIR, SIR, solve
 from epinn.neural_beta import _UDEObjective
 from tests.helpers import count_compilations, dot_precisions
 

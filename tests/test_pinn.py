@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from epinn import fit_pinn
-from epinn.compartmental import SIR, solve
 from epinn._fitting import _init_time_mlp, _TimeMLP
+from epinn.compartmental import SIR, solve
 from epinn.pinn import _PINNObjective
 
 # Boarding-school shapes (days 1..14, N = 763, one initial case): the synthetic test, the
@@ -278,8 +278,8 @@ def test_custom_seir_recovers_rates_and_follows_the_ode():
     assert res.R0 == pytest.approx(res.params["beta"] / res.params["gamma"], rel=1e-5)
 
     def seir(t, y):
-        S, E, I, _ = y
-        return [-0.9 * S * I / 1000, 0.9 * S * I / 1000 - 0.5 * E, 0.5 * E - 0.3 * I, 0.3 * I]
+        s, e, i, _ = y
+        return [-0.9 * s * i / 1000, 0.9 * s * i / 1000 - 0.5 * e, 0.5 * e - 0.3 * i, 0.3 * i]
 
     t = res.extras["t"]
     ref = solve_ivp(seir, (0.0, 40.0), list(y0.values()), t_eval=t, rtol=1e-10,

@@ -130,3 +130,29 @@ def test_bad_input_before_compilation(kwargs, match):
     with count_compilations() as c, pytest.raises((ValueError, TypeError), match=match):
         profile_likelihood(model, BS.t, {"I": BS.counts}, **args)
     assert c.count == 0
+
+
+@pytest.mark.slow
+def test_profile_of_a_contact_matrix_entry(x64):
+    """An entry of an array parameter ("C[0,1]" of a 2-group SIR) is profiled like a
+    scalar: at each grid value the other free numbers are re-fitted. Checked against
+    fit_parameters with C[0,1] held at that value (an independent re-fit): the same
+    likelihood drop to 1e-6; the interval brackets the estimate."""
+    from tests.test_estimation import GROUP_DAYS, GROUP_INIT, GROUP_Y0, _group_data
+    from tests.test_estimation import _two_group_sir as model
+
+    data = {"I": _group_data()}
+    kw = dict(y0=GROUP_Y0, init=GROUP_INIT, t0=0.0)
+    prof = profile_likelihood(model(), GROUP_DAYS, data, parameter="C[0, 1]",
+                              free=("beta", "gamma[1]", "C[0,1]"), n_grid=4, refine=0, **kw)
+    c_hat = prof.estimate
+    assert prof.name == "C[0,1]" and prof.one_sided is None
+    assert prof.interval[0] < c_hat < prof.interval[1]
+    v = float(prof.values[np.argmax(prof.delta)])
+    held = {**GROUP_INIT, "C": GROUP_INIT["C"].copy()}
+    held["C"][0, 1] = v
+    refit = fit_parameters(model(), GROUP_DAYS, data, y0=GROUP_Y0, init=held, t0=0.0,
+                           free=("beta", "gamma[1]"), warn=False)
+    n, p = data["I"].size, 3
+    drop = (n - p) / 2 * (refit.loss / prof.fit.loss - 1.0)
+    assert float(np.max(prof.delta)) == pytest.approx(drop, rel=1e-6, abs=1e-6)
