@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..compartmental import Model
+from ..compartmental._rates import _Namespace
 
 METHODS = ("exact", "tau_leap", "chain_binomial")
 """The simulators of :func:`epinn.stochastic.simulate`."""
@@ -39,31 +40,6 @@ def _is_function(v: Any) -> bool:
 
 def _evaluate(v: Any, t: Any) -> Any:
     return v.evaluate(t) if hasattr(v, "evaluate") else v(t)
-
-
-class _Values(Mapping):
-    """Read-only access by attribute and key (``y.S``, ``p["beta"]``), for rate functions."""
-
-    __slots__ = ("_d",)
-
-    def __init__(self, d: Mapping[str, Any]):
-        object.__setattr__(self, "_d", dict(d))
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._d[name]
-        except KeyError:
-            raise AttributeError(f"{name!r} is not defined; the names are {tuple(self._d)}.") \
-                from None
-
-    def __getitem__(self, name: str) -> Any:
-        return self._d[name]
-
-    def __iter__(self):
-        return iter(self._d)
-
-    def __len__(self) -> int:
-        return len(self._d)
 
 
 def _as_array(v: Any, what: str) -> Any:
@@ -283,7 +259,7 @@ def _check_initial_rates(model: Model, const: dict, varying: dict, y0: Any, ts: 
         p = {k: np.broadcast_to(v, (members,)) for k, v in const.items()}
         p.update({k: np.asarray(_evaluate(v, t0)) for k, v in varying.items()})
         try:
-            rs = [np.asarray(f.rate(t0, _Values(ys), _Values(p)), np.float64)
+            rs = [np.asarray(f.rate(t0, _Namespace(ys), _Namespace(p)), np.float64)
                   for f in model.flows]
         except Exception:  # noqa: BLE001 (a rate that does not broadcast: one by one)
             rs = None
@@ -301,6 +277,6 @@ def _check_initial_rates(model: Model, const: dict, varying: dict, y0: Any, ts: 
     for i, t in points:
         ys, p = member(i, t)
         for f in model.flows:
-            r = np.asarray(f.rate(t, _Values(ys), _Values(p)), dtype=np.float64)
+            r = np.asarray(f.rate(t, _Namespace(ys), _Namespace(p)), dtype=np.float64)
             if np.any(bad(r)):
                 fail(f, r, i, t)
