@@ -95,10 +95,11 @@ from numpyro.infer.initialization import init_to_median
 from numpyro.infer.reparam import LocScaleReparam
 from numpyro.infer.util import initialize_model
 
-from .compartmental import SIR, CompartmentalModel, NetworkRate, solve
-from .compartmental import R0 as _R0
 from ._checks import _check_key
+from .compartmental import R0 as _R0
+from .compartmental import SIR, CompartmentalModel, NetworkRate, solve
 from .estimation import ConvergenceWarning
+from .observation import observe
 from .training import History, NonFiniteLossError
 
 __all__ = [
@@ -1261,6 +1262,19 @@ def _init_to_values(values: Mapping[str, Array], prefix: str, decentered_scale: 
                              decentered_scale=decentered_scale, fallback=fallback)
 
 
+def _init_sites(site=None, values=None):
+    if site is None:
+        return functools.partial(_init_sites, values=values)
+    if site["name"] in values:
+        return jnp.asarray(values[site["name"]], dtype=jnp.result_type(float))
+    return init_to_median(site)
+
+
+def _init_to_sites(values: Mapping[str, float]):
+    """numpyro init strategy: ``values`` by site name, the prior median elsewhere."""
+    return functools.partial(_init_sites, values=dict(values))
+
+
 def fit_bnn(
     x: ArrayLike,
     y: ArrayLike,
@@ -1565,11 +1579,13 @@ def _epidemic_spec(ts, counts, *, model, y0, population, t0, priors, likelihood,
     t0 = float(tsa[0]) if t0 is None else _check_real(t0, "t0")
     if not math.isfinite(t0) or t0 > tsa[0]:
         raise ValueError(f"`t0` ({t0}) must be finite and not after the first time {tsa[0]}.")
-    valid_obs = (*model.compartments, "incidence", "cumulative")
+    flows = model.flow_names()
+    valid_obs = (*model.compartments, "incidence", "cumulative", *flows,
+                 *(f"cumulative_{f}" for f in flows))
     _check_choice(observed, valid_obs, "observed")
-    if observed == "incidence" and t0 == tsa[0]:
-        raise ValueError("`observed='incidence'` counts new infections in (t_prev, t]: set `t0` "
-                         "before `ts[0]`.")
+    if observed in ("incidence", *flows) and t0 == tsa[0]:
+        raise ValueError(f"`observed={observed!r}` counts events in (t_prev, t]: set `t0` "
+                         "before `ts[0]` (the start of the first interval).")
     grid, offset = (tsa, 0) if t0 == tsa[0] else (np.concatenate([[t0], tsa]), 1)
     if grid.size < 2:
         raise ValueError("`ts` must contain at least 2 times when `t0` equals `ts[0]`.")
@@ -1670,6 +1686,59 @@ def _noncentred_value(prior: dist.Distribution, z: Any) -> Any:
     return None
 
 
+def _noncentred_z(prior: dist.Distribution, theta: float) -> float | None:
+    r"""The inverse of :func:`_noncentred_value`: :math:`z = \Phi^{-1}(F(\theta))`."""
+    from scipy.special import ndtr, ndtri
+
+    if isinstance(prior, dist.LogNormal):
+        m, sd = float(prior.base_dist.loc), float(prior.base_dist.scale)
+        return (math.log(theta) - m) / sd
+    if isinstance(prior, dist.Exponential):
+        return float(-ndtri(math.exp(-float(prior.rate) * theta)))
+    if isinstance(prior, dist.LeftTruncatedDistribution) and isinstance(
+            prior.base_dist, dist.Normal):
+        m, sd = float(prior.base_dist.loc), float(prior.base_dist.scale)
+        q = 1.0 - ndtr((float(prior.low) - m) / sd)
+        return float(-ndtri(ndtr((m - theta) / sd) / q))
+    return None
+
+
+def _init_from(init: Any, spec: _EpidemicSpec) -> dict[str, float]:
+    """Initial values of the sampled sites from a mapping or a :class:`~epinn.FitResult`.
+
+    Each value is moved inside the central 99.8% of its prior (from 4000 prior draws), so
+    that an estimate on a bound (a rate of 0, a reporting fraction of 1) starts the chains
+    at a finite point of the unconstrained space. With ``reparam="noncentred"`` the value
+    is mapped to its standard-normal coordinate ``"<name>_z"``.
+    """
+    sampled = {k: v for k, v in spec.priors.items() if isinstance(v, dist.Distribution)}
+    if isinstance(init, Mapping):
+        values = dict(init)
+        unknown = [k for k in values if k not in sampled]
+        if unknown:
+            raise ValueError(f"`init` names {unknown}, which are not sampled parameters; "
+                             f"sampled: {tuple(sampled)}{_suggest(unknown[0], tuple(sampled))}.")
+    elif hasattr(init, "params") and isinstance(getattr(init, "params"), Mapping):
+        params = dict(init.params)  # a FitResult: take what the Bayesian model samples
+        if "phi" in params and "phi_inv" in sampled:
+            params["phi_inv"] = 1.0 / params["phi"] if params["phi"] > 0 else math.inf
+        params.update({f"{c}0": v for c, v in dict(getattr(init, "y0", None) or {}).items()})
+        values = {k: v for k, v in params.items() if k in sampled}
+    else:
+        raise TypeError(f"`init` must be a mapping {{name: value}} or a FitResult; got "
+                        f"{type(init).__name__}.")
+    out = {}
+    for name, v in values.items():
+        v = _check_real(v, f"init[{name!r}]") if not (
+            _is_real(v) and math.isinf(float(v))) else float(v)
+        draws = np.asarray(sampled[name].sample(jr.PRNGKey(0), (4000,)), dtype=np.float64)
+        lo, hi = np.quantile(draws, (0.001, 0.999))
+        v = float(np.clip(v if math.isfinite(v) else hi, lo, hi))
+        z = _noncentred_z(sampled[name], v) if spec.reparam == "noncentred" else None
+        out[name if z is None else f"{name}_z"] = v if z is None else z
+    return out
+
+
 def _epidemic_body(spec: _EpidemicSpec, rates: dict[str, Any], *, adjoint, rtol, atol,
                    max_steps, solver) -> None:
     """Initial state, ODE solve, masking and likelihood (shared by both epidemic models)."""
@@ -1684,16 +1753,22 @@ def _epidemic_body(spec: _EpidemicSpec, rates: dict[str, Any], *, adjoint, rtol,
     valid = y0v[0] >= 0
     fallback = jnp.asarray([spec.y0[c] for c in model.compartments], dtype=y0v.dtype)
     start = jnp.where(valid, y0v, fallback)
+    flow = spec.observed.removeprefix("cumulative_")
+    counted = (flow,) if flow in model.flow_names() and model.count_rule(flow) is None else ()
     traj = solve(model, {**rates, "N": N}, dict(zip(model.compartments, start)),
                  jnp.asarray(spec.grid), rtol=rtol, atol=atol, max_steps=max_steps,
-                 adjoint=adjoint, throw=False, solver=solver)
+                 adjoint=adjoint, throw=False, solver=solver, counts=counted)
     k = spec.offset
     if spec.observed == "incidence":
         signal = jnp.diff(traj.cumulative_infections)
     elif spec.observed == "cumulative":
         signal = traj.cumulative_infections[k:]
-    else:
+    elif spec.observed in model.compartments:
         signal = traj[spec.observed][k:]
+    elif spec.observed == flow:  # a flow's count per interval (t_prev, t]
+        signal = observe(traj, flow)
+    else:  # "cumulative_<flow>": its count since t0
+        signal = observe(traj, spec.observed)[k:]
     mean = (_draw("reporting", p["reporting"], spec.reparam) * signal if "reporting" in p
             else signal)
     ok = traj.success & jnp.all(jnp.isfinite(mean)) & valid
@@ -1750,7 +1825,11 @@ def epidemic_model(
         \mu_i = \rho\, h(t_i),
 
     where :math:`h` is the ``observed`` compartment (prevalence), the incidence in
-    :math:`(t_{i-1}, t_i]` or the cumulative infections since ``t0``. A failed solve adds
+    :math:`(t_{i-1}, t_i]`, the cumulative infections since ``t0``, a flow's count in
+    :math:`(t_{i-1}, t_i]` (e.g. ``"deaths"`` of :class:`~epinn.compartmental.SIRD`) or its
+    count since ``t0`` (``"cumulative_deaths"``), as in :func:`epinn.observe`. Counts per
+    interval need ``t0`` before ``ts[0]``: ``ts`` are the interval ends and ``t0`` the start
+    of the first (:meth:`epinn.OutbreakData.observation_times` builds them). A failed solve adds
     :math:`-\infty` to the log density (site ``"solver_failure"``), so NUTS rejects the point
     instead of crashing.
 
@@ -1786,7 +1865,8 @@ def epidemic_model(
             :func:`default_priors` (beta, gamma, phi_inv). Distributions must have
             non-negative support (``reporting`` inside [0, 1]).
         likelihood: ``"negbin"`` or ``"poisson"``; both need whole-number counts.
-        observed: a compartment name, ``"incidence"`` or ``"cumulative"``.
+        observed: a compartment name, ``"incidence"``, ``"cumulative"``, a flow name
+            (``"deaths"``, ``"I->R"``) or ``"cumulative_<flow>"``.
         time_unit: the unit of ``ts``: ``"day"`` (default), ``"week"`` or days per unit;
             sets the unit of the default rate priors.
         reparam: ``None`` or ``"noncentred"`` (see above).
@@ -1828,6 +1908,7 @@ def fit_epidemic(
     observed: str = "I",
     time_unit: str | float = "day",
     reparam: str | None = None,
+    init: Any = None,
     num_warmup: int = 1000,
     num_samples: int = 1000,
     num_chains: int = 4,
@@ -1863,6 +1944,14 @@ def fit_epidemic(
             given in ``priors`` are per unit of ``ts``.
         reparam: ``"noncentred"`` samples the parameters in standard-normal coordinates
             (see :func:`epidemic_model`); try it when the fit reports divergences.
+        init: where the chains start: a mapping ``{name: value}`` of sampled parameters
+            or a :class:`~epinn.FitResult` of :func:`epinn.fit_parameters` on the same data
+            (its estimates of the sampled parameters and initial states ``"<C>0"``;
+            ``phi`` becomes ``phi_inv``). Values
+            are moved inside the central 99.8% of their prior (an estimate on a bound
+            starts just inside it); the other sites start at their prior median, the
+            default for every site. Starting at the least-squares optimum spares the
+            warm-up the search from a prior median that may lie far from the data.
         num_warmup, num_samples, num_chains, chain_method, target_accept_prob, dense_mass:
             as :func:`run_nuts`.
         forward_mode: forward-mode gradients (fast for a few parameters).
@@ -1904,11 +1993,15 @@ def fit_epidemic(
     _check_thresholds(max_r_hat, min_ess)
     fn = functools.partial(epidemic_model, **cfg, forward_mode=forward_mode, rtol=rtol,
                            atol=atol, max_steps=max_steps, solver=solver)
+    strategy = None
+    if init is not None:
+        spec = _epidemic_spec(ts_a, None, **cfg)
+        strategy = _init_to_sites(_init_from(init, spec))
     options = dict(
         num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
         chain_method=chain_method, target_accept_prob=target_accept_prob,
         max_tree_depth=10, dense_mass=dense_mass, forward_mode_differentiation=forward_mode,
-        init_strategy=None, progress_bar=False,
+        init_strategy=strategy, progress_bar=False,
     )
     _make_mcmc(fn, **options)  # validates the sampler options
     for c in counts_a if batched else (counts_a,):
