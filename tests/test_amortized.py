@@ -510,7 +510,8 @@ def test_prior_from_dict_and_sample_checks(key):
 
 
 def test_a_failed_simulation_is_refused_by_name():
-    from epinn.amortized import SimulatedSet, _check_finite_simulation
+    from epinn.amortized import SimulatedSet
+    from epinn.amortized._simulate import _check_finite_simulation
 
     curves = jnp.array([[1.0, 2.0], [jnp.nan, 1.0]])
     params = {"beta": jnp.array([1.0, 5e4]), "gamma": jnp.array([0.5, 0.5])}
@@ -612,12 +613,12 @@ def test_save_load_refuse_bad_paths_and_damaged_files(estimator, tmp_path):
 def test_save_names_the_path_when_writing_fails(estimator, tmp_path, monkeypatch):
     # A read-only folder cannot be tested as root: make the write fail instead, as
     # tempfile does there (naming its temporary file, not the estimator's path).
-    import epinn.amortized
+    import epinn.amortized._io
 
     def refuse(path, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path.parent / ".tmp123"))
 
-    monkeypatch.setattr(epinn.amortized, "save_checkpoint", refuse)
+    monkeypatch.setattr(epinn.amortized._io, "save_checkpoint", refuse)
     with pytest.raises(PermissionError, match="est.msgpack.*Permission denied"):
         estimator.save(tmp_path / "est.msgpack")
     monkeypatch.undo()
