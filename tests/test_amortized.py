@@ -1,8 +1,12 @@
 """Neural (amortised) estimator: simulation, normalisation, training, checks, persistence.
 
 One estimator is trained per test module (fixture ``estimator``) on boarding-school-like
-curves; most of the time goes into compiling the simulator (solver plus samplers) and the
-training epoch once.
+curves. Nearly all the time goes into compiling (a simulator for each set of static
+settings: model, grid, observation, noise, block size, simulator; the training epoch; the
+solve of ``estimate``), not into simulating or training, so the tests share settings
+wherever they can (``PRIOR``, ``TS``, ``t0=0``, the default block size) to reuse one
+compilation. The estimator of a user-defined model (fixture ``sirv_estimator``) is trained
+only by the slow tests.
 """
 
 import json
@@ -744,9 +748,13 @@ def test_custom_model_names_missing_and_unknown_parameters(key):
         simulate_training_set(key, 3, TS, prior=PRIOR, model=no_beta)
 
 
-def test_custom_model_simulation_matches_scipy(sirv_estimator):
-    """The noiseless mean of a SIRV training set is the S -> I flow's integral (not -dS)."""
-    sim = simulate_training_set(jr.PRNGKey(7), 4, SIRV_TS, model=SIRV, **SIRV_SETUP)
+def test_custom_model_simulation_matches_scipy():
+    """The noiseless mean of a SIRV training set is the S -> I flow's integral (not -dS).
+    (noise="none": the noise models are the same for every model, tested above with SIR,
+    and leaving them out saves compiling the negative-binomial sampler again.)"""
+    sim = simulate_training_set(jr.PRNGKey(7), 4, SIRV_TS, model=SIRV, noise="none",
+                                **SIRV_SETUP)
+    np.testing.assert_array_equal(sim.curves, sim.mean)
     assert set(sim.params) == {"beta", "gamma", "nu", "R0", "I0", "N", "reporting", "noise"}
     np.testing.assert_allclose(sim.params["R0"], sim.params["beta"] / sim.params["gamma"],
                                rtol=1e-5)  # the next-generation R0 of SIRV
@@ -759,6 +767,7 @@ def test_custom_model_simulation_matches_scipy(sirv_estimator):
         np.testing.assert_allclose(sim.mean[m], ref, rtol=1e-4, atol=1e-3 * ref.max())
 
 
+@pytest.mark.slow  # trains, evaluates and applies an estimator of a user-defined model
 def test_custom_model_estimator_recovers_parameters(sirv_estimator):
     est = sirv_estimator
     assert est.targets == ("beta", "gamma", "nu", "R0")
@@ -787,6 +796,7 @@ def test_custom_model_estimator_recovers_parameters(sirv_estimator):
     assert res.fitted["incidence"].shape == SIRV_TS.shape
 
 
+@pytest.mark.slow  # the same estimator, saved and loaded
 def test_custom_model_save_load(sirv_estimator, tmp_path):
     path = sirv_estimator.save(tmp_path / "sirv.msgpack")
     with pytest.raises(ValueError, match="'SIRV', which is not a built-in: pass it"):

@@ -8,6 +8,7 @@ the MLP is fitted on the Gaussian NLL of the standardised log-targets
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -91,6 +92,13 @@ def _check_training(ts: Any, prior: Prior, model: Any, fixed: Any, t0: Any, obse
     )
 
 
+@functools.lru_cache(maxsize=16)
+def _schedule(learning_rate: float, steps: int) -> optax.Schedule:
+    """The cosine-decaying learning rate, one object per setting: :func:`epinn.fit` keys
+    its compiled epoch on the optimizer, so equal settings then share one compilation."""
+    return optax.cosine_decay_schedule(learning_rate, steps, alpha=0.02)
+
+
 def _fit_network(key: jax.Array, x: Array, y: Array, s: _Training) -> _Network:
     """The MLP fitted to ``x -> y`` (the first ``n_train`` rows; the rest validate).
 
@@ -105,10 +113,10 @@ def _fit_network(key: jax.Array, x: Array, y: Array, s: _Training) -> _Network:
     net = MLP((*s.hidden, 2 * y.shape[-1]), activation=s.activation)
     params = jax.jit(net.init)(k_init, xs[:1])
     steps = s.epochs * -(-n // s.batch_size)
-    schedule = optax.cosine_decay_schedule(s.learning_rate, steps, alpha=0.02)
     params, history = fit(
         net, params, xs[:n], ys[:n],
-        loss=gaussian_nll, optimizer="adam", learning_rate=schedule, epochs=s.epochs,
+        loss=gaussian_nll, optimizer="adam", learning_rate=_schedule(s.learning_rate, steps),
+        epochs=s.epochs,
         batch_size=s.batch_size, validation_data=(xs[n:], ys[n:]),
         early_stopping=EarlyStopping(monitor="val_loss", patience=s.patience), key=k_fit,
         verbose=s.verbose,
