@@ -23,3 +23,13 @@ def test_zika_host_vector_quick(tmp_path):
     assert 1.0 < gen["estimate"] < 5.0 and gen["interval"][0] < gen["estimate"]
     assert 0.0 < summary["reporting"]["estimate"] < 0.2  # 108 cases in 7391 people
     assert summary["converged"]
+    for name in ("profile.png", "posterior.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+    # The profile interval of R0 contains the estimate; the Bayesian posterior (chains
+    # started at the fit) covers the same region and reports its diagnostics.
+    lo, hi = summary["profile_R0"]["interval"]
+    assert lo < gen["estimate"] < hi
+    bayes = summary["bayes"]
+    assert bayes["R0"]["interval"][0] < gen["estimate"] < bayes["R0"]["interval"][1]
+    assert 0.0 < bayes["reporting"]["mean"] < 0.2
+    assert isinstance(bayes["divergences"], int) and bayes["divergences"] >= 0
