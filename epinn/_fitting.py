@@ -1111,8 +1111,8 @@ def _check_finite_params(params: Any, history: History, what: str) -> None:
 
 
 def _check_common(model, ts, data, y0, N, rates, t0):
-    """Validate through :func:`_check_inputs`; returns ts, t0, obs, N and
-    ``y0`` as floats.
+    """Validate a network fit's inputs (unstratified models) through
+    :func:`_check_inputs`; returns ts, t0, obs, N and ``y0`` as floats.
 
     Every conversion of user input happens here first, with an error naming the argument
     (``ts``, ``t0``, ``data['I']``, ``y0['S']``, ``N``).
@@ -1147,7 +1147,7 @@ def _check_common(model, ts, data, y0, N, rates, t0):
     init.update(rates)
     init["N"] = N
     ts, t0, obs, _, _ = _check_inputs(model, ts, data, values, init, None, "mse", t0,
-                                          can_free=False)
+                                      can_free=False)
     return ts, t0, obs, N, values
 
 
