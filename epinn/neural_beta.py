@@ -69,9 +69,7 @@ import numpy as np
 from jax.scipy.special import xlogy
 from jaxtyping import Array
 
-from ._checks import (  # noqa: F401
-    _MAX_INT,
-    _as_float,
+from ._checks import (
     _check_choice,
     _check_flag,
     _check_int,
@@ -80,11 +78,10 @@ from ._checks import (  # noqa: F401
     _show,
     _suggest,
 )
-from ._fitting import (  # noqa: F401 (_check_finite_params: amortized's import, until it moves)
+from ._fitting import (
     _MAX_SOLVER_STEPS,
     _check_activation,
     _check_common,
-    _check_finite_params,
     _check_hidden,
     _check_nonnegative,
     _full_precision,
