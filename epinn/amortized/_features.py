@@ -35,4 +35,3 @@ def normalize_curve(curves: ArrayLike, population: ArrayLike) -> Array:
     frac = jnp.log(m[..., 0] / jnp.asarray(population, c.dtype))
     frac = jnp.log(m[..., 0] / jnp.asarray(population, c.dtype))
     return jnp.concatenate([shape, frac[..., None]], axis=-1)
-
