@@ -1111,8 +1111,8 @@ def _check_finite_params(params: Any, history: History, what: str) -> None:
 
 
 def _check_common(model, ts, data, y0, N, rates, t0):
-    """Validate a network fit's inputs (unstratified models) through
-    :func:`_check_inputs`; returns ts, t0, obs, N and ``y0`` as floats.
+    """Validate a network fit's inputs through :func:`_check_inputs`; returns ts, t0,
+    obs, N and ``y0`` as floats (arrays by group for stratified models).
 
     Every conversion of user input happens here first, with an error naming the argument
     (``ts``, ``t0``, ``data['I']``, ``y0['S']``, ``N``).
@@ -1136,18 +1136,33 @@ def _check_common(model, ts, data, y0, N, rates, t0):
     data = {k: _as_float_array(v, f"data[{k!r}]") for k, v in data.items()}
     values = {}
     for k, v in y0.items():
-        x = _as_float(v, f"y0[{k!r}]")
-        if not (math.isfinite(x) and x >= 0):
+        if model.groups is None:
+            x = _as_float(v, f"y0[{k!r}]")
+        else:  # a number for every group, or one value per group
+            x = np.broadcast_to(_as_float_array(v, f"y0[{k!r}]"), (model.n_groups,)).copy() \
+                if np.shape(v) in ((), (model.n_groups,)) else _as_float(v, f"y0[{k!r}]")
+        if not (np.all(np.isfinite(x)) and np.all(np.asarray(x) >= 0)):
             raise ValueError(f"`y0[{k!r}]` must be >= 0 and finite; got {v!r}.")
         values[k] = x
     if N is None:
-        N = float(sum(values.values()))
-    N = _check_positive(N, "N")
+        N = sum(values.values())
+        N = float(N) if model.groups is None else N
+    if model.groups is None or np.ndim(N) == 0:
+        N = _check_positive(N, "N")
+    else:
+        N = _as_float_array(N, "N")
+        if N.shape != (model.n_groups,) or not np.all(np.isfinite(N)) or np.any(N <= 0):
+            raise ValueError(f"`N` must be the {model.n_groups} positive group sizes; got "
+                             f"{N.tolist()}.")
     init = {name: 1.0 for name in model.rate_names}
     init.update(rates)
     init["N"] = N
     ts, t0, obs, _, _ = _check_inputs(model, ts, data, values, init, None, "mse", t0,
                                       can_free=False)
+    by_group = [k for k, v in obs.items() if v.ndim != 1]
+    if by_group:
+        raise ValueError(f"`data` of {by_group} must be one series summed over the groups, "
+                         f"shape {ts.shape}; the network fits do not take them by group.")
     return ts, t0, obs, N, values
 
 
@@ -1155,11 +1170,12 @@ def _guess_beta(model, ts, obs, y0, t0, N, gamma):
     r"""A start for :math:`\beta`: :math:`(\gamma + r) N / S_0` with the growth rate
     :math:`r = \log(I_\text{peak} / I_0) / (t_\text{peak} - t_0)` when ``I`` is observed
     (and the data rise above :math:`I_0`), else :math:`2\gamma N/S_0`."""
-    s0 = max(float(y0.get("S", N)), 1e-12 * N)
+    N = float(np.sum(N))
+    s0 = max(float(np.sum(y0.get("S", N))), 1e-12 * N)
     r = gamma
-    if "I" in obs and float(y0.get("I", 0.0)) > 0:
+    if "I" in obs and float(np.sum(y0.get("I", 0.0))) > 0:
         k = int(np.argmax(obs["I"]))
-        i0, ik, dt = float(y0["I"]), float(obs["I"][k]), float(ts[k]) - t0
+        i0, ik, dt = float(np.sum(y0["I"])), float(obs["I"][k]), float(ts[k]) - t0
         if ik > i0 and dt > 0:
             r = math.log(ik / i0) / dt
     return (gamma + r) * N / s0

@@ -80,6 +80,7 @@ from ._checks import (
 )
 from ._fitting import (
     _MAX_SOLVER_STEPS,
+    _as_float_array,
     _check_activation,
     _check_common,
     _check_hidden,
@@ -119,7 +120,8 @@ def _observables(model, traj: Trajectory, names: tuple[str, ...], offset: int) -
     out = {}
     for name in names:
         if name in model.compartments:
-            out[name] = traj[name][offset:]
+            y = traj[name]  # (T,), or (G, T) by group: the sum over the groups is observed
+            out[name] = (y if model.groups is None else jnp.sum(y, axis=0))[offset:]
         elif name == "incidence":
             out[name] = jnp.diff(traj.cumulative_infections)
         elif name == "cumulative":
@@ -220,6 +222,19 @@ def _evaluate(objective: _UDEObjective, params, both: Array, i_fine: Array, i_ob
         objective.penalty(params)
 
 
+def _check_rate_value(model, name: str, value: Any) -> float | np.ndarray:
+    """A fixed rate's value: a positive number, or (declared-shape parameters, such as a
+    contact matrix) a non-negative array of that shape."""
+    shape = model.param_shapes.get(name, ())
+    if shape == () or np.ndim(value) == 0:
+        return _check_positive(value, f"rates[{name!r}]")
+    a = _as_float_array(value, f"rates[{name!r}]")
+    if a.shape != shape or not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise ValueError(f"`rates[{name!r}]` must be a number or a non-negative array of the "
+                         f"declared shape {shape}; got {a.tolist()}.")
+    return a
+
+
 def _check_network_rate(model, rate: Any) -> str:
     """The declared scalar rate that the network replaces (an error names the others)."""
     if not isinstance(rate, str):
@@ -288,15 +303,17 @@ def fit_neural_beta(
             ``"incidence"``, ``"cumulative"``, ``"deaths"`` or ``"new_deaths"`` as in
             :func:`epinn.estimation.fit_parameters` (no reporting fraction).
         y0: initial state at ``t0`` by compartment name.
-        model: any unstratified model (default ``SIR()``), built in or your own
-            :class:`epinn.Model`; its rates other than ``rate`` (and a learned ``gamma``)
-            are fixed by ``rates``.
+        model: any model (default ``SIR()``), built in or your own :class:`epinn.Model`;
+            its rates other than ``rate`` (and a learned ``gamma``) are fixed by
+            ``rates``. With groups, ``y0`` and ``N`` are given by group and the data are
+            summed over the groups.
         N: population (default ``sum(y0)``); counts or fractions (``N = 1``) both work.
         gamma: the recovery rate if known (then fixed); ``None`` learns it
             (log-parametrised, starting at ``gamma_init``) when the model has a rate
             ``gamma`` other than ``rate``.
         gamma_init: start for a learned ``gamma`` (per unit of ``ts``).
-        rates: values of the model's other rates, e.g. ``{"sigma": 0.2}`` for SEIR.
+        rates: values of the model's other rates, e.g. ``{"sigma": 0.2}`` for SEIR (an
+            array of its declared shape for an array parameter, e.g. a contact matrix).
         rate: the declared scalar rate that the network replaces (default ``"beta"``),
             e.g. ``"nu"`` for a vaccination rate :math:`\nu(t)`: the model's rate
             functions receive the network's value at ``t`` as ``p.nu``. Everything this
@@ -346,7 +363,7 @@ def fit_neural_beta(
     Raises:
         ValueError: bad data (NaN, negative, wrong length, unknown names), ``y0`` (also one
             with every infected compartment at zero: the epidemic would never start) or
-            ``N``, a ``rate`` that is not a scalar rate of the model, a stratified model,
+            ``N``, a ``rate`` that is not a scalar rate of the model, data by group,
             ``gamma`` for a model without a separate ``gamma``, missing ``rates``, non-positive
             ``gamma``, bad settings or a missing ``key``.
         TypeError: wrong kinds of arguments (e.g. a ``key`` that is not one
@@ -372,13 +389,12 @@ def fit_neural_beta(
     if not isinstance(model, CompartmentalModel):
         raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {_show(model)}.")
     rate = _check_network_rate(model, rate)
-    if model.groups is not None:
-        raise ValueError(f"fit_neural_beta fits unstratified models; {model.name} has groups "
-                         f"{model.groups} (y0 and the observations would be per group).")
-    learn_gamma = "gamma" in model.rate_names and rate != "gamma"
+    # gamma is learned (or given as `gamma`) when it is another scalar rate of the model
+    learn_gamma = (rate != "gamma" and "gamma" in model.rate_names
+                   and model.param_shapes["gamma"] == ())
     if gamma is not None and not learn_gamma:
-        raise ValueError(f"`gamma` is given, but {model.name} has no rate 'gamma' besides "
-                         f"the network's {rate!r}; give its value in `rates`.")
+        raise ValueError(f"`gamma` is given, but {model.name} has no scalar rate 'gamma' "
+                         f"besides the network's {rate!r}; give its value in `rates`.")
     if beta_init is None and rate != "beta":
         raise ValueError(f"`beta_init` is required with rate={rate!r}: the constant value "
                          f"of {rate} the network starts at.")
@@ -393,7 +409,7 @@ def fit_neural_beta(
             f"`rates` must give the model's other rates {need}; missing {missing}, "
             f"unknown {unknown}."
         )
-    rates = {k: _check_positive(v, f"rates[{k!r}]") for k, v in rates.items()}
+    rates = {k: _check_rate_value(model, k, v) for k, v in rates.items()}
     loss = _check_choice(loss, "loss", _LOSSES)
     if gamma is not None:
         gamma = _check_positive(gamma, "gamma")
@@ -433,10 +449,10 @@ def fit_neural_beta(
     objective = _UDEObjective(
         model=model,
         net=net,
-        y0=f([float(y0[c]) for c in model.compartments]),
+        y0={c: f(y0[c]) for c in model.compartments},
         grid=f(grid),
         obs={k: f(v) for k, v in obs.items()},
-        scale={k: f(max(float(v.max()), 1e-12 * N)) for k, v in obs.items()},
+        scale={k: f(max(float(v.max()), 1e-12 * float(np.sum(N)))) for k, v in obs.items()},
         fixed=fixed,
         pen_tau=f(np.linspace(0.0, 1.0, n_penalty)),
         smoothness=f(smoothness),
@@ -488,7 +504,7 @@ def fit_neural_beta(
     fitted = {k: np.asarray(v) for k, v in pred.items()}
     return FitResult(
         params=out_params,
-        y0={c: float(y0[c]) for c in model.compartments},
+        y0={c: y0[c] for c in model.compartments},
         loss=total,
         loss_history=np.asarray(history.train_loss),
         converged=converged,
