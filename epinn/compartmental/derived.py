@@ -104,6 +104,7 @@ def R0(
             :math:`R_0` that is not finite (a zero removal rate).
 
     Examples:
+        >>> from epinn.compartmental import SIRD
         >>> float(R0(SIRD(), {"beta": 0.6, "gamma": 0.2, "mu": 0.1, "N": 1.0}))
         2.0
     """
@@ -151,6 +152,7 @@ def effective_reproduction_number(
             another trajectory), or a non-finite :math:`R_0`.
 
     Examples:
+        >>> from epinn.compartmental import SIR, solve
         >>> p = {"beta": 0.4, "gamma": 0.2, "N": 100.0}
         >>> traj = solve(SIR(), p, jnp.array([50.0, 1.0, 49.0]), jnp.array([0.0, 1.0]))
         >>> round(float(effective_reproduction_number(SIR(), p, traj)[0]), 4)
@@ -208,6 +210,7 @@ def incidence(traj: Trajectory, flow: str | None = None) -> Array:
         shape ``(T - 1,)`` or ``(members, T - 1)``.
 
     Examples:
+        >>> from epinn.compartmental import SIR, solve
         >>> traj = solve(SIR(), {"beta": 0.5, "gamma": 0.25, "N": 1.0},
         ...              jnp.array([0.99, 0.01, 0.0]), jnp.arange(4.0))
         >>> incidence(traj).shape
@@ -247,6 +250,7 @@ def peak(traj: Trajectory, compartment: str = "I") -> tuple[Array, Array]:
         ``(t_peak, size)``, each of shape ``()`` or ``(members,)``.
 
     Examples:
+        >>> from epinn.compartmental import SIR, solve
         >>> traj = solve(SIR(), {"beta": 0.5, "gamma": 0.25, "N": 1.0},
         ...              jnp.array([0.99, 0.01, 0.0]), jnp.linspace(0.0, 60.0, 61))
         >>> t, size = peak(traj)
@@ -284,6 +288,7 @@ def growth_rate(
         :math:`r`, shape ``()`` or ``(members,)``.
 
     Examples:
+        >>> from epinn.compartmental import SIR
         >>> r = growth_rate(SIR(), {"beta": 0.5, "gamma": 0.2, "N": 1.0}, [1.0, 0.0, 0.0])
         >>> round(float(r), 6)
         0.3
@@ -306,6 +311,7 @@ def doubling_time(
     Negative when the epidemic declines (then it is minus the halving time).
 
     Examples:
+        >>> from epinn.compartmental import SIR
         >>> d = doubling_time(SIR(), {"beta": 0.5, "gamma": 0.2, "N": 1.0}, [1.0, 0.0, 0.0])
         >>> round(float(d), 4)
         2.3105
@@ -359,6 +365,7 @@ def final_size(model: Model, params: Any, y0: Any) -> FinalSize:
             :math:`S_0 = 0` or a zero removal rate (infinite :math:`R_0`).
 
     Examples:
+        >>> from epinn.compartmental import SIR
         >>> fs = final_size(SIR(), {"beta": 2.0, "gamma": 1.0, "N": 1.0}, [1.0 - 1e-6, 1e-6, 0.0])
         >>> round(float(fs.attack_rate), 4)
         0.7968

@@ -426,6 +426,7 @@ def solve_ensemble(
             (``max_steps`` reached, or a non-finite solution).
 
     Examples:
+        >>> from epinn.compartmental import SIR
         >>> traj = solve_ensemble(SIR(), {"beta": jnp.array([0.3, 0.5]), "gamma": 0.1,
         ...                               "N": 1.0}, jnp.array([0.99, 0.01, 0.0]),
         ...                       jnp.linspace(0.0, 50.0, 6))
@@ -706,6 +707,7 @@ def ensemble_summary(
         ValueError, RuntimeError: as :func:`solve_ensemble`.
 
     Examples:
+        >>> from epinn.compartmental import SIR
         >>> out = ensemble_summary(SIR(), {"beta": jnp.array([0.3, 0.5]), "gamma": 0.1,
         ...                                "N": 1.0}, jnp.array([0.99, 0.01, 0.0]),
         ...                        jnp.linspace(0.0, 50.0, 6))

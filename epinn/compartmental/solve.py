@@ -77,6 +77,8 @@ def solve(
         TypeError: wrong kinds of objects.
 
     Examples:
+        >>> import jax.numpy as jnp
+        >>> from epinn.compartmental import SIR
         >>> traj = solve(SIR(), {"beta": 0.5, "gamma": 0.25, "N": 1000.0},
         ...              {"S": 990.0, "I": 10.0, "R": 0.0}, jnp.linspace(0.0, 100.0, 11))
         >>> traj.ys.shape, round(float(traj.ys[-1].sum()), 2)
