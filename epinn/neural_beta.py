@@ -388,28 +388,7 @@ def fit_neural_beta(
     model = SIR() if model is None else model
     if not isinstance(model, CompartmentalModel):
         raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {_show(model)}.")
-    rate = _check_network_rate(model, rate)
-    # gamma is learned (or given as `gamma`) when it is another scalar rate of the model
-    learn_gamma = (rate != "gamma" and "gamma" in model.rate_names
-                   and model.param_shapes["gamma"] == ())
-    if gamma is not None and not learn_gamma:
-        raise ValueError(f"`gamma` is given, but {model.name} has no scalar rate 'gamma' "
-                         f"besides the network's {rate!r}; give its value in `rates`.")
-    if beta_init is None and rate != "beta":
-        raise ValueError(f"`beta_init` is required with rate={rate!r}: the constant value "
-                         f"of {rate} the network starts at.")
-    if rates is not None and not isinstance(rates, Mapping):
-        raise TypeError(f"`rates` must be a mapping like {{'sigma': 0.2}}; got {_show(rates)}.")
-    rates = {} if rates is None else dict(rates)
-    need = [k for k in model.rate_names if k != rate and not (learn_gamma and k == "gamma")]
-    missing = [k for k in need if k not in rates]
-    unknown = [k for k in rates if k not in need]
-    if missing or unknown:
-        raise ValueError(
-            f"`rates` must give the model's other rates {need}; missing {missing}, "
-            f"unknown {unknown}."
-        )
-    rates = {k: _check_rate_value(model, k, v) for k, v in rates.items()}
+    rate, learn_gamma, rates = _check_ude_rates(model, rate, gamma, beta_init, rates)
     loss = _check_choice(loss, "loss", _LOSSES)
     if gamma is not None:
         gamma = _check_positive(gamma, "gamma")
@@ -435,29 +414,70 @@ def fit_neural_beta(
     g0 = gamma if gamma is not None else gamma_init
     beta0 = _guess_beta(model, ts, obs, y0, t0, N, g0) if beta_init is None else beta_init
 
-    grid, offset = _shifted_grid(ts, t0)
-    T = float(ts[-1] - t0)
     net = _TimeMLP(features=(*hidden, 1), activation=activation)
     params = {"net": _init_time_mlp(net, key, _inverse_softplus(beta0))}
     if gamma is None and learn_gamma:
         params["log_gamma"] = jnp.asarray(math.log(gamma_init))
+    objective = _ude_objective(
+        model, net, ts, t0, obs, N, y0, rates, gamma, rate=rate, smoothness=smoothness,
+        order=smoothness_order, loss=loss, n_penalty=n_penalty, rtol=rtol, atol=atol,
+        max_steps=max_steps)
+    params, history = _minimise(objective, params, method="adam", steps=steps,
+                                learning_rate=learning_rate, chunk_size=chunk_size,
+                                verbose=verbose, desc="neural beta(t)")
+    return _ude_result(objective, params, history, ts=ts, t0=t0, obs=obs, N=N, y0=y0,
+                       rates=rates, gamma=gamma, learn_gamma=learn_gamma, beta0=beta0,
+                       smoothness=smoothness, n_grid=n_grid, steps=steps, warn=warn,
+                       wall=wall)
+
+
+def _check_ude_rates(model, rate, gamma, beta_init, rates):
+    """``(rate, learn_gamma, rates)``: the network's rate, whether ``gamma`` is another
+    scalar rate (learned, or fixed by ``gamma``) and the checked values of the other rates."""
+    rate = _check_network_rate(model, rate)
+    # gamma is learned (or given as `gamma`) when it is another scalar rate of the model
+    learn_gamma = (rate != "gamma" and "gamma" in model.rate_names
+                   and model.param_shapes["gamma"] == ())
+    if gamma is not None and not learn_gamma:
+        raise ValueError(f"`gamma` is given, but {model.name} has no scalar rate 'gamma' "
+                         f"besides the network's {rate!r}; give its value in `rates`.")
+    if beta_init is None and rate != "beta":
+        raise ValueError(f"`beta_init` is required with rate={rate!r}: the constant value "
+                         f"of {rate} the network starts at.")
+    if rates is not None and not isinstance(rates, Mapping):
+        raise TypeError(f"`rates` must be a mapping like {{'sigma': 0.2}}; got {_show(rates)}.")
+    rates = {} if rates is None else dict(rates)
+    need = [k for k in model.rate_names if k != rate and not (learn_gamma and k == "gamma")]
+    missing = [k for k in need if k not in rates]
+    unknown = [k for k in rates if k not in need]
+    if missing or unknown:
+        raise ValueError(
+            f"`rates` must give the model's other rates {need}; missing {missing}, "
+            f"unknown {unknown}."
+        )
+    return rate, learn_gamma, {k: _check_rate_value(model, k, v) for k, v in rates.items()}
+
+
+def _ude_objective(model, net, ts, t0, obs, N, y0, rates, gamma, *, rate, smoothness, order,
+                   loss, n_penalty, rtol, atol, max_steps) -> _UDEObjective:
+    """The objective of the module docstring on the checked inputs (data as float leaves)."""
+    grid, offset = _shifted_grid(ts, t0)
     fixed = {k: jnp.asarray(v) for k, v in rates.items()}
     fixed["N"] = jnp.asarray(N)
     if gamma is not None:
         fixed["gamma"] = jnp.asarray(gamma)
-    f = lambda a: jnp.asarray(np.asarray(a, dtype=float))  # noqa: E731
-    objective = _UDEObjective(
+    return _UDEObjective(
         model=model,
         net=net,
-        y0={c: f(y0[c]) for c in model.compartments},
-        grid=f(grid),
-        obs={k: f(v) for k, v in obs.items()},
-        scale={k: f(max(float(v.max()), 1e-12 * float(np.sum(N)))) for k, v in obs.items()},
+        y0={c: _leaf(y0[c]) for c in model.compartments},
+        grid=_leaf(grid),
+        obs={k: _leaf(v) for k, v in obs.items()},
+        scale={k: _leaf(max(float(v.max()), 1e-12 * float(np.sum(N)))) for k, v in obs.items()},
         fixed=fixed,
-        pen_tau=f(np.linspace(0.0, 1.0, n_penalty)),
-        smoothness=f(smoothness),
-        T=T,
-        order=smoothness_order,
+        pen_tau=_leaf(np.linspace(0.0, 1.0, n_penalty)),
+        smoothness=_leaf(smoothness),
+        T=float(ts[-1] - t0),
+        order=order,
         loss=loss,
         offset=offset,
         rtol=rtol,
@@ -465,14 +485,23 @@ def fit_neural_beta(
         max_steps=max_steps,
         rate_name=rate,
     )
-    params, history = _minimise(objective, params, method="adam", steps=steps,
-                                learning_rate=learning_rate, chunk_size=chunk_size,
-                                verbose=verbose, desc="neural beta(t)")
 
+
+def _leaf(a: Any) -> Array:
+    """``a`` as a jax array of the default float dtype."""
+    return jnp.asarray(np.asarray(a, dtype=float))
+
+
+def _ude_result(objective: _UDEObjective, params, history, *, ts, t0, obs, N, y0, rates, gamma,
+                learn_gamma, beta0, smoothness, n_grid, steps, warn, wall) -> FitResult:
+    """Evaluate the trained network on the fine grid and pack the :class:`FitResult` (an
+    error for a non-finite result, a warning when not converged)."""
+    model, rate, T = objective.model, objective.rate_name, objective.T
+    grid, _ = _shifted_grid(ts, t0)
     fine = np.linspace(0.0, T, n_grid)
     both, i_fine, i_obs = _merge_grids(fine, grid)
     traj, beta_t, r_t, pred, ok, d_loss, pen = _evaluate(
-        objective, params, f(both), jnp.asarray(i_fine), jnp.asarray(i_obs)
+        objective, params, _leaf(both), jnp.asarray(i_fine), jnp.asarray(i_obs)
     )
     traj = eqx.tree_at(lambda tr: tr.ts, traj, traj.ts + t0)
     total = float(d_loss) + smoothness * float(pen)
@@ -494,7 +523,7 @@ def fit_neural_beta(
             f"fit_neural_beta has not converged after {steps} steps (objective {total:.4g}, "
             f"solve ok: {bool(ok)}); increase `steps` or adjust `learning_rate`.",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     network_rate = objective.rate(params)
 
@@ -523,7 +552,7 @@ def fit_neural_beta(
             "rate": rate,
             "rate_t": np.asarray(beta_t),
             "rate_fn": rate_fn,
-            "network": net,
+            "network": objective.net,
             "network_params": params["net"],
             "data_loss": float(d_loss),
             "penalty": float(pen),

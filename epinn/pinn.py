@@ -411,6 +411,35 @@ def fit_pinn(
     verbose = _check_verbose(verbose)
     warn = _check_flag(warn, "warn")
     key = _require_key(key)
+    _check_pinn_data_names(model, data)
+    fixed, learned = _check_pinn_rates(model, rates)
+    ts, t0, obs, N, y0 = _check_common(model, ts, data, y0, N, fixed, t0)
+    _check_pinn_y0(model, y0)
+    starts = _pinn_starts(model, learned, init, beta_init, gamma_init,
+                          lambda: _guess_beta(model, ts, obs, y0, t0, N, gamma_init))
+
+    net = _TimeMLP(features=(*hidden, len(model.compartments)), activation=activation)
+    objective, params = _pinn_objective(model, net, key, ts, t0, obs, N, y0, fixed, learned,
+                                        starts, weights, n_collocation)
+    params, history = _minimise(objective, params, method="adam", steps=steps,
+                                learning_rate=learning_rate, chunk_size=chunk_size,
+                                verbose=verbose, desc="PINN (Adam)")
+    n_last = steps
+    if lbfgs_steps:
+        params, h2 = _minimise(objective, params, method="lbfgs", steps=lbfgs_steps,
+                               chunk_size=chunk_size, verbose=verbose, desc="PINN (L-BFGS)",
+                               first_step=steps + 1)
+        _extend_history(history, h2)
+        n_last = lbfgs_steps
+    best = int(np.nanargmin(history.train_loss))
+    history.best_epoch = history.params_epoch = best + 1
+    return _pinn_result(objective, params, history, ts=ts, t0=t0, obs=obs, N=N, y0=y0,
+                        fixed=fixed, starts=starts, weights=weights, n_grid=n_grid,
+                        n_steps=steps + lbfgs_steps, n_last=n_last, warn=warn, wall=wall)
+
+
+def _check_pinn_data_names(model, data) -> None:
+    """``data`` names only compartments of ``model``."""
     names = model.compartments
     # Names first: the shared checks would judge e.g. incidence by rules the PINN never uses.
     bad = [k for k in data if k not in names] if isinstance(data, Mapping) else []
@@ -420,21 +449,27 @@ def fit_pinn(
             f"`data` names {bad} are not fitted by the PINN{hint}; use compartments of "
             f"{model.name}: {names}."
         )
-    fixed, learned = _check_pinn_rates(model, rates)
-    ts, t0, obs, N, y0 = _check_common(model, ts, data, y0, N, fixed, t0)
+
+
+def _check_pinn_y0(model, y0) -> None:
+    """Every compartment but the derived one starts positive (the PINN works in logs)."""
     derived = model.structure.derived
-    zero = [c for c in names if c != derived and y0[c] <= 0]
+    zero = [c for c in model.compartments if c != derived and y0[c] <= 0]
     if zero:
         raise ValueError(
             f"`y0` of {zero} must be positive for the PINN: it matches the initial state "
             "and the equations in logarithms (give a small positive count, e.g. 1e-3 of "
             f"the infected{'' if derived is None else f'; {derived!r} may be 0'})."
         )
-    starts = _pinn_starts(model, learned, init, beta_init, gamma_init,
-                          lambda: _guess_beta(model, ts, obs, y0, t0, N, gamma_init))
 
+
+def _pinn_objective(model, net, key, ts, t0, obs, N, y0, fixed, learned, starts, weights,
+                    n_collocation) -> tuple[_PINNObjective, dict[str, Any]]:
+    """The objective on the checked inputs and the starting parameters: the network's
+    output bias at the log fractions of ``y0`` (floored for R = 0), the rates at
+    ``starts``."""
+    names = model.compartments
     T = float(ts[-1] - t0)
-    net = _TimeMLP(features=(*hidden, len(names)), activation=activation)
     x0 = np.array([float(y0[c]) for c in names]) / N
     # Start near the initial state (bias = log fractions, floored for R = 0).
     bias = np.log(np.maximum(x0, 1e-6))
@@ -456,25 +491,28 @@ def fit_pinn(
         learned=learned,
         t0=float(t0),
     )
-    params, history = _minimise(objective, params, method="adam", steps=steps,
-                                learning_rate=learning_rate, chunk_size=chunk_size,
-                                verbose=verbose, desc="PINN (Adam)")
-    n_last = steps
-    if lbfgs_steps:
-        params, h2 = _minimise(objective, params, method="lbfgs", steps=lbfgs_steps,
-                               chunk_size=chunk_size, verbose=verbose, desc="PINN (L-BFGS)",
-                               first_step=steps + 1)
-        for k, v in h2.metrics.items():
-            history.metrics[k].extend(v)
-        history.train_loss.extend(h2.train_loss)
-        history.epoch_time.extend(h2.epoch_time)
-        history.compile_time += h2.compile_time
-        n_last = lbfgs_steps
-    best = int(np.nanargmin(history.train_loss))
-    history.best_epoch = history.params_epoch = best + 1
+    return objective, params
 
+
+def _extend_history(history, more) -> None:
+    """Append the entries of ``more`` (a later optimiser's :class:`History`) to ``history``."""
+    for k, v in more.metrics.items():
+        history.metrics[k].extend(v)
+    history.train_loss.extend(more.train_loss)
+    history.epoch_time.extend(more.epoch_time)
+    history.compile_time += more.compile_time
+
+
+def _pinn_result(objective: _PINNObjective, params, history, *, ts, t0, obs, N, y0, fixed,
+                 starts, weights, n_grid, n_steps, n_last, warn, wall) -> FitResult:
+    """Evaluate the trained network, re-solve the ODE with the estimated rates and pack
+    the :class:`FitResult` (an error for a non-finite result, a warning when not
+    converged)."""
+    model, T, learned = objective.model, objective.T, objective.learned
+    names = model.compartments
     fine = np.linspace(0.0, T, n_grid)
-    total, parts, states, pred, rms = _evaluate(objective, params, f(fine / T))
+    total, parts, states, pred, rms = _evaluate(
+        objective, params, jnp.asarray(np.asarray(fine / T, dtype=float)))
     fitted_rates = {k: float(v) for k, v in objective.rates(params).items()}
     if not all(math.isfinite(v) for v in (float(total), *fitted_rates.values())):
         history.stop_reason = "non-finite result"
@@ -502,7 +540,7 @@ def fit_pinn(
             f"fit_pinn has not converged (loss {total:.4g}); increase `steps` or "
             "`lbfgs_steps`.",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     return FitResult(
         params=out_params,
@@ -516,7 +554,7 @@ def fit_pinn(
         fitted=fitted,
         trajectory=traj,
         method="pinn",
-        n_steps=steps + lbfgs_steps,
+        n_steps=n_steps,
         extras={
             "t": fine + t0,
             "network_states": np.asarray(states),
@@ -526,7 +564,7 @@ def fit_pinn(
             "r2": {k: _r2(fitted[k], obs[k]) for k in obs},
             "ode_r2": {k: _r2(ode_at_ts[k], obs[k]) for k in obs},
             "history": history,
-            "network": net,
+            "network": objective.net,
             "network_params": params["net"],
             "beta_init": float(starts.get("beta", math.nan)),
             "gamma_init": float(starts.get("gamma", math.nan)),

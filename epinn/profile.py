@@ -259,12 +259,7 @@ def profile_likelihood(
         # canonical name ("gamma[1]", "C[0,1]")
         parameter = _parse_free(model, (parameter,), init_, y0, loss)[0]
     _check_parameter(model, parameter, free_, init_)
-    if grid is not None:
-        grid = np.asarray(grid, dtype=float)
-        lo_b, hi_b = _bounds(parameter)
-        if grid.ndim != 1 or grid.size < 2 or not np.all((grid > lo_b) & (grid < hi_b)):
-            raise ValueError(f"`grid` must be 1-D with at least 2 values in ({lo_b}, {hi_b}) "
-                             f"for {parameter!r}; got {grid!r:.80}.")
+    grid = _check_grid(grid, parameter)
     x64 = jnp.asarray(1.0).dtype == jnp.float64
     rtol = (1e-8 if x64 else 1e-6) if rtol is None else rtol
     atol = (1e-10 if x64 else 1e-8) if atol is None else atol
@@ -276,106 +271,160 @@ def profile_likelihood(
     elif not isinstance(fit, FitResult) or set(fit.free) != set(free_):
         raise ValueError(f"`fit` must be the FitResult of this problem (free {free_}).")
 
-    # The profile problem: the quantity leaves `free`; R0 enters `base` and ties beta.
-    tied = "beta" if parameter == "R0" else parameter
-    others = tuple(k for k in free_ if k != tied)
-    estimate = fit.R0 if parameter == "R0" else _estimate(fit, parameter)
-    base = {**init_, **{k: v for k, v in fit.params.items() if k in init_}}
-    y0_hat = dict(fit.y0)
-    if parameter == "R0":
-        base["R0"] = estimate
-    problem = _Problem.build(model, ts_, t0_, obs, y0_hat, base, others, loss, rtol, atol,
-                             max_steps)
-    theta_hat = np.array([_to_theta(k, _estimate(fit, k)) for k in others])
-    n, p_full = problem.n, len(free_)
+    sweep = _Sweep.build(model, ts_, t0_, obs, init_, free_, loss, fit, parameter,
+                         n_grid=n_grid, steps=steps, tol=tol, rtol=rtol, atol=atol,
+                         max_steps=max_steps)
+    threshold = statistics.NormalDist().inv_cdf(0.5 + level / 2) ** 2 / 2
+    if grid is not None:
+        sweep.evaluate(np.concatenate([[sweep.u_hat],
+                                       [_coordinate(parameter, g) for g in grid]]))
+    else:
+        _widen(sweep, _initial_span(fit, parameter), threshold)
+    _refine(sweep, refine, threshold)
+    return _pack_profile(sweep, threshold, level, bounded=grid is None)
 
-    def delta_of(losses, ref):
-        if loss == "mse":
+
+def _check_grid(grid: Any, parameter: str) -> np.ndarray | None:
+    """A user's ``grid`` of values of ``parameter`` as a float array (``None`` stays)."""
+    if grid is None:
+        return None
+    grid = np.asarray(grid, dtype=float)
+    lo_b, hi_b = _bounds(parameter)
+    if grid.ndim != 1 or grid.size < 2 or not np.all((grid > lo_b) & (grid < hi_b)):
+        raise ValueError(f"`grid` must be 1-D with at least 2 values in ({lo_b}, {hi_b}) "
+                         f"for {parameter!r}; got {grid!r:.80}.")
+    return grid
+
+
+class _Sweep:
+    """The profile problem and the points evaluated on it so far.
+
+    The profiled quantity leaves ``free`` (the others stay free); :math:`R_0` enters the
+    base parameters and ties ``beta``. Points are kept in the coordinate ``u`` (log, or
+    logit for ``reporting``) in the order they were evaluated.
+    """
+
+    def __init__(self, problem, parameter, others, estimate, theta_hat, fit, *, n_full,
+                 n_grid, steps, tol):
+        self.problem, self.parameter, self.others = problem, parameter, others
+        self.estimate, self.theta_hat, self.fit = estimate, theta_hat, fit
+        self.n_full, self.n_grid, self.steps, self.tol = n_full, n_grid, steps, tol
+        self.u_hat = _coordinate(parameter, estimate)
+        self.pts_u, self.pts_loss, self.pts_theta, self.pts_done = [], [], [], []
+
+    @classmethod
+    def build(cls, model, ts, t0, obs, init, free, loss, fit, parameter, *, n_grid, steps,
+              tol, rtol, atol, max_steps) -> _Sweep:
+        tied = "beta" if parameter == "R0" else parameter
+        others = tuple(k for k in free if k != tied)
+        estimate = fit.R0 if parameter == "R0" else _estimate(fit, parameter)
+        base = {**init, **{k: v for k, v in fit.params.items() if k in init}}
+        y0_hat = dict(fit.y0)
+        if parameter == "R0":
+            base["R0"] = estimate
+        problem = _Problem.build(model, ts, t0, obs, y0_hat, base, others, loss, rtol, atol,
+                                 max_steps)
+        theta_hat = np.array([_to_theta(k, _estimate(fit, k)) for k in others])
+        return cls(problem, parameter, others, estimate, theta_hat, fit, n_full=len(free),
+                   n_grid=n_grid, steps=steps, tol=tol)
+
+    def delta_of(self, losses, ref):
+        r"""The profile deviance :math:`\hat\ell - \ell_p` of ``losses`` against ``ref``."""
+        if self.problem.loss == "mse":
+            n, p_full = self.problem.n, self.n_full
             return (n - p_full) / 2.0 * (losses / ref - 1.0) if ref > 0 else losses * np.inf
         return losses - ref
 
-    pts_u, pts_loss, pts_theta, pts_done = [], [], [], []
-
-    def evaluate(us):
+    def evaluate(self, us) -> None:
+        """Fit the others at each ``u`` (blocks of ``n_grid``, padded) and record them."""
         us = np.asarray(us, dtype=float)
-        k = us.size
+        k, n_grid, parameter = us.size, self.n_grid, self.parameter
         pad = np.concatenate([us, np.repeat(us[-1:], (-k) % n_grid)])
-        starts = np.stack([_nearest_start(u, pts_u, pts_theta, theta_hat, _coordinate(
-            parameter, estimate)) for u in pad]) if others else np.zeros((pad.size, 0))
+        starts = np.stack([_nearest_start(u, self.pts_u, self.pts_theta, self.theta_hat,
+                                          _coordinate(parameter, self.estimate)) for u in pad]
+                          ) if self.others else np.zeros((pad.size, 0))
         for i in range(0, pad.size, n_grid):
             th, ls, dn = jax.device_get(_profile_block(
-                problem, parameter, jnp.asarray(_value(parameter, pad[i:i + n_grid])),
-                jnp.asarray(starts[i:i + n_grid]), steps, tol))
-            pts_u.extend(pad[i:i + n_grid][: max(0, k - i)])
+                self.problem, parameter, jnp.asarray(_value(parameter, pad[i:i + n_grid])),
+                jnp.asarray(starts[i:i + n_grid]), self.steps, self.tol))
+            self.pts_u.extend(pad[i:i + n_grid][: max(0, k - i)])
             m = len(pad[i:i + n_grid][: max(0, k - i)])
-            pts_loss.extend(np.asarray(ls, float)[:m])
-            pts_theta.extend(np.asarray(th, float)[:m])
-            pts_done.extend(np.asarray(dn, bool)[:m])
+            self.pts_loss.extend(np.asarray(ls, float)[:m])
+            self.pts_theta.extend(np.asarray(th, float)[:m])
+            self.pts_done.extend(np.asarray(dn, bool)[:m])
 
-    u_hat = _coordinate(parameter, estimate)
-    threshold = statistics.NormalDist().inv_cdf(0.5 + level / 2) ** 2 / 2
-    ref_full = fit.loss
-
-    def current():
-        order = np.argsort(pts_u)
-        u = np.asarray(pts_u)[order]
-        ls = np.asarray(pts_loss)[order]
+    def current(self):
+        """``(u, delta, order)``: the points so far sorted by ``u`` and their deviance."""
+        order = np.argsort(self.pts_u)
+        u = np.asarray(self.pts_u)[order]
+        ls = np.asarray(self.pts_loss)[order]
         ok = np.isfinite(ls)
+        ref_full = self.fit.loss
         ref = min(ref_full, float(np.min(ls[ok]))) if ok.any() else ref_full
-        return u, delta_of(ls, ref), order
+        return u, self.delta_of(ls, ref), order
 
-    if grid is not None:
-        evaluate(np.concatenate([[u_hat], [_coordinate(parameter, g) for g in grid]]))
-    else:
-        span = _initial_span(fit, parameter)
-        evaluate(u_hat + span * np.linspace(-1.0, 1.0, n_grid - 1 + n_grid % 2))
-        # A side ends _FAR beyond the estimate or beyond u = 0 (x = 1 for a log, 1/2 for
-        # a logit), whichever is further: an estimate at a bound (u ~ -60 for a rate at
-        # 1e-26) still has its profile followed up to ordinary values.
-        far = {-1: min(u_hat, 0.0) - _FAR, 1: max(u_hat, 0.0) + _FAR}
-        for _ in range(_MAX_ROUNDS):
-            u, d, _ = current()
-            todo = []
-            for side in (-1, 1):
-                outer = u[0] if side < 0 else u[-1]
-                risen = d[0] > threshold if side < 0 else d[-1] > threshold
-                room = abs(far[side] - outer)
-                if not risen and room > 1e-9:
-                    step = min(2 * max(abs(outer - u_hat), span), room)
-                    todo.append(outer + side * step * np.linspace(1, n_grid // 2, n_grid // 2)
-                                / (n_grid // 2))
-            if not todo:
-                break
-            evaluate(np.concatenate(todo))
 
-    for _ in range(refine):
-        u, d, _ = current()
-        todo = [np.linspace(a, b, n_grid // 2 + 2)[1:-1] for a, b in _brackets(u, d, threshold)]
+def _widen(sweep: _Sweep, span: float, threshold: float) -> None:
+    """A first block of width ``2 span`` around the estimate, then blocks outwards on each
+    side until the profile has risen above ``threshold`` there (or the side is used up)."""
+    n_grid, u_hat = sweep.n_grid, sweep.u_hat
+    sweep.evaluate(u_hat + span * np.linspace(-1.0, 1.0, n_grid - 1 + n_grid % 2))
+    # A side ends _FAR beyond the estimate or beyond u = 0 (x = 1 for a log, 1/2 for
+    # a logit), whichever is further: an estimate at a bound (u ~ -60 for a rate at
+    # 1e-26) still has its profile followed up to ordinary values.
+    far = {-1: min(u_hat, 0.0) - _FAR, 1: max(u_hat, 0.0) + _FAR}
+    for _ in range(_MAX_ROUNDS):
+        u, d, _ = sweep.current()
+        todo = []
+        for side in (-1, 1):
+            outer = u[0] if side < 0 else u[-1]
+            risen = d[0] > threshold if side < 0 else d[-1] > threshold
+            room = abs(far[side] - outer)
+            if not risen and room > 1e-9:
+                step = min(2 * max(abs(outer - u_hat), span), room)
+                todo.append(outer + side * step * np.linspace(1, n_grid // 2, n_grid // 2)
+                            / (n_grid // 2))
         if not todo:
             break
-        evaluate(np.concatenate(todo))
+        sweep.evaluate(np.concatenate(todo))
 
-    u, d, order = current()
-    lo_u, hi_u, sides = _crossings(u, d, threshold, u_hat)
+
+def _refine(sweep: _Sweep, rounds: int, threshold: float) -> None:
+    """Up to ``rounds`` times, fill the grid intervals that bracket a threshold crossing."""
+    for _ in range(rounds):
+        u, d, _ = sweep.current()
+        todo = [np.linspace(a, b, sweep.n_grid // 2 + 2)[1:-1]
+                for a, b in _brackets(u, d, threshold)]
+        if not todo:
+            break
+        sweep.evaluate(np.concatenate(todo))
+
+
+def _pack_profile(sweep: _Sweep, threshold: float, level: float, *, bounded: bool) -> Profile:
+    """The :class:`Profile` of the points evaluated: the interval from the threshold
+    crossings (at a side without one, the bound of the quantity when the grid was chosen
+    here, else the last value of the user's grid)."""
+    parameter, others = sweep.parameter, sweep.others
+    u, d, order = sweep.current()
+    lo_u, hi_u, sides = _crossings(u, d, threshold, sweep.u_hat)
     lo_b, hi_b = _bounds(parameter)
-    bounded = grid is None
     lo = _value(parameter, [lo_u])[0] if lo_u is not None else (lo_b if bounded else
                                                                 _value(parameter, [u[0]])[0])
     hi = _value(parameter, [hi_u])[0] if hi_u is not None else (hi_b if bounded else
                                                                 _value(parameter, [u[-1]])[0])
-    thetas = np.asarray(pts_theta).reshape(len(pts_u), len(others))[order]
+    thetas = np.asarray(sweep.pts_theta).reshape(len(sweep.pts_u), len(others))[order]
     return Profile(
         name=parameter,
         values=_value(parameter, u),
         delta=d,
         others={k: _value(k, thetas[:, i]) for i, k in enumerate(others)},
-        converged=np.asarray(pts_done)[order],
-        estimate=float(estimate),
+        converged=np.asarray(sweep.pts_done)[order],
+        estimate=float(sweep.estimate),
         interval=(float(lo), float(hi)),
         one_sided=sides,
         threshold=float(threshold),
         level=float(level),
-        fit=fit,
+        fit=sweep.fit,
     )
 
 
