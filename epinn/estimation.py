@@ -54,23 +54,23 @@ import jax.random as jr
 import numpy as np
 from jax.sharding import Mesh
 
-from .compartmental import R0 as _R0
-from .compartmental import CompartmentalModel, Trajectory
-from .compartmental._integrate import _integrate, _make_config
 from ._checks import _check_key
-from ._fitting import (
+from ._fitting import _full_precision
+from ._least_squares import (
     _FIT_OBSERVABLES,
     _as_array,
     _as_number,
     _check_inputs,
     _check_settings,
     _from_theta_np,
-    _full_precision,
-    _optimise,
     _lookup,
+    _optimise,
     _Problem,
     _slot,
 )
+from .compartmental import R0 as _R0
+from .compartmental import CompartmentalModel, Trajectory
+from .compartmental._integrate import _integrate, _make_config
 from .sharding import shard_map_batch
 
 __all__ = [

@@ -52,12 +52,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._fitting import (
+from ._fitting import _full_precision
+from ._least_squares import (
     _as_count,
     _check_inputs,
     _check_settings,
     _from_theta_np,
-    _full_precision,
     _lookup,
     _optimise,
     _parse_free,
