@@ -121,7 +121,9 @@ from .observation import observables as observables
 from .observation import observe as observe
 from .observation import simulate_observations as simulate_observations
 # --- datasets ------------------------------------------------------------------------
+from .datasets import ObservationTimes as ObservationTimes
 from .datasets import OutbreakData as OutbreakData
+from .datasets import interval_counts as interval_counts
 from .datasets import list_datasets as list_datasets
 from .datasets import load_boarding_school as load_boarding_school
 from .datasets import load_bombay_plague as load_bombay_plague
