@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import diffrax
 import equinox as eqx
@@ -753,7 +753,20 @@ def _jacobian_once(problem: _Problem):
     return f
 
 
-def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True):
+class _Optimum(NamedTuple):
+    """What :func:`_optimise` returns (a pytree; ``vmap`` stacks every field)."""
+
+    theta: Array  # the optimum, in the unconstrained parameters
+    history: Array  # the recorded objective per step
+    steps: Array  # optimiser steps taken
+    converged: Array  # the optimiser's criterion met
+    loss: Array  # mean squared residual (mse) or negative log-likelihood at theta
+    covariance: Array  # Laplace covariance of theta (NaN with covariance=False)
+    information: Array  # Fisher information (J^T J / sigma^2) or the NLL's Hessian
+    solution: Any  # (mse) the merged grid's solution at theta, else None
+
+
+def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True) -> _Optimum:
     """Optimise from ``theta0``; return theta, history, steps, converged, loss, covariance,
     Fisher information (of theta) and (``mse``) the grid's solution at theta.
 
@@ -776,9 +789,9 @@ def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True):
         info = J.T @ J / sigma2
         if not covariance:
             nan = jnp.full((theta.shape[0],) * 2, jnp.nan, theta.dtype)
-            return theta, hist, n, done, jnp.mean(r**2), nan, info, None
+            return _Optimum(theta, hist, n, done, jnp.mean(r**2), nan, info, None)
         cov = sigma2 * jnp.linalg.pinv(J.T @ J)
-        return theta, hist, n, done, jnp.mean(r**2), cov, info, state.aux
+        return _Optimum(theta, hist, n, done, jnp.mean(r**2), cov, info, state.aux)
     # Likelihoods: LM on the Anscombe residuals (its objective, 0.5 * sum r^2, is recorded),
     # then Newton on the exact NLL (the NLL is recorded).
     record = lambda th, state: 0.5 * jnp.sum(state.f_info.residual**2)  # noqa: E731
@@ -802,4 +815,4 @@ def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True):
     done = jnp.isfinite(decrement) & (jnp.abs(decrement) < 1e-4)
     loss = jnp.where(better, nll_both[1], nll_both[0])
     cov = jnp.linalg.pinv(H) if covariance else jnp.full_like(H, jnp.nan)
-    return theta, jnp.concatenate([hist, hist_n]), n + n_n, done, loss, cov, H, None
+    return _Optimum(theta, jnp.concatenate([hist, hist_n]), n + n_n, done, loss, cov, H, None)

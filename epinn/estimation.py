@@ -501,7 +501,7 @@ def _run(problem: _Problem, starts, steps: int, tol: float, fine):
         runs = jax.tree.map(lambda x: x[None], _optimise(problem, starts[0], steps, tol, tol))
     else:
         runs = jax.vmap(lambda th: _optimise(problem, th, steps, tol, tol))(starts)
-    thetas, *_, losses, _, _, solutions = runs
+    thetas, losses, solutions = runs.theta, runs.loss, runs.solution
     ok = jnp.isfinite(losses) & jnp.all(jnp.isfinite(thetas), axis=1)
     best = jnp.argmin(jnp.where(ok, losses, jnp.inf))
     solution = None if solutions is None else jax.tree.map(lambda a: a[best], solutions)
@@ -809,10 +809,10 @@ class _BatchFit(eqx.Module):
 
         def one(y):
             p = eqx.tree_at(lambda q: q.y, problem, y)
-            theta, _, n, done, loss, _, info, _ = _optimise(p, theta0, self.steps, self.tol,
-                                                         self.tol, covariance=False)
-            params, y0 = p.unpack(theta)
-            return params, y0, loss, done, n, theta, info, _bound_drops(p, theta)
+            opt = _optimise(p, theta0, self.steps, self.tol, self.tol, covariance=False)
+            params, y0 = p.unpack(opt.theta)
+            return (params, y0, opt.loss, opt.converged, opt.steps, opt.theta, opt.information,
+                    _bound_drops(p, opt.theta))
 
         return jax.lax.map(one, ys, batch_size=min(self.batch_size, _leading(ys)))
 

@@ -146,9 +146,8 @@ def _profile_block(problem: _Problem, name: str, values, starts, steps: int, tol
     if problem.free:
         def one(v, th0):
             p = _with_value(problem, name, v)
-            theta, _, _, done, loss, *_ = _optimise(p, th0, steps, tol, tol,
-                                                    covariance=False)
-            return theta, loss, done
+            opt = _optimise(p, th0, steps, tol, tol, covariance=False)
+            return opt.theta, opt.loss, opt.converged
 
         return jax.vmap(one)(values, starts)
 
