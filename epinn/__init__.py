@@ -110,6 +110,7 @@ from .compartmental import growth_rate as growth_rate
 from .compartmental import incidence as incidence
 from .compartmental import peak as peak
 from .compartmental import solve as solve
+from .compartmental import SolverOptions as SolverOptions
 from .compartmental import solve_ensemble as solve_ensemble
 # --- observation ---------------------------------------------------------------------
 from .observation import OBSERVABLES as OBSERVABLES

@@ -40,6 +40,7 @@ monotone ``ts``) are only checked on concrete inputs: under ``jax.jit``, ``jax.v
 
 from ._ngm import next_generation_matrices
 from ._rates import NetworkRate
+from .options import SolverOptions
 from .builtins import (
     SEIR,
     SEIRD,
@@ -81,6 +82,7 @@ __all__ = [
     "NetworkRate",
     "Trajectory",
     "solve",
+    "SolverOptions",
     "solve_ensemble",
     "EnsembleSummary",
     "ensemble_summary",

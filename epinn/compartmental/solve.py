@@ -13,7 +13,9 @@ from jaxtyping import ArrayLike
 from ._integrate import _make_config, _solve_core, _solver_reason
 from ._rates import _is_time_varying
 from ._validate import _check_flow_rates, _check_model, _check_rate_functions, _check_sum, _closest, _normalize_params, _normalize_ts, _normalize_y0
+from ._options import _resolve_options
 from .model import Model
+from .options import SolverOptions
 from .trajectory import Trajectory
 
 __all__ = ["solve"]
@@ -32,6 +34,7 @@ def solve(
     adjoint: diffrax.AbstractAdjoint | None = None,
     throw: bool = True,
     counts: Sequence[str] = (),
+    options: SolverOptions | None = None,
 ) -> Trajectory:
     r"""Integrate a compartmental model and save it at ``ts``.
 
@@ -67,6 +70,8 @@ def solve(
         counts: names of flows whose cumulative counts to integrate alongside
             (``traj.flow_count(name)``); flows whose count follows from a compartment
             (:meth:`epinn.Model.count_rule`) need not be listed.
+        options: the solver settings as one :class:`SolverOptions`; its fields left
+            ``None`` keep the keywords above (a setting given both ways must agree).
 
     Returns:
         :class:`Trajectory` with ``ys`` of shape ``(len(ts), C)`` (``(len(ts), C, G)``
@@ -91,7 +96,9 @@ def solve(
     tsa = _normalize_ts(ts)
     _check_rate_functions(rates, tsa)
     _check_flow_rates(model, rates, N, y0a, tsa[0])
-    cfg = _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw)
+    opts = _resolve_options(solve, options, solver=solver, rtol=rtol, atol=atol, dt0=dt0,
+                            max_steps=max_steps, adjoint=adjoint, throw=throw)
+    cfg = _make_config(*opts)
     try:
         return _solve_core(model, rates, N, y0a, tsa, cfg, _check_counts(model, counts))
     except eqx.EquinoxRuntimeError as e:
