@@ -38,6 +38,10 @@ PAGES = (
     "guide/scaling",
     "guide/custom_models",
     "guide/stochastic",
+    "guide/amortized",
+    "architecture",
+    "datasets",
+    "benchmarks",
     "theory/neural_networks",
     "theory/epidemics",
     "theory/next_generation",
@@ -45,6 +49,8 @@ PAGES = (
     "auto_examples/zika_host_vector",
     "auto_examples/boarding_school",
     "auto_examples/plot_sir_ensemble",
+    "auto_examples/bombay_plague",
+    "auto_examples/stochastic_outbreaks",
 )
 
 
