@@ -2,7 +2,7 @@
 
 Problem: SIR with S0 = 762, I0 = 1 at day 0, prevalence observed on days 1..14, priors
 beta ~ N(2, 1)+, gamma ~ N(0.4, 0.5)+, 1/phi ~ Exp(5), negative-binomial likelihood
-(:func:`epinn.bayes.fit_epidemic`); 4 chains x (1000 warm-up + 1000 draws), vectorised
+(:func:`epinn.fit_epidemic`); 4 chains x (1000 warm-up + 1000 draws), vectorised
 chains, float32, Tsit5 inside the model.
 
 Variants (each runs in a fresh subprocess, so no compilation is shared between them):

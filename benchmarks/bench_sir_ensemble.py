@@ -6,7 +6,7 @@ Set-up: normalised SIR (N = 1), s0 = 0.999, i0 = 0.001, r0 = 0, t in [0, 160] sa
 
 Compared in one run:
 
-* epinn :func:`~epinn.compartmental.solve_ensemble` (``method="stacked"``: diffrax's
+* epinn :func:`~epinn.solve_ensemble` (``method="stacked"``: diffrax's
   Tsit5 step and PID controller on each chunk's stacked state, with a max-over-members
   error norm), on ``--devices`` XLA host devices (default: one per available core; each
   device solves a block of the members) and, when that is more than one, on one device
@@ -126,7 +126,7 @@ def main(args: argparse.Namespace) -> dict:
         jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
-    from epinn.compartmental import SIR, solve_ensemble
+    from epinn import SIR, solve_ensemble
 
     M = args.members
     ts = np.linspace(0.0, T1, NT)
