@@ -95,12 +95,12 @@ from numpyro.infer.initialization import init_to_median
 from numpyro.infer.reparam import LocScaleReparam
 from numpyro.infer.util import initialize_model
 
-from ._checks import _check_key
-from .compartmental import R0 as _R0
-from .compartmental import SIR, CompartmentalModel, NetworkRate, solve
-from .estimation import ConvergenceWarning
-from .observation import observe
-from .training import History, NonFiniteLossError
+from .._checks import _check_key
+from ..compartmental import R0 as _R0
+from ..compartmental import SIR, CompartmentalModel, NetworkRate, solve
+from ..estimation import ConvergenceWarning
+from ..observation import observe
+from ..training import History, NonFiniteLossError
 
 __all__ = [
     "MCMCResult",
@@ -2153,7 +2153,7 @@ def fit_bayesian_neural_beta(
         TypeError: ``network`` is not a Flax Linen module, or a bad key.
         NonFiniteLossError: the ELBO loss ended non-finite (see :func:`run_svi`).
     """
-    from .models import MLP
+    from ..models import MLP
 
     model = SIR() if model is None else model
     network = MLP((16, 16, 1), activation="tanh") if network is None else network
@@ -2208,7 +2208,7 @@ def bayesian_boarding_school(
         ``{"beta", "gamma", "R0", "recovery_time"}`` each ``{"mean", "lo", "hi"}`` (posterior
         mean and equal-tailed 95% interval).
     """
-    from .datasets import load_boarding_school
+    from ..datasets import load_boarding_school
 
     data = load_boarding_school()
     fit = fit_epidemic(
