@@ -144,14 +144,12 @@ from .profile import Profile as Profile
 from .profile import plot_profile as plot_profile
 from .profile import profile_likelihood as profile_likelihood
 # --- amortized -----------------------------------------------------------------------
-from .amortized import BOARDING_SCHOOL_PRIOR as BOARDING_SCHOOL_PRIOR
 from .amortized import NeuralEstimator as NeuralEstimator
 from .amortized import OutOfPriorWarning as OutOfPriorWarning
 from .amortized import Prior as Prior
 from .amortized import SimulatedSet as SimulatedSet
 from .amortized import normalize_curve as normalize_curve
 from .amortized import simulate_training_set as simulate_training_set
-from .amortized import train_boarding_school_estimator as train_boarding_school_estimator
 # --- neural_beta ---------------------------------------------------------------------
 from .neural_beta import fit_neural_beta as fit_neural_beta
 # --- pinn ----------------------------------------------------------------------------
@@ -173,7 +171,6 @@ from .forecast import sir_projection_forecast as sir_projection_forecast
 # --- bayes ---------------------------------------------------------------------------
 from .bayes import MCMCResult as MCMCResult
 from .bayes import SVIResult as SVIResult
-from .bayes import bayesian_boarding_school as bayesian_boarding_school
 from .bayes import bnn_model as bnn_model
 from .bayes import credible_interval as credible_interval
 from .bayes import default_priors as default_priors
@@ -190,6 +187,18 @@ from .bayes import run_nuts as run_nuts
 from .bayes import run_svi as run_svi
 # --- stochastic (a namespace: epinn.stochastic.simulate, ...) -------------------------
 from . import stochastic as stochastic  # noqa: E402
+# --- examples (a namespace: epinn.examples.boarding_school.PRIOR, ...; on top of all) ---
+from . import examples as examples  # noqa: E402
+# --- names that moved (a DeprecationWarning naming the new place) ----------------------
+from ._deprecated import _moved_names  # noqa: E402
+
+__getattr__ = _moved_names(__name__, {
+    "BOARDING_SCHOOL_PRIOR": "epinn.examples.boarding_school.PRIOR",
+    "train_boarding_school_estimator": "epinn.examples.boarding_school.train_estimator",
+    "bayesian_boarding_school": "epinn.examples.boarding_school.bayesian_fit",
+}, why="The boarding-school recipe moved to epinn.examples (issue #23).")
+del _moved_names
+
 
 def _public_api() -> list[str]:
     import types  # noqa: PLC0415

@@ -163,7 +163,7 @@ def run_methods(args, data, key) -> tuple[dict, dict]:
 
     if "neural_estimator" in args.methods:
         def run():
-            est = epinn.train_boarding_school_estimator(
+            est = epinn.examples.boarding_school.train_estimator(
                 keys["neural_estimator"], quick=args.quick, verbose=verbose
             )
             with warnings.catch_warnings():
@@ -205,7 +205,8 @@ def run_methods(args, data, key) -> tuple[dict, dict]:
     if "bayesian" in args.methods:
         def run():
             n = (50, 50, 2) if args.quick else (500, 500, 4)
-            return epinn.bayesian_boarding_school(keys["bayesian"], *n, warn=not args.quick)
+            return epinn.examples.boarding_school.bayesian_fit(keys["bayesian"], *n,
+                                                               warn=not args.quick)
 
         methods["bayesian"] = {}
         post = timed("bayesian", run)

@@ -4,7 +4,7 @@ Amortised inference on boarding-school-like outbreaks (:mod:`epinn.amortized`):
 
 1. simulate SIR outbreaks observed as prevalence I on days 1..14, started at day 0 from
    S0 = 762, I0 = 1 (N = 763), parameters drawn log-uniformly from
-   ``epinn.BOARDING_SCHOOL_PRIOR`` (R0 in [1.5, 8], gamma in [0.2, 1] per day, reporting
+   ``epinn.examples.boarding_school.PRIOR`` (R0 in [1.5, 8], gamma in [0.2, 1] per day, reporting
    in [0.7, 1], negative-binomial noise with coefficient of variation in [0.02, 0.5]);
 2. train an MLP on the normalised curves to output the mean and log-variance of
    (log beta, log gamma, log R0, log reporting) with the Gaussian NLL;
@@ -45,9 +45,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 import epinn
-from epinn.amortized import NeuralEstimator, train_boarding_school_estimator
+from epinn.amortized import NeuralEstimator
 from epinn.cli import ExperimentParser, nonnegative_int, output_dir, positive_int, run_script
 from epinn.compartmental import SIR
+from epinn.examples import boarding_school
 
 PARAMS = ("beta", "gamma", "R0")
 LABELS = {"neural_estimator": "neural (90%)", "least_squares": "least sq. (95%)",
@@ -155,7 +156,7 @@ def main(args_list: list[str] | None = None) -> dict:
     t_start = time.perf_counter()
 
     t = time.perf_counter()
-    est = train_boarding_school_estimator(train_key, quick=args.quick, verbose=verbose)
+    est = boarding_school.train_estimator(train_key, quick=args.quick, verbose=verbose)
     train_s = time.perf_counter() - t
     t = time.perf_counter()
     evaluation = est.evaluate(test_key, args.n_test)

@@ -1,7 +1,7 @@
 """Experiment: are neural estimators calibrated on small stochastic outbreaks?
 
 Amortised inference (:mod:`epinn.amortized`) in a population of N = 763 (the 1978
-boarding school), with the prior of ``epinn.BOARDING_SCHOOL_PRIOR`` (R0 in [1.5, 8],
+boarding school), with the prior of ``epinn.examples.boarding_school.PRIOR`` (R0 in [1.5, 8],
 gamma in [0.2, 1] per day, one boy ill at day 0, reporting in [0.7, 1], negative-binomial
 noise with coefficient of variation in [0.02, 0.5]), observed as prevalence on days 1..14:
 
@@ -42,13 +42,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import epinn
-from epinn.amortized import (
-    BOARDING_SCHOOL_PRIOR,
-    NeuralEstimator,
-    OutOfPriorWarning,
-    simulate_training_set,
-)
+from epinn.amortized import NeuralEstimator, OutOfPriorWarning, simulate_training_set
 from epinn.cli import ExperimentParser, nonnegative_int, output_dir, positive_int, run_script
+from epinn.examples import boarding_school
 
 PARAMS = ("beta", "gamma", "R0")
 LEVELS = (0.5, 0.9, 0.95)
@@ -85,7 +81,7 @@ def _sizes(quick: bool) -> dict:
 
 def train_both(key, args) -> dict[str, NeuralEstimator]:
     """The two estimators, trained from the same key (so on the same prior draws)."""
-    common = dict(prior=BOARDING_SCHOOL_PRIOR, t0=T0, observe="prevalence", noise="negbin",
+    common = dict(prior=boarding_school.PRIOR, t0=T0, observe="prevalence", noise="negbin",
                   verbose=0 if args.quiet else 1, **_sizes(args.quick))
     return {
         "ode": NeuralEstimator.train(key, TS, simulator="ode", **common),
@@ -118,7 +114,7 @@ def coverage_table(est: NeuralEstimator, sim, mask=None) -> dict:
 def evaluate(estimators: dict, key, args) -> tuple[dict, dict]:
     """Coverage on stochastic and ODE held-out sets; returns (tables, test sets)."""
     k_sto, k_ode = jr.split(key)
-    common = dict(prior=BOARDING_SCHOOL_PRIOR, t0=T0, observe="prevalence", noise="negbin")
+    common = dict(prior=boarding_school.PRIOR, t0=T0, observe="prevalence", noise="negbin")
     sets = {
         "stochastic": simulate_training_set(k_sto, args.n_test, TS, simulator=args.simulator,
                                             **common),
@@ -214,7 +210,7 @@ def data_figure(data, results: dict) -> Figure:
 
 def curves_figure(key, simulator: str, n_show: int = 30) -> Figure:
     """ODE and stochastic curves of the same prior draws (same key: same parameters)."""
-    common = dict(prior=BOARDING_SCHOOL_PRIOR, t0=T0, observe="prevalence", noise="none")
+    common = dict(prior=boarding_school.PRIOR, t0=T0, observe="prevalence", noise="none")
     ode = simulate_training_set(key, n_show, TS, simulator="ode", **common)
     sto = simulate_training_set(key, n_show, TS, simulator=simulator, **common)
     fig = Figure(figsize=(10, 3.6), layout="constrained")

@@ -20,7 +20,6 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from epinn.amortized import (
-    BOARDING_SCHOOL_PRIOR,
     NeuralEstimator,
     OutOfPriorWarning,
     Prior,
@@ -29,10 +28,11 @@ from epinn.amortized import (
 )
 from epinn.datasets import load_boarding_school
 from epinn.estimation import FitResult
+from epinn.examples import boarding_school
 from tests.helpers import count_compilations, tree_allclose
 
 TS = np.arange(1.0, 15.0)
-PRIOR = BOARDING_SCHOOL_PRIOR
+PRIOR = boarding_school.PRIOR
 # Small but sufficient: on held-out curves this gives a median R0 error of ~7% and 90%
 # coverage near 0.9 (measured), so the bounds below have a wide margin.
 TRAIN = dict(n_train=4000, n_val=500, hidden=(64, 64), epochs=60, patience=60)
@@ -176,9 +176,8 @@ def test_simulate_bad_input(key):
 
 @pytest.mark.parametrize("bad", [0, jnp.zeros(3, jnp.uint32), jr.split(jr.PRNGKey(0), 2)])
 def test_keys_must_be_one_prng_key(bad):
-    # An int used to fail deep inside jax.random; every entry point names `key` now.
-    from epinn.amortized import train_boarding_school_estimator
-
+    # An int used to fail deep inside jax.random; every entry point names `key` now (the
+    # boarding-school recipe's trainer too: tests/test_examples.py).
     match = "`key` must be one jax.random key"
     with pytest.raises(TypeError, match=match):
         simulate_training_set(bad, 3, TS, prior=PRIOR)
@@ -186,8 +185,6 @@ def test_keys_must_be_one_prng_key(bad):
         PRIOR.sample(bad, 3)
     with pytest.raises(TypeError, match=match):
         NeuralEstimator.train(bad, TS, prior=PRIOR, t0=0.0, **TRAIN)
-    with pytest.raises(TypeError, match=match):
-        train_boarding_school_estimator(bad, quick=True)
 
 
 @pytest.mark.parametrize("batch_size, match", [(0, "`batch_size` must"),

@@ -4,8 +4,10 @@
 grouped by module. This reads those lines with :mod:`ast` and writes, for every module that
 exists at build time, ``<out>/<mod>.rst`` with an ``automodule`` and an ``autosummary``
 table of its public names (documented as ``epinn.NAME``; names a module lists in ``__all__``
-without re-exporting them are documented as ``epinn.mod.NAME``). Modules that are not
-written yet simply get no page.
+without re-exporting them are documented as ``epinn.mod.NAME``; a module a namespace
+package lists in ``__all__``, as ``epinn.examples`` lists ``boarding_school``, gets a section
+of the package's page with its own ``__all__``). Modules that are not written yet simply
+get no page.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import inspect
 from pathlib import Path
 
 # Order of the API pages; modules not listed here (e.g. added later) follow alphabetically.
@@ -33,6 +36,8 @@ MODULE_ORDER = (
 )
 # Modules that are not library API (documented elsewhere).
 SKIP = {"cli"}
+# Pages after all others: the worked set-ups sit on top of the library.
+LAST = ("examples",)
 
 
 def reexports(init_file: Path) -> dict[str, list[str]]:
@@ -56,7 +61,8 @@ def existing_modules(package_dir: Path) -> list[str]:
     found = {m for m in candidates if not m.startswith("_") and m not in SKIP}
     found = {m for m in found if importlib.util.find_spec(f"epinn.{m}") is not None}
     ordered = [m for m in MODULE_ORDER if m in found]
-    return ordered + sorted(found - set(ordered))
+    last = [m for m in LAST if m in found]
+    return ordered + sorted(found - set(ordered) - set(last)) + last
 
 
 def _module_title(mod: str) -> str:
@@ -66,30 +72,45 @@ def _module_title(mod: str) -> str:
 
 
 def _page(mod: str, top: list[str]) -> str:
+    """The page of ``epinn.mod``: its re-exports, its other ``__all__`` names, its submodules.
+
+    A namespace package such as ``epinn.examples`` lists modules in ``__all__``
+    (``boarding_school``): each gets a section of its own with its ``__all__`` names.
+    """
     module = importlib.import_module(f"epinn.{mod}")
-    extra = [n for n in getattr(module, "__all__", ()) if n not in top]
+    listed = [n for n in getattr(module, "__all__", ()) if n not in top]
+    submodules = [n for n in listed if inspect.ismodule(getattr(module, n, None))]
+    extra = [n for n in listed if n not in submodules]
     heading = f"``epinn.{mod}``: {_module_title(mod)}"
-    lines = [
-        heading,
-        "=" * len(heading),
+    lines = [heading, "=" * len(heading), "", *_automodule(f"epinn.{mod}")]
+    for current, names in (("epinn", top), (f"epinn.{mod}", extra)):
+        lines += _summary(current, names)
+    for sub in submodules:
+        name = f"epinn.{mod}.{sub}"
+        child = importlib.import_module(name)
+        title = f"``{name}``: {_module_title(f'{mod}.{sub}')}"
+        lines += [title, "-" * len(title), "", *_automodule(name)]
+        lines += _summary(name, list(getattr(child, "__all__", ())))
+    return "\n".join(lines)
+
+
+def _automodule(name: str) -> list[str]:
+    return [f".. automodule:: {name}", "   :no-members:", ""]
+
+
+def _summary(current: str, names: list[str]) -> list[str]:
+    """An autosummary table (with a stub page per name) of ``names`` in module ``current``."""
+    if not names:
+        return []
+    return [
+        f".. currentmodule:: {current}",
         "",
-        f".. automodule:: epinn.{mod}",
-        "   :no-members:",
+        ".. autosummary::",
+        "   :toctree: _autosummary",
+        "",
+        *[f"   {n}" for n in names],
         "",
     ]
-    for current, names in (("epinn", top), (f"epinn.{mod}", extra)):
-        if not names:
-            continue
-        lines += [
-            f".. currentmodule:: {current}",
-            "",
-            ".. autosummary::",
-            "   :toctree: _autosummary",
-            "",
-            *[f"   {n}" for n in names],
-            "",
-        ]
-    return "\n".join(lines)
 
 
 def write_api_pages(package_dir: Path, out_dir: Path) -> list[str]:

@@ -94,10 +94,11 @@ to more curves but less precisely; a narrow one is precise but warns more often.
 simulation settings), ``_simulate`` (:func:`simulate_training_set`), ``_features``
 (:func:`normalize_curve`), ``_estimator`` (:class:`NeuralEstimator`, whose methods
 delegate to ``_train``, ``_posterior``, ``_trust``, ``_estimate``, ``_evaluate`` and
-``_io``) and ``_boarding_school`` (the 1978 boarding-school set-up).
+``_io``). The 1978 boarding-school set-up (its prior and a trained estimator) is a recipe,
+not part of the estimator: it lives in :mod:`epinn.examples.boarding_school`.
 """
 
-from ._boarding_school import BOARDING_SCHOOL_PRIOR, train_boarding_school_estimator
+from .._deprecated import _moved_names
 from ._estimator import NeuralEstimator
 from ._features import normalize_curve
 from ._prior import Prior
@@ -112,7 +113,12 @@ __all__ = [
     "OutOfPriorWarning",
     "simulate_training_set",
     "normalize_curve",
-    "train_boarding_school_estimator",
-    "BOARDING_SCHOOL_PRIOR",
     "SIMULATORS",
 ]
+
+# Moved to epinn.examples (issue #23); read by name when used, so that this package never
+# imports the examples that sit on top of it.
+__getattr__ = _moved_names(__name__, {
+    "BOARDING_SCHOOL_PRIOR": "epinn.examples.boarding_school.PRIOR",
+    "train_boarding_school_estimator": "epinn.examples.boarding_school.train_estimator",
+}, why="The boarding-school recipe moved to epinn.examples (issue #23).")

@@ -74,7 +74,7 @@ class NeuralEstimator:
         this is not run here:
 
         >>> import jax.random as jr, epinn
-        >>> est = epinn.train_boarding_school_estimator(jr.PRNGKey(0))  # doctest: +SKIP
+        >>> est = epinn.examples.boarding_school.train_estimator(jr.PRNGKey(0))  # doctest: +SKIP
         >>> data = epinn.load_boarding_school()
         >>> res = est.estimate(data.t, data.counts, data.population)  # doctest: +SKIP
         >>> res.summary()["R0"]  # doctest: +SKIP
@@ -245,9 +245,10 @@ class NeuralEstimator:
         of the data :math:`c` around the fitted curve :math:`f`, with the prior's largest
         noise level :math:`\nu_{max}`, exceeds :math:`4T`. Under the model :math:`X^2` is
         roughly :math:`\chi^2_T` or smaller (mean :math:`\le T`); for the estimator of
-        :func:`train_boarding_school_estimator`, 4000 held-out simulations gave at most
-        :math:`2.0T` (99th percentile :math:`1.1T`), while curves no SIR outbreak produces
-        gave :math:`19T` (flat), :math:`40T` (two peaks) and :math:`4.2T` (a step). A
+        :func:`epinn.examples.boarding_school.train_estimator`, 4000 held-out simulations
+        gave at most :math:`2.0T` (99th percentile :math:`1.1T`), while curves no SIR
+        outbreak produces gave :math:`19T` (flat), :math:`40T` (two peaks) and :math:`4.2T`
+        (a step). A
         misshapen curve can still pass; look at ``fitted`` against the data. The fitted
         curve is the model's ODE at the estimate, also for an estimator trained on
         stochastic simulations (whose small outbreaks scatter around the ODE more than the
