@@ -14,6 +14,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array
 
+from ._options import _Settings
 from ._rates import _evaluate_rates
 from .model import Model
 from .trajectory import Trajectory
@@ -351,14 +352,21 @@ def _integrate(
     x0: Array,
     ts: Array,
     cfg: _Config,
+    rows: bool = False,
 ) -> tuple[Array, Array, Array, Array]:
     """Integrate fractions ``x0`` of shape (C,) or (C, members) at N = 1.
 
     Returns fractions ``(T, C[, members])``, cumulative infections ``(T[, members])``
-    (fractions), success and step count.
+    (fractions), success and step count. With ``rows`` a stacked state (C, members) is
+    integrated by the own loop (:func:`_stacked_solve`), each saved state written as member
+    rows: fractions ``(members, T, C)`` and cumulative infections ``(members, T)``.
     """
     parts = _parts(model)
     args, x_init = parts.inputs(rates, x0)
+    if rows:
+        ys, ok, steps = _stacked_solve(parts.field, x_init, args, ts, cfg, parts.rows)
+        xs, cum = parts.from_rows(ys)
+        return xs, cum, ok, steps
     sol = _diffeqsolve(parts.field, x_init, args, ts, cfg, _max_rms_norm)
     ys, ok, steps = sol.ys, diffrax.is_successful(sol.result), sol.stats["num_steps"]
     xs, cum = parts.outputs(ys, args)
@@ -376,26 +384,6 @@ def _integrate_counts(model, rates, x0, ts, cfg, counted):
     sol = _diffeqsolve(parts.field, x_init, args, ts, cfg, _max_rms_norm)
     xs, cum, counts = parts.outputs(sol.ys, args)
     return xs, cum, counts, diffrax.is_successful(sol.result), sol.stats["num_steps"]
-
-
-def _integrate_rows(
-    model: Model,
-    rates: Mapping[str, Any],
-    x0: Array,
-    ts: Array,
-    cfg: _Config,
-) -> tuple[Array, Array, Array, Array]:
-    """Integrate a stacked state of fractions ``x0`` (C, members) by the own loop.
-
-    :func:`_stacked_solve` with each saved state written as member rows. Returns
-    fractions ``(members, T, C)``, cumulative infections ``(members, T)`` (fractions),
-    success and step count.
-    """
-    parts = _parts(model)
-    args, x_init = parts.inputs(rates, x0)
-    ys, ok, steps = _stacked_solve(parts.field, x_init, args, ts, cfg, parts.rows)
-    xs, cum = parts.from_rows(ys)
-    return xs, cum, ok, steps
 
 
 def _integrate_sensitivities(
@@ -486,23 +474,28 @@ class _Config(eqx.Module):
     throw: bool = eqx.field(static=True)
 
 
-def _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw) -> _Config:
-    """Check the solver settings and bundle them (cached when they are plain values)."""
+def _make_config(settings: _Settings | Any, *fields: Any) -> _Config:
+    """Check the solver settings and bundle them (cached when they are plain values).
+
+    ``settings`` is a :class:`~epinn.compartmental._options._Settings` (or the seven
+    fields in its order: ``solver, rtol, atol, dt0, max_steps, adjoint, throw``).
+    """
+    s = _Settings(settings, *fields) if fields else _Settings(*settings)
     plain = (float, int, bool, type(None))
-    if (solver is None and type(adjoint) in (type(None), diffrax.DirectAdjoint)
-            and all(type(v) in plain for v in (rtol, atol, dt0, max_steps, throw))):
-        return _plain_config(rtol, atol, dt0, max_steps, adjoint is not None, throw)
-    return _build_config(solver, rtol, atol, dt0, max_steps, adjoint, throw)
+    if (s.solver is None and type(s.adjoint) in (type(None), diffrax.DirectAdjoint)
+            and all(type(v) in plain for v in (s.rtol, s.atol, s.dt0, s.max_steps, s.throw))):
+        return _plain_config(s)
+    return _build_config(s)
 
 
 @functools.lru_cache(maxsize=64)
-def _plain_config(rtol, atol, dt0, max_steps, direct, throw) -> _Config:
+def _plain_config(settings: _Settings) -> _Config:
     """:func:`_build_config` with the default solver: built once per setting (~0.1 ms)."""
-    adjoint = diffrax.DirectAdjoint() if direct else None
-    return _build_config(None, rtol, atol, dt0, max_steps, adjoint, throw)
+    return _build_config(settings)
 
 
-def _build_config(solver, rtol, atol, dt0, max_steps, adjoint, throw) -> _Config:
+def _build_config(settings: _Settings) -> _Config:
+    solver, rtol, atol, dt0, max_steps, adjoint, throw = settings
     solver = _Tsit5() if solver is None else solver
     if not isinstance(solver, diffrax.AbstractSolver):
         raise TypeError(f"`solver` must be a diffrax solver such as Tsit5(); got {solver!r}.")

@@ -24,6 +24,10 @@ class _Settings(NamedTuple):
     adjoint: Any = None
     throw: Any = None
 
+    def options(self) -> SolverOptions:
+        """These settings as a :class:`SolverOptions` (to pass to another function)."""
+        return SolverOptions(**self._asdict())
+
 
 @functools.cache
 def _defaults(fn: Callable) -> dict[str, Any]:

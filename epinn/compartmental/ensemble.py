@@ -16,11 +16,13 @@ import numpy as np
 from jax.sharding import Mesh
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from ._integrate import _Config, _integrate, _integrate_rows, _make_config, _peak_of, _prevalence, _scale, _solver_reason, _trajectory
+from ._integrate import _Config, _integrate, _make_config, _peak_of, _prevalence, _scale, _solver_reason, _trajectory
 from ._ngm import _growth_rate_member
+from ._options import _resolve_options, _Settings
 from ._rates import _evaluate_rate, _float_dtype
 from ._validate import _batch_size, _check_flow_rates, _check_model, _check_rate_functions, _ensemble_inputs, _is_tracer, _normalize_ts, _split
 from .model import Model
+from .options import SolverOptions
 from .trajectory import Trajectory
 from ..sharding import batch_sharding, loop_kernel_bytes, map_blocks, replicated, resolve_mesh
 
@@ -71,8 +73,8 @@ def _chunk_solve(model, method, varying, cfg, ts, own_loop=False, keep_cum=True)
             xs, cum, ok, steps = jax.vmap(single)(const, N, y0)
         elif own_loop:  # stacked state (C, members), saved as member rows
             rates = {**const, **varying}
-            xs, cum, ok, steps = _integrate_rows(
-                model, {**rates, "N": N}, y0.T / _scale(model, N), ts, cfg)
+            xs, cum, ok, steps = _integrate(
+                model, {**rates, "N": N}, y0.T / _scale(model, N), ts, cfg, rows=True)
         else:
             xs, cum, ok, steps = single(const, N, y0.T)  # state (C, members)
             T, C = xs.shape[:2]  # (T, C, m) -> (m, T, C) as a 2-D transpose: faster on CPU
@@ -352,6 +354,7 @@ def solve_ensemble(
     adjoint: diffrax.AbstractAdjoint | None = None,
     throw: bool = True,
     mesh: Mesh | None | bool = None,
+    options: SolverOptions | None = None,
 ) -> Trajectory:
     r"""Solve an ensemble of trajectories in one compiled call.
 
@@ -406,12 +409,15 @@ def solve_ensemble(
             every solver step costs kernel launches whatever its size, so larger chunks
             are cheaper there (see the benchmarks page).
         sort_members: order members by growth rate before chunking (speed only).
-        solver, rtol, atol, dt0, max_steps, adjoint, throw: as :func:`solve`. With
+        solver, rtol, atol, dt0, max_steps, adjoint, throw: shorthand for the fields of
+            ``options`` (see :class:`SolverOptions`), with :func:`solve`'s defaults. With
             ``method="stacked"`` a failure marks the whole chunk unsuccessful. On several
             devices the default gradients use ``diffrax.DirectAdjoint()`` (reverse mode
             through diffrax's default checkpointed loop fails inside ``shard_map``).
         mesh: a ``jax.sharding.Mesh`` to spread the members over, ``None`` (default) for
             all devices (:func:`epinn.device_mesh`), ``False`` for the default device only.
+        options: the solver settings as one :class:`SolverOptions`; its fields left
+            ``None`` keep the keywords above (a setting given both ways must agree).
 
     Returns:
         :class:`Trajectory` with ``ys`` of shape ``(M, len(ts), C)``
@@ -433,10 +439,10 @@ def solve_ensemble(
         >>> traj.ys.shape
         (2, 6, 3)
     """
-    ensemble, args, mesh = _prepare_ensemble(
-        model, params, y0, ts, method, chunk_size, sort_members,
-        (solver, rtol, atol, dt0, max_steps, adjoint, throw), mesh, False,
-    )
+    settings = _resolve_options(solve_ensemble, options, solver=solver, rtol=rtol, atol=atol,
+                                dt0=dt0, max_steps=max_steps, adjoint=adjoint, throw=throw)
+    ensemble, args, mesh = _prepare_ensemble(model, params, y0, ts, method, chunk_size,
+                                             sort_members, settings, mesh, False)
     try:
         (xs, cum, ok, steps), all_ok = _call_ensemble(ensemble, args, mesh)
     except eqx.EquinoxRuntimeError as e:  # diffeqsolve's own check (explicit solver/adjoint)
@@ -450,16 +456,24 @@ def solve_ensemble(
         if _cfg_of(args).throw and not bool(all_ok):
             raise RuntimeError(_failure_message(model, args, ok, _cfg_of(args)))
     xs = _check_success(ensemble, args, all_ok, xs)
-    return _trajectory(model, args[-1][1], xs, cum, ok, steps)
+    return _trajectory(model, args[-1].ts, xs, cum, ok, steps)
+
+
+class _Shared(NamedTuple):
+    """What every device needs whole: the time-varying rates, the saved times, the solver."""
+
+    varying: dict[str, Any]
+    ts: Array
+    cfg: _Config
 
 
 def _cfg_of(args: tuple) -> _Config:
-    return args[-1][2]
+    return args[-1].cfg
 
 
 def _no_throw(args: tuple) -> tuple:
-    varying, ts, cfg = args[-1]
-    return (*args[:-1], (varying, ts, dataclasses.replace(cfg, throw=False)))
+    shared = args[-1]
+    return (*args[:-1], shared._replace(cfg=dataclasses.replace(shared.cfg, throw=False)))
 
 
 def _rescue(model, ensemble, args, mesh, out):
@@ -507,7 +521,7 @@ def _check_success(ensemble: _Ensemble, args: tuple, all_ok: Array, x: Array) ->
     Under an outer trace it is abstract, and the check becomes an ``eqx.error_if`` on
     ``x``.
     """
-    cfg = args[-1][2]
+    cfg = _cfg_of(args)
     if not (ensemble.own_loop and cfg.throw):
         return x
     msg = (
@@ -555,10 +569,11 @@ def _auto_chunk_size(model: Model, ts: Array, mesh: Mesh | None) -> int:
     return _default_chunk_size(mesh, per_member)
 
 
-def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, mesh, summary):
+def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, settings, mesh, summary):
     """Checks and inputs shared by :func:`solve_ensemble` and :func:`ensemble_summary`.
 
-    ``config`` holds the arguments of :func:`_make_config`. Under ``shard_map`` the default
+    ``settings``: the solver settings, a :class:`_Settings` (or the same seven values as a
+    plain tuple; ``adjoint`` ``None`` for summaries). Under ``shard_map`` the default
     adjoint becomes ``diffrax.DirectAdjoint``: reverse mode through diffrax's checkpointed
     while loop fails inside ``shard_map``, and forward solves cost the same with either.
     """
@@ -574,11 +589,11 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, m
     _check_flow_rates(model, rates, N, y0a, tsa[0])
     const, varying = _split(rates)
     mesh = resolve_mesh(mesh)
-    solver, rtol, atol, dt0, max_steps, adjoint, throw = config
-    own_loop = method == "stacked" and solver is None and adjoint is None
-    if adjoint is None and mesh is not None:
-        adjoint = diffrax.DirectAdjoint()
-    cfg = _make_config(solver, rtol, atol, dt0, max_steps, adjoint, throw)
+    settings = _Settings(*settings)
+    own_loop = method == "stacked" and settings.solver is None and settings.adjoint is None
+    if settings.adjoint is None and mesh is not None:
+        settings = settings._replace(adjoint=diffrax.DirectAdjoint())
+    cfg = _make_config(settings)
     if mesh is not None and jax.process_count() > 1:  # global arrays for a multi-process job
         const, N, y0a = jax.device_put((const, N, y0a), replicated(mesh))
     elif mesh is not None:  # host copies (the checks made them) go to each device's block
@@ -586,7 +601,7 @@ def _prepare_ensemble(model, params, y0, ts, method, chunk_size, sort, config, m
     if chunk_size is None:
         chunk_size = _auto_chunk_size(model, tsa, mesh)
     ensemble = _Ensemble(model, int(chunk_size), method, bool(sort), summary, own_loop)
-    return ensemble, (const, N, y0a, (varying, tsa, cfg)), mesh
+    return ensemble, (const, N, y0a, _Shared(varying, tsa, cfg)), mesh
 
 
 def _on_host(a: Array) -> Array | np.ndarray:
@@ -675,6 +690,7 @@ def ensemble_summary(
     max_steps: int = 16384,
     throw: bool = True,
     mesh: Mesh | None | bool = None,
+    options: SolverOptions | None = None,
 ) -> EnsembleSummary:
     r"""Solve an ensemble too large to keep, keeping summary statistics only.
 
@@ -696,8 +712,11 @@ def ensemble_summary(
 
     Args:
         model, params, y0, ts: as :func:`solve_ensemble`.
-        method, chunk_size, sort_members, solver, rtol, atol, dt0, max_steps, throw, mesh: as
-            :func:`solve_ensemble` (no ``adjoint``: summaries are for simulation, not for
+        method, chunk_size, sort_members, mesh: as :func:`solve_ensemble`.
+        solver, rtol, atol, dt0, max_steps, throw: shorthand for the fields of ``options``
+            (see :class:`SolverOptions`), with :func:`solve`'s defaults.
+        options: the solver settings as one :class:`SolverOptions` (fields left ``None``
+            keep the keywords; no ``adjoint``: summaries are for simulation, not for
             gradients).
 
     Returns:
@@ -714,18 +733,18 @@ def ensemble_summary(
         >>> out.mean.shape, out.peak_time.shape
         ((6, 3), (2,))
     """
+    settings = _resolve_options(ensemble_summary, options, solver=solver, rtol=rtol,
+                                atol=atol, dt0=dt0, max_steps=max_steps, throw=throw)
     _check_model(model)
-    ensemble, args, mesh = _prepare_ensemble(
-        model, params, y0, ts, method, chunk_size, sort_members,
-        (solver, rtol, atol, dt0, max_steps, None, throw), mesh, True,
-    )
+    ensemble, args, mesh = _prepare_ensemble(model, params, y0, ts, method, chunk_size,
+                                             sort_members, settings, mesh, True)
     (per_member, (n, mean, m2, lo, hi)), all_ok = _call_ensemble(ensemble, args, mesh)
     peak_time, peak_size, cum, ok, steps = per_member
     mean = _check_success(ensemble, args, all_ok, mean)
     by_group = (lambda a: a) if model.groups is None else (
         lambda a: a.reshape(a.shape[0], len(model.compartments), model.n_groups))
     return EnsembleSummary(
-        ts=args[-1][1],
+        ts=args[-1].ts,
         count=n.astype(jnp.int32),
         mean=by_group(mean),
         std=by_group(jnp.sqrt(m2 / n)),

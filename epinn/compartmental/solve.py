@@ -98,7 +98,7 @@ def solve(
     _check_flow_rates(model, rates, N, y0a, tsa[0])
     opts = _resolve_options(solve, options, solver=solver, rtol=rtol, atol=atol, dt0=dt0,
                             max_steps=max_steps, adjoint=adjoint, throw=throw)
-    cfg = _make_config(*opts)
+    cfg = _make_config(opts)
     try:
         return _solve_core(model, rates, N, y0a, tsa, cfg, _check_counts(model, counts))
     except eqx.EquinoxRuntimeError as e:
