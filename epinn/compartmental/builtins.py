@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar, NamedTuple
-
 
 from .model import Model, flow, infection
 
@@ -74,45 +74,39 @@ class SIRVitalDynamicsParams(NamedTuple):
 """The class of every compartmental model (an alias of :class:`epinn.Model`)."""
 
 
-# The built-in models are definitions in the flow language. Their rate functions live at
-# module level, so that two instances (``SIR() == SIR()``) are equal and share compilations.
+# The built-in models are definitions in the flow language. Their rates are module-level
+# values, so that two instances (``SIR() == SIR()``) are equal and share compilations.
 
 
 def _si(t, y, p):
     return p.beta * y.S * y.I / p.N
 
 
-def _recovery(t, y, p):
-    return p.gamma * y.I
+@dataclasses.dataclass(frozen=True)
+class _PerCapita:
+    """The rate ``p.<param> * y.<compartment>``: each person leaves at rate ``param``.
 
+    A frozen dataclass rather than a closure: equal rates compare (and hash) equal, so
+    models built from them do too.
+    """
 
-def _disease_death(t, y, p):
-    return p.mu * y.I
+    param: str
+    compartment: str
 
-
-def _waning(t, y, p):
-    return p.omega * y.R
-
-
-def _onset(t, y, p):
-    return p.sigma * y.E
+    def __call__(self, t, y, p):
+        return getattr(p, self.param) * getattr(y, self.compartment)
 
 
 def _birth(t, y, p):
     return p.mu * p.N
 
 
-def _death_S(t, y, p):
-    return p.mu * y.S
-
-
-def _death_I(t, y, p):
-    return p.mu * y.I
-
-
-def _death_R(t, y, p):
-    return p.mu * y.R
-
+_recovery = _PerCapita("gamma", "I")
+_onset = _PerCapita("sigma", "E")
+_waning = _PerCapita("omega", "R")
+_death_I = _PerCapita("mu", "I")  # disease deaths in SIRD/SEIRD, natural ones in SIRVitalDynamics
+_death_S = _PerCapita("mu", "S")
+_death_R = _PerCapita("mu", "R")
 
 _SIR_FLOWS = (infection("S", "I", _si), flow("I", "R", _recovery))
 _SEIR_FLOWS = (infection("S", "E", _si), flow("E", "I", _onset), flow("I", "R", _recovery))
@@ -151,7 +145,7 @@ class SIRD(Model):
     def __init__(self):
         super().__init__(
             ("S", "I", "R", "D"), ("beta", "gamma", "mu"),
-            (*_SIR_FLOWS, flow("I", "D", _disease_death, name="deaths")), name="SIRD",
+            (*_SIR_FLOWS, flow("I", "D", _death_I, name="deaths")), name="SIRD",
         )
 
 
@@ -207,7 +201,7 @@ class SEIRD(Model):
     def __init__(self):
         super().__init__(
             ("S", "E", "I", "R", "D"), ("beta", "sigma", "gamma", "mu"),
-            (*_SEIR_FLOWS, flow("I", "D", _disease_death, name="deaths")), name="SEIRD",
+            (*_SEIR_FLOWS, flow("I", "D", _death_I, name="deaths")), name="SEIRD",
         )
 
 
