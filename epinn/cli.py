@@ -92,12 +92,14 @@ class ExperimentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _number(text: str, kind: type, what: str) -> int | float:
+def _number(text: str, kind: type, what: str,
+            ok: Callable[[int | float], bool] = lambda value: True) -> int | float:
+    """``kind(text)``, finite for floats and with ``ok(value)``; else "must be {what}"."""
     try:
         value = kind(text)
     except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
-    if kind is float and not math.isfinite(value):
+    if (kind is float and not math.isfinite(value)) or not ok(value):
         raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}")
     return value
 
@@ -109,34 +111,22 @@ def positive_int(text: str) -> int:
         >>> positive_int("3")
         3
     """
-    value = _number(text, int, "a positive integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
-    return value
+    return _number(text, int, "a positive integer", lambda value: value >= 1)
 
 
 def nonnegative_int(text: str) -> int:
     """argparse ``type=``: an int ``>= 0``."""
-    value = _number(text, int, "an integer >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}")
-    return value
+    return _number(text, int, "an integer >= 0", lambda value: value >= 0)
 
 
 def positive_float(text: str) -> float:
     """argparse ``type=``: a finite float ``> 0``."""
-    value = _number(text, float, "a positive finite number")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive finite number; got {text!r}")
-    return value
+    return _number(text, float, "a positive finite number", lambda value: value > 0)
 
 
 def nonnegative_float(text: str) -> float:
     """argparse ``type=``: a finite float ``>= 0``."""
-    value = _number(text, float, "a finite number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text!r}")
-    return value
+    return _number(text, float, "a finite number >= 0", lambda value: value >= 0)
 
 
 def output_dir(text: str) -> str:
