@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from ._inputs import _float_dtype
+from ..compartmental._rates import _float_dtype
 from ._trajectory import StochasticTrajectory
 
 
@@ -91,6 +91,11 @@ def _mean_se(x: Array, mask: Array | None = None) -> Estimate:
     return Estimate(mean, jnp.sqrt(var / m))
 
 
+def _proportion_se(p: Array, m: int) -> Array:
+    """Standard error :math:`\\sqrt{\\hat p(1-\\hat p)/m}` of a proportion over ``m`` members."""
+    return jnp.sqrt(p * (1 - p) / m)
+
+
 def final_sizes(sim: StochasticTrajectory | MemberSummaries) -> Array:
     r"""Number of new infections in each member by ``ts[-1]``, ``(M,)``.
 
@@ -151,7 +156,7 @@ def extinction_probability(sim: StochasticTrajectory | MemberSummaries,
         raise ValueError(f"`threshold` must be a positive number; got {threshold!r}.")
     minor = (_infected_end(sim) == 0) & (final_sizes(sim) < threshold)
     p = minor.mean(dtype=_float_dtype())
-    return Estimate(p, jnp.sqrt(p * (1 - p) / minor.shape[0]))
+    return Estimate(p, _proportion_se(p, minor.shape[0]))
 
 
 def final_size_distribution(sim: StochasticTrajectory | MemberSummaries,
@@ -177,7 +182,7 @@ def final_size_distribution(sim: StochasticTrajectory | MemberSummaries,
     if length is None:
         length = int(np.asarray(x).max()) + 1
     p = jnp.bincount(x, length=length) / x.shape[0]
-    return FinalSizeDistribution(jnp.arange(length), p, jnp.sqrt(p * (1 - p) / x.shape[0]))
+    return FinalSizeDistribution(jnp.arange(length), p, _proportion_se(p, x.shape[0]))
 
 
 def peaks(sim: StochasticTrajectory | MemberSummaries,
