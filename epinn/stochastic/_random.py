@@ -50,6 +50,21 @@ def _uniform(rng: Array, dtype) -> tuple[Array, Array]:
     return rng, _unit_interval(bits, dtype)
 
 
+def _tr_proposal(rng: Array, dtype, a: Array, b: Array, v_r: Array):
+    r"""One proposal of Hörmann's transformed rejection with squeeze (PTRS and BTRS).
+
+    Draws :math:`U, V` uniform on :math:`[0, 1)`, :math:`u = U - 1/2`,
+    :math:`u_s = 1/2 - |u|`. Returns ``(rng, V, u_s, spread, squeeze)`` with
+    ``spread`` :math:`= (2a/u_s + b)\,u` (the candidate is its floor after a shift) and
+    ``squeeze`` :math:`= u_s \ge 0.07 \wedge V \le v_r` (accept without the density test).
+    """
+    rng, u = _uniform(rng, dtype)
+    rng, v = _uniform(rng, dtype)
+    u = u - 0.5
+    us = 0.5 - jnp.abs(u)
+    return rng, v, us, (2 * a / us + b) * u, (us >= 0.07) & (v <= v_r)
+
+
 def _poisson(rng: Array, lam: Array) -> tuple[Array, Array]:
     r"""Poisson draws with means ``lam`` (any shape; streams ``rng``: ``(4, *lam.shape)``).
 
@@ -89,12 +104,8 @@ def _poisson(rng: Array, lam: Array) -> tuple[Array, Array]:
 
     def rej_body(c):
         rng, k, done = c
-        rng, U = _uniform(rng, dtype)
-        rng, V = _uniform(rng, dtype)
-        U = U - 0.5
-        us = 0.5 - jnp.abs(U)
-        kk = jnp.floor((2 * a / us + b) * U + ll + 0.43)
-        squeeze = (us >= 0.07) & (V <= vr)
+        rng, V, us, spread, squeeze = _tr_proposal(rng, dtype, a, b, vr)
+        kk = jnp.floor(spread + ll + 0.43)
         reject = (kk < 0) | ((us < 0.013) & (V > us))
         lhs = jnp.log(V) + jnp.log(inv_alpha) - jnp.log(a / (us * us) + b)
         rhs = -ll + kk * log_l - jax.lax.lgamma(kk + 1)
@@ -168,12 +179,8 @@ def _binomial(rng: Array, n: Array, p: Array) -> tuple[Array, Array]:
 
     def rej_body(c):
         rng, k_out, done = c
-        rng, u = _uniform(rng, dtype)
-        rng, v = _uniform(rng, dtype)
-        u = u - 0.5
-        us = 0.5 - jnp.abs(u)
-        k = jnp.floor((2 * a / us + b) * u + c0)
-        squeeze = (us >= 0.07) & (v <= v_r)
+        rng, v, us, spread, squeeze = _tr_proposal(rng, dtype, a, b, v_r)
+        k = jnp.floor(spread + c0)
         reject = (k < 0) | (k > nb)
         lv = jnp.log(v * alpha / (a / (us * us) + b))
         ub = ((m + 0.5) * jnp.log((m + 1) / (r * (nb - m + 1)))
