@@ -15,20 +15,13 @@ import numpy as np
 
 from ..compartmental import Model
 from ..compartmental._rates import _Namespace
+from ..compartmental._validate import _check_values, _is_tracer
 
 METHODS = ("exact", "tau_leap", "chain_binomial")
 """The simulators of :func:`epinn.stochastic.simulate`."""
 
 _INT_MAX = np.iinfo(np.int32).max
 _RATE_CHECK_TIMES = 64
-
-
-def _is_tracer(x: Any) -> bool:
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
-
-
-def _float_dtype():
-    return jax.dtypes.canonicalize_dtype(jnp.float64)
 
 
 def _is_function(v: Any) -> bool:
@@ -51,23 +44,6 @@ def _as_array(v: Any, what: str) -> Any:
     except (TypeError, ValueError) as e:
         raise TypeError(f"`{what}` must be a number or an array of numbers; got {type(v)}.") \
             from e
-
-
-def _check_finite(a: Any, what: str, *, positive: bool = False) -> None:
-    if _is_tracer(a):
-        return
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"`{what}` must be finite; got {a}.")
-    if positive and np.any(a <= 0):
-        raise ValueError(f"`{what}` must be positive; got {a}.")
-    if not positive and np.any(a < 0):
-        raise ValueError(f"`{what}` must be non-negative; got {a}.")
-
-
-def _check_model(model: Any) -> None:
-    if not isinstance(model, Model):
-        raise TypeError(f"`model` must be an epinn.Model (such as SIR(), or your own); "
-                        f"got {model!r}.")
 
 
 def _normalize_params(model: Model, params: Any) -> tuple[dict, dict, int | None]:
@@ -109,7 +85,7 @@ def _normalize_params(model: Model, params: Any) -> tuple[dict, dict, int | None
         if k == "N" and model.groups is not None and jnp.ndim(params[k]) == 0:
             raise ValueError(f"`params['N']` must hold the size of each of the {model.n_groups} "
                              f"groups {model.groups}; got a scalar.")
-        _check_finite(a, what, positive=(k == "N"))
+        _check_values(a, what, positive=(k == "N"))
         members = _merge_members(members, batch, what)
         const[k] = a
     return const, varying, members

@@ -13,13 +13,13 @@ from jaxtyping import Array, ArrayLike
 
 from .._checks import _check_key
 from ..compartmental import Model
+from ..compartmental._rates import _float_dtype
+from ..compartmental._validate import _check_model
 from ._exact import _exact_member
 from ._inputs import (
     _check_initial_rates,
-    _check_model,
     _check_options,
     _check_total,
-    _float_dtype,
     _merge_members,
     _normalize_params,
     _normalize_ts,
