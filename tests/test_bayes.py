@@ -808,7 +808,7 @@ def test_weekly_model_is_the_daily_model_in_other_units(x64):
 def test_noncentred_values_have_the_prior_distribution(prior, ref):
     # theta = F^-1(Phi(z)) for z ~ N(0, 1): its quantiles are the prior's at every level,
     # including the far tails (z = +-6), where Phi(z) would round to 0 or 1 in float32.
-    from epinn.bayes._run import _noncentred_value
+    from epinn.bayes._priors import _noncentred_value
 
     z = np.array([-6.0, -3.0, -1.0, 0.0, 0.5, 2.0, 4.0, 6.0])
     theta = np.asarray(_noncentred_value(prior, jnp.asarray(z, jnp.float32)))
@@ -1056,7 +1056,7 @@ def test_epidemic_model_observes_deaths_per_interval(x64):
 def test_noncentred_z_inverts_the_quantile_map(prior, x64):
     # _noncentred_z is the inverse of _noncentred_value (z -> F^{-1}(Phi(z))) on the bulk
     # and the tails; checked through the forward map. Tolerance: float64 round trip.
-    from epinn.bayes._run import _noncentred_value, _noncentred_z
+    from epinn.bayes._priors import _noncentred_value, _noncentred_z
 
     for theta in (1e-3, 0.2, 1.0, 4.0):
         z = _noncentred_z(prior, theta)
@@ -1072,7 +1072,8 @@ def test_init_from_a_least_squares_fit():
 
     from numpyro.infer.util import initialize_model
 
-    from epinn.bayes._run import _epidemic_spec, _init_from, _init_to_sites
+    from epinn.bayes._epidemic import _epidemic_spec, _init_from
+    from epinn.bayes._init import _init_to_sites
 
     cfg = dict(model=SIR(), y0=Y0, population=None, t0=0.0, likelihood="negbin",
                observed="I", time_unit="day")

@@ -57,6 +57,17 @@ Diagnostics use :func:`numpyro.diagnostics.split_gelman_rubin` (classic split
 :func:`numpyro.diagnostics.effective_sample_size`; the thresholds follow Vehtari et al.
 Intervals are equal-tailed quantiles (as in Stan's tables), not HPD intervals.
 
+**Layout.** One concept per private module, everything public re-exported here:
+``_results`` (:class:`MCMCResult`, :class:`SVIResult`), ``_run`` (:func:`run_nuts`,
+:func:`run_svi`, :func:`mcmc_diagnostics`), ``_predictive`` (:func:`prior_predictive`,
+:func:`posterior_predictive`, :func:`credible_interval`, :func:`predictive_coverage`),
+``_bnn`` (:func:`bnn_model`, :func:`fit_bnn`), ``_priors`` (:func:`default_priors`, the
+checks of priors and the non-centred draws), ``_epidemic`` (:func:`epidemic_model`,
+:func:`fit_epidemic`), ``_neural_beta`` (:func:`neural_beta_model`,
+:func:`fit_bayesian_neural_beta`) and ``_boarding_school`` (:func:`bayesian_boarding_school`);
+below them ``_checks`` (input checks), ``_sites`` (a model's sites, from one seeded trace) and
+``_init`` (where the samplers start).
+
 References:
     Grinsztajn, Semenova, Margossian, Riou (2021). Bayesian workflow for disease
     transmission modeling in Stan. *Statistics in Medicine* 40(27), 6209-6234.
@@ -66,23 +77,22 @@ References:
     Analysis* 16(2), 667-718.
 """
 
-
 # The implementation modules are private; the public API is stated once, here.
-from ._run import MCMCResult as MCMCResult
-from ._run import SVIResult as SVIResult
-from ._run import bayesian_boarding_school as bayesian_boarding_school
-from ._run import bnn_model as bnn_model
-from ._run import credible_interval as credible_interval
-from ._run import default_priors as default_priors
-from ._run import epidemic_model as epidemic_model
-from ._run import fit_bayesian_neural_beta as fit_bayesian_neural_beta
-from ._run import fit_bnn as fit_bnn
-from ._run import fit_epidemic as fit_epidemic
+from ._bnn import bnn_model as bnn_model
+from ._bnn import fit_bnn as fit_bnn
+from ._boarding_school import bayesian_boarding_school as bayesian_boarding_school
+from ._epidemic import epidemic_model as epidemic_model
+from ._epidemic import fit_epidemic as fit_epidemic
+from ._neural_beta import fit_bayesian_neural_beta as fit_bayesian_neural_beta
+from ._neural_beta import neural_beta_model as neural_beta_model
+from ._predictive import credible_interval as credible_interval
+from ._predictive import posterior_predictive as posterior_predictive
+from ._predictive import predictive_coverage as predictive_coverage
+from ._predictive import prior_predictive as prior_predictive
+from ._priors import default_priors as default_priors
+from ._results import MCMCResult as MCMCResult
+from ._results import SVIResult as SVIResult
 from ._run import mcmc_diagnostics as mcmc_diagnostics
-from ._run import neural_beta_model as neural_beta_model
-from ._run import posterior_predictive as posterior_predictive
-from ._run import predictive_coverage as predictive_coverage
-from ._run import prior_predictive as prior_predictive
 from ._run import run_nuts as run_nuts
 from ._run import run_svi as run_svi
 
