@@ -47,16 +47,16 @@ def default_priors(time_unit: str | float = "day") -> dict[str, dist.Distributio
 
     .. math::
 
-        eta \sim \mathcal N(2, 1)_{[0,\infty)}, \quad
+        \beta \sim \mathcal N(2, 1)_{[0,\infty)}, \quad
         \gamma \sim \mathcal N(0.4, 0.5)_{[0,\infty)}, \quad
-        \phi^{-1} \sim 	ext{Exponential}(5)
+        \phi^{-1} \sim \text{Exponential}(5)
 
     (truncated normals on :math:`[0, \infty)`; :math:`\phi^{-1}` has no time unit). For
     data on another time scale the rate priors are rescaled exactly: a rate per unit of
     :math:`u` days is :math:`u` times the rate per day, so with ``time_unit="week"``
-    :math:`eta \sim \mathcal N(14, 7)_{[0,\infty)}` and
+    :math:`\beta \sim \mathcal N(14, 7)_{[0,\infty)}` and
     :math:`\gamma \sim \mathcal N(2.8, 3.5)_{[0,\infty)}` (per week), the same beliefs
-    about the same epidemic. :math:`R_0 = eta/\gamma` does not change.
+    about the same epidemic. :math:`R_0 = \beta/\gamma` does not change.
 
     Args:
         time_unit: the unit of the observation times: ``"day"`` (default), ``"week"``, or
