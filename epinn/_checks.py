@@ -63,32 +63,39 @@ def _check_key(key: Any, name: str = "key") -> jax.Array:
     )
 
 
-def _asarray(value: Any, name: str) -> jax.Array:
-    """``jnp.asarray(value)`` of real numbers; anything else is an error naming ``name``."""
-    if isinstance(value, jax.core.Tracer):
-        return value
-    if isinstance(value, jax.Array):
+def _real_array(value: Any, name: str, *, host: bool = False,
+                ragged: type[Exception] = TypeError, must_be: str = "an array of real numbers",
+                show_type: bool = False) -> np.ndarray | jax.Array:
+    """``value`` as an array of real numbers (bool, int or float dtype), naming ``name``.
+
+    A ``jax.Array`` is returned as it is (no copy to the host) unless ``host``; anything
+    else goes through ``np.asarray``. A value that does not convert (a ragged nested list)
+    raises ``ragged`` ("`name` must be ``must_be``: why"); another dtype a TypeError (with
+    the value's type when ``show_type``).
+    """
+    if isinstance(value, jax.Array) and not host:
         a = value
     else:
         try:
             a = np.asarray(value)
         except (TypeError, ValueError) as err:  # ragged nested lists
-            raise TypeError(f"`{name}` must be an array of real numbers: {err}") from None
+            raise ragged(f"`{name}` must be {must_be}: {err}") from None
     if a.dtype.kind not in "biuf":
-        raise TypeError(f"`{name}` must hold real numbers; got {type(value).__name__} of "
-                        f"dtype {a.dtype}.")
-    return jnp.asarray(a)
+        got = f"{type(value).__name__} of dtype" if show_type else "dtype"
+        raise TypeError(f"`{name}` must hold real numbers; got {got} {a.dtype}.")
+    return a
+
+
+def _asarray(value: Any, name: str) -> jax.Array:
+    """``jnp.asarray(value)`` of real numbers; anything else is an error naming ``name``."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    return jnp.asarray(_real_array(value, name, show_type=True))
 
 
 def _as_float_array(value: Any, name: str) -> np.ndarray:
     """``value`` as a NumPy float64 array of real numbers, naming ``name`` if it is not."""
-    try:
-        a = np.asarray(value)
-    except (TypeError, ValueError) as err:  # ragged nested lists
-        raise TypeError(f"`{name}` must be an array of real numbers: {err}") from None
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"`{name}` must hold real numbers; got dtype {a.dtype}.")
-    return a.astype(float)
+    return _real_array(value, name, host=True).astype(float)
 
 
 def _as_float(value: Any, name: str) -> float:

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 
 from ._checks import _did_you_mean, _unknown_name
 from .data import batch_indices
-from ._checks import _asarray, _check_key
+from ._checks import _asarray, _check_key, _real_array
 from ._version import __version__
 from .losses import (
     LOSSES,
@@ -592,14 +592,7 @@ def _make_apply_fns(model: Any) -> _Apply:
 
 
 def _as_array(a: ArrayLike, name: str) -> jax.Array:
-    if not isinstance(a, jax.Array):
-        try:
-            a = np.asarray(a)
-        except (TypeError, ValueError) as err:  # ragged nested lists
-            raise ValueError(f"`{name}` must be a rectangular array: {err}") from None
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"`{name}` must hold real numbers; got dtype {a.dtype}.")
-    a = jnp.asarray(a)
+    a = jnp.asarray(_real_array(a, name, ragged=ValueError, must_be="a rectangular array"))
     if a.ndim == 0:
         raise ValueError(f"`{name}` must have a leading sample axis; got a scalar.")
     if a.shape[0] == 0:
