@@ -115,7 +115,7 @@ def test_public_modules_declare_their_api():
 #: The floors of the package (docs/architecture.md). A module imports only from its own
 #: group and the floors below; the neural-network toolkit and the epidemic core never
 #: import each other.
-FOUNDATION = {"_checks", "_version", "sharding"}
+FOUNDATION = {"_checks", "_deprecated", "_version", "sharding"}
 NN_TOOLKIT = {"activations", "losses", "models", "data", "training"}
 EPIDEMIC_CORE = {"compartmental", "observation", "stochastic", "datasets"}
 
