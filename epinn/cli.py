@@ -165,20 +165,30 @@ def run_script(entry: Callable[[list[str] | None], object],
     line) on stderr and returns 1 (130 on Ctrl-C); ``EPINN_TRACEBACK=1`` re-raises.
     """
     prog = Path(sys.argv[0]).name or "experiment"
+    return _call(entry, argv, f"{prog}: interrupted",
+                 lambda exc: f"{prog}: error: {_one_line(exc)}")
+
+
+def _call(entry: Callable[[list[str] | None], object], argv: list[str] | None,
+          interrupted: str, failed: Callable[[Exception], str]) -> int:
+    """``entry(argv)`` as an exit status: what it returns or exits with (a string exit
+    goes to stderr, status 1), 130 after printing ``interrupted`` on Ctrl-C, 1 after
+    printing ``failed(exc)`` for an exception (re-raised when ``EPINN_TRACEBACK`` is set).
+    """
     try:
         return _exit_code(entry(argv))
-    except SystemExit as exc:
+    except SystemExit as exc:  # argparse inside the script: --help or bad options
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
             return 1
         return _exit_code(exc.code)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130
     except Exception as exc:
         if os.environ.get(TRACEBACK_VAR):
             raise
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        print(failed(exc), file=sys.stderr)
         return 1
 
 
@@ -268,22 +278,10 @@ def _run_experiment(name: str, forwarded: list[str]) -> int:
             entry = getattr(module, "main", None)
             if not callable(entry):
                 raise _UsageError(f"experiment {name!r} ({path}) has no main() function")
-            try:
-                return _exit_code(entry(forwarded))
-            except SystemExit as exc:  # argparse inside the script: --help or bad options
-                if isinstance(exc.code, str):
-                    print(exc.code, file=sys.stderr)
-                    return 1
-                return _exit_code(exc.code)
-            except KeyboardInterrupt:
-                print(f"epinn: experiment {name!r} interrupted", file=sys.stderr)
-                return 130
-            except Exception as exc:
-                if os.environ.get(TRACEBACK_VAR):
-                    raise
-                print(f"epinn: error: experiment {name!r} failed: {_one_line(exc)} (set "
-                      f"{TRACEBACK_VAR}=1 for the traceback)", file=sys.stderr)
-                return 1
+            return _call(entry, forwarded, f"epinn: experiment {name!r} interrupted",
+                         lambda exc: f"epinn: error: experiment {name!r} failed: "
+                                     f"{_one_line(exc)} (set {TRACEBACK_VAR}=1 for the "
+                                     f"traceback)")
         except _UsageError:
             raise
         except Exception as exc:  # the script itself does not load (syntax, imports...)
