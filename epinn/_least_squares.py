@@ -30,6 +30,7 @@ from jaxtyping import Array
 from .compartmental import R0 as _R0
 from .compartmental import CompartmentalModel, solve
 from .compartmental._integrate import _integrate_sensitivities, _make_config
+from .compartmental._options import _Settings
 from .compartmental._validate import _normalize_params, _normalize_y0
 from .observation import NegativeBinomial, Poisson
 
@@ -97,6 +98,18 @@ def _check_settings(**settings):
         else:
             out.append(_as_count(name, v))
     return tuple(out)
+
+
+def _ode_settings(max_steps: int, rtol: float | None, atol: float | None) -> _Settings:
+    """A fit's checked ODE settings as one value (the other fields ``None``).
+
+    Tolerances left ``None`` take the precision's defaults: 1e-8/1e-10 in float64,
+    1e-6/1e-8 in float32.
+    """
+    x64 = jnp.asarray(1.0).dtype == jnp.float64
+    return _Settings(rtol=(1e-8 if x64 else 1e-6) if rtol is None else rtol,
+                     atol=(1e-10 if x64 else 1e-8) if atol is None else atol,
+                     max_steps=max_steps)
 
 
 def _check_inputs(model, ts, data, y0, init, free, loss, t0, *, can_free=True):
@@ -473,17 +486,15 @@ class _Problem(eqx.Module):
     loss: str = eqx.field(static=True)
     offset: int = eqx.field(static=True)
     n: int = eqx.field(static=True)
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
+    # The ODE settings (rtol, atol, max_steps; see :func:`_ode_settings`).
+    ode: _Settings = eqx.field(static=True)
     # With a fine grid, one solve saves at ``grid`` (the data times and the fine times,
     # merged); ``data_idx``/``fine_idx`` pick them out. See :func:`_merge_fine_grid`.
     data_idx: tuple[int, ...] | None = eqx.field(static=True, default=None)
     fine_idx: tuple[int, ...] | None = eqx.field(static=True, default=None)
 
     @classmethod
-    def build(cls, model, ts, t0, obs, y0, init, free, loss, rtol, atol, max_steps,
-              fine_points=0):
+    def build(cls, model, ts, t0, obs, y0, init, free, loss, ode, fine_points=0):
         offset = 1 if t0 < ts[0] else 0
         f = lambda v: jnp.asarray(np.asarray(v, dtype=float))  # noqa: E731
         grid = np.concatenate([[t0], ts]) if offset else np.asarray(ts)
@@ -503,9 +514,8 @@ class _Problem(eqx.Module):
             loss=loss,
             offset=offset,
             n=sum(v.size for v in obs.values()),
-            rtol=float(rtol),
-            atol=float(atol),
-            max_steps=int(max_steps),
+            ode=ode._replace(rtol=float(ode.rtol), atol=float(ode.atol),
+                             max_steps=int(ode.max_steps)),
             data_idx=data_idx,
             fine_idx=fine_idx,
         )
@@ -550,8 +560,8 @@ class _Problem(eqx.Module):
         p, y0 = self.unpack(theta)
         mp = self.model_params(p)
         grid = self.grid if ts is None else ts
-        kw = dict(rtol=self.rtol, atol=self.atol, max_steps=self.max_steps)
-        return solve(self.model, mp, y0, grid, adjoint=adjoint, throw=False, **kw), p
+        return solve(self.model, mp, y0, grid, adjoint=adjoint, throw=False,
+                     options=self.ode.options()), p
 
     def predict(self, theta):
         traj, p = self.solve(theta, adjoint=diffrax.ForwardMode())
@@ -640,7 +650,7 @@ class _Problem(eqx.Module):
         # Derivatives of the ODE's inputs, one direction per parameter (leading axis).
         d_rates, d_x0 = jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0),
                                      jax.jacfwd(ode_inputs)(theta))
-        cfg = _make_config(None, self.rtol, self.atol, None, self.max_steps, None, False)
+        cfg = _make_config(self.ode._replace(throw=False))
         (xs, cum, ok, steps), (d_xs, d_cum) = _integrate_sensitivities(
             model, rates, x0, self.grid, cfg, d_rates, d_x0
         )
@@ -766,9 +776,10 @@ class _Optimum(NamedTuple):
     solution: Any  # (mse) the merged grid's solution at theta, else None
 
 
-def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True) -> _Optimum:
+def _optimise(problem: _Problem, theta0, steps, tol, covariance=True) -> _Optimum:
     """Optimise from ``theta0``; return theta, history, steps, converged, loss, covariance,
-    Fisher information (of theta) and (``mse``) the grid's solution at theta.
+    Fisher information (of theta) and (``mse``) the grid's solution at theta. ``tol`` is
+    the optimisers' relative and absolute tolerance.
 
     The covariance of theta (Laplace) is computed here from the Jacobian or Hessian that the
     optimiser has at its last point, so each derivative program is compiled once: for
@@ -776,7 +787,7 @@ def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True) -> 
     With ``covariance=False`` (batches of fits, which report no intervals) the covariance
     returned is NaN and no solution is returned.
     """
-    lm = optx.LevenbergMarquardt(rtol=rtol, atol=atol)
+    lm = optx.LevenbergMarquardt(rtol=tol, atol=tol)
     if problem.loss == "mse":
         # The last accepted point's residuals, Jacobian and solution are all in the solver
         # state: the program holds one (sensitivity) solve, see `_jacobian_once`.
@@ -797,7 +808,7 @@ def _optimise(problem: _Problem, theta0, steps, rtol, atol, covariance=True) -> 
     record = lambda th, state: 0.5 * jnp.sum(state.f_info.residual**2)  # noqa: E731
     fn = lambda th, _: (problem.residuals(th), None)  # noqa: E731
     theta, hist, n, _, _ = _iterate(lm, fn, theta0, steps, record)
-    newton = optx.Newton(rtol=rtol, atol=atol)
+    newton = optx.Newton(rtol=tol, atol=tol)
     grad = lambda th, _: (jax.jacfwd(problem.nll)(th), None)  # noqa: E731
     theta_n, hist_n, n_n, _, _ = _iterate(newton, grad, theta, 50, lambda th, _: problem.nll(th))
     # Keep the Newton polish only if it improved the likelihood (one vmapped evaluation).

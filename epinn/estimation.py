@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jax.sharding import Mesh
+from jaxtyping import Array
 
 from ._checks import _check_key
 from ._fitting import _full_precision
@@ -64,13 +65,15 @@ from ._least_squares import (
     _check_settings,
     _from_theta_np,
     _lookup,
+    _ode_settings,
     _optimise,
     _Problem,
     _slot,
 )
 from .compartmental import R0 as _R0
-from .compartmental import CompartmentalModel, Trajectory
+from .compartmental import CompartmentalModel, SolverOptions, Trajectory
 from .compartmental._integrate import _integrate, _make_config
+from .compartmental._options import _resolve_options
 from .sharding import shard_map_batch
 
 __all__ = [
@@ -498,9 +501,9 @@ def _bound_drops(problem: _Problem, theta):
 def _run(problem: _Problem, starts, steps: int, tol: float, fine):
     """Optimise from every start, pick the best and evaluate everything there: one call."""
     if starts.shape[0] == 1:  # no vmap for a single start: a smaller program to compile
-        runs = jax.tree.map(lambda x: x[None], _optimise(problem, starts[0], steps, tol, tol))
+        runs = jax.tree.map(lambda x: x[None], _optimise(problem, starts[0], steps, tol))
     else:
-        runs = jax.vmap(lambda th: _optimise(problem, th, steps, tol, tol))(starts)
+        runs = jax.vmap(lambda th: _optimise(problem, th, steps, tol))(starts)
     thetas, losses, solutions = runs.theta, runs.loss, runs.solution
     ok = jnp.isfinite(losses) & jnp.all(jnp.isfinite(thetas), axis=1)
     best = jnp.argmin(jnp.where(ok, losses, jnp.inf))
@@ -566,6 +569,7 @@ def fit_parameters(
     tol: float | None = None,
     max_steps: int = 4096,
     warn: bool = True,
+    options: SolverOptions | None = None,
 ) -> FitResult:
     r"""Fit compartmental-model parameters to observed series by gradients through the ODE.
 
@@ -616,13 +620,18 @@ def fit_parameters(
         key: PRNG key for the jitter (one ``jax.random`` key; checked whenever given).
         t0: time of ``y0`` (default ``ts[0]``); e.g. 0 for the boarding school, observed on
             days 1..14.
-        rtol, atol: ODE tolerances (default 1e-8/1e-10 in float64, 1e-6/1e-8 in float32).
+        rtol, atol, max_steps: shorthand for the fields of ``options`` (see
+            :class:`~epinn.SolverOptions`). ``None`` tolerances (the default) depend on the
+            precision: 1e-8/1e-10 in float64, 1e-6/1e-8 in float32.
         tol: optimiser tolerance (default 1e-10 in float64, 1e-5 in float32).
-        max_steps: ODE solver step limit.
         warn: warn (:class:`ConvergenceWarning`) when the fit does not converge, and
             after a converged fit :class:`IdentifiabilityWarning` when parameters are at a
             bound or not identified, :class:`MisfitWarning` when the model cannot
             reproduce the data's shape.
+        options: the ODE settings as one :class:`~epinn.SolverOptions`; its fields left
+            ``None`` keep the keywords above (a setting given both ways must agree). A fit
+            uses ``rtol``, ``atol`` and ``max_steps`` only (it chooses its own solver,
+            adjoint and failure handling) and refuses the other fields.
 
     Returns:
         :class:`FitResult`. ``converged`` is ``False`` (and, with ``warn``, a
@@ -660,10 +669,13 @@ def fit_parameters(
         >>> round(res.params["beta"], 2), round(res.params["gamma"], 2), res.converged
         (1.67, 0.44, True)
     """
+    opts = _resolve_options(fit_parameters, options, rtol=rtol, atol=atol, max_steps=max_steps)
     if optimizer not in ("levenberg_marquardt", "lm"):
         raise ValueError(f"`optimizer` must be 'levenberg_marquardt'; got {optimizer!r}.")
     steps, n_starts, max_steps, rtol, atol, tol = _check_settings(
-        steps=steps, n_starts=n_starts, max_steps=max_steps, rtol=rtol, atol=atol, tol=tol)
+        steps=steps, n_starts=n_starts, max_steps=opts.max_steps, rtol=opts.rtol,
+        atol=opts.atol, tol=tol)
+    ode = _ode_settings(max_steps, rtol, atol)
     start_scale = _as_number("start_scale", start_scale)
     if not math.isfinite(start_scale) or start_scale < 0:
         raise ValueError(f"`start_scale` must be non-negative and finite; got {start_scale}.")
@@ -673,8 +685,6 @@ def fit_parameters(
         key = _check_key(key)
     ts, t0, obs, init, free = _check_inputs(model, ts, data, y0, init, free, loss, t0)
     x64 = jnp.asarray(1.0).dtype == jnp.float64
-    rtol = (1e-8 if x64 else 1e-6) if rtol is None else rtol
-    atol = (1e-10 if x64 else 1e-8) if atol is None else atol
     tol = (1e-10 if x64 else 1e-5) if tol is None else tol
     # The fitted trajectory's grid: 10 points per data interval, at most 1001 (or one per
     # data time). mse fits solve on the data times and this grid at once, so the
@@ -682,7 +692,7 @@ def fit_parameters(
     n_grid = len(ts) + (1 if t0 < ts[0] else 0)
     n_fine = min(10 * n_grid + 1, max(1001, n_grid))
     fine_points = n_fine if loss == "mse" else 0
-    problem = _Problem.build(model, ts, t0, obs, y0, init, free, loss, rtol, atol, max_steps,
+    problem = _Problem.build(model, ts, t0, obs, y0, init, free, loss, ode,
                              fine_points=fine_points)
 
     theta0 = jnp.asarray(problem.theta0())
@@ -796,6 +806,33 @@ def _warn_unconverged(steps, loss, nonfinite, solved, max_steps):
     )
 
 
+class _BatchOutcome(NamedTuple):
+    """The fits of a block of data sets, each field with the block's leading axis."""
+
+    params: dict[str, Array]  # the model's parameters
+    y0: dict[str, Array]  # the initial states
+    loss: Array  # mean squared residual (mse) or negative log-likelihood
+    converged: Array  # the optimiser's criterion met
+    steps: Array  # optimiser steps taken
+    theta: Array  # the optimum in the unconstrained parameters, (B, P)
+    information: Array  # Fisher information of theta, (B, P, P)
+    bound_drops: Array  # see `_bound_drops`, (B, P)
+
+
+class _LMState(NamedTuple):
+    """The carry of :class:`_StackedBatchFit`'s loop: every member's Levenberg-Marquardt
+    state, ``(B, ...)`` but for the shared step count."""
+
+    step: Array  # iterations taken
+    theta: Array  # current point, (B, P)
+    residuals: Array  # at theta, (B, n)
+    jacobian: Array  # of the residuals at theta, (B, n, P)
+    lam: Array  # damping, (B,)
+    nu: Array  # damping growth after a rejected step, (B,)
+    active: Array  # still iterating, (B,)
+    done: Array  # converged, (B,)
+
+
 @eqx.filter_jit
 class _BatchFit(eqx.Module):
     """Fit a block of data sets: ``lax.map`` of vmapped fits, ``batch_size`` at a time."""
@@ -809,10 +846,10 @@ class _BatchFit(eqx.Module):
 
         def one(y):
             p = eqx.tree_at(lambda q: q.y, problem, y)
-            opt = _optimise(p, theta0, self.steps, self.tol, self.tol, covariance=False)
+            opt = _optimise(p, theta0, self.steps, self.tol, covariance=False)
             params, y0 = p.unpack(opt.theta)
-            return (params, y0, opt.loss, opt.converged, opt.steps, opt.theta, opt.information,
-                    _bound_drops(p, opt.theta))
+            return _BatchOutcome(params, y0, opt.loss, opt.converged, opt.steps, opt.theta,
+                                 opt.information, _bound_drops(p, opt.theta))
 
         return jax.lax.map(one, ys, batch_size=min(self.batch_size, _leading(ys)))
 
@@ -864,8 +901,7 @@ class _StackedBatchFit(eqx.Module):
 
     def block(self, problem, theta0, y):
         B, P, tol = _leading(y), theta0.shape[0], self.tol
-        cfg = _make_config(None, problem.rtol, problem.atol, None, problem.max_steps,
-                           diffrax.ForwardMode(), False)
+        cfg = _make_config(problem.ode._replace(adjoint=diffrax.ForwardMode(), throw=False))
         tangents = jnp.broadcast_to(jnp.eye(P, dtype=theta0.dtype)[:, None, :], (P, B, P))
 
         def r_and_J(th):
@@ -873,8 +909,9 @@ class _StackedBatchFit(eqx.Module):
             r, Jt = jax.vmap(lambda v: jax.jvp(f, (th,), (v,)), out_axes=(None, 0))(tangents)
             return r, jnp.transpose(Jt, (1, 2, 0))  # (B, n), (B, n, P)
 
-        def body(c):
-            i, th, r, J, lam, nu, active, done = c
+        def body(c: _LMState) -> _LMState:
+            th, r, J, lam, nu, active, done = (c.theta, c.residuals, c.jacobian, c.lam, c.nu,
+                                               c.active, c.done)
             g = jnp.einsum("bnp,bn->bp", J, r)
             A = jnp.einsum("bnp,bnq->bpq", J, J)
             f = 0.5 * jnp.sum(r**2, 1)
@@ -902,22 +939,25 @@ class _StackedBatchFit(eqx.Module):
             nu = jnp.where(accept, 2.0, 2.0 * nu)
             th, r, J = keep(th + delta, th), keep(r_new, r), keep(J_new, J)
             stuck = lam >= 1e16  # no step is accepted any more: give up (not converged)
-            return i + 1, th, r, J, lam, nu, active & ~stuck, done
+            return _LMState(step=c.step + 1, theta=th, residuals=r, jacobian=J, lam=lam, nu=nu,
+                            active=active & ~stuck, done=done)
 
         th = jnp.broadcast_to(theta0, (B, P))
         r, J = r_and_J(th)
         A_diag = jnp.sum(J**2, 1)
         lam = 1e-3 * jnp.max(A_diag, 1) / jnp.maximum(jnp.max(A_diag, 1), 1e-12)
-        init = (0, th, r, J, lam, jnp.full((B,), 2.0, th.dtype), jnp.ones(B, bool),
-                jnp.zeros(B, bool))
-        n, th, r, J, _, _, _, done = jax.lax.while_loop(
-            lambda c: (c[0] < self.steps) & jnp.any(c[6]), body, init)
+        init = _LMState(step=0, theta=th, residuals=r, jacobian=J, lam=lam,
+                        nu=jnp.full((B,), 2.0, th.dtype), active=jnp.ones(B, bool),
+                        done=jnp.zeros(B, bool))
+        end = jax.lax.while_loop(lambda c: (c.step < self.steps) & jnp.any(c.active), body,
+                                 init)
+        th, r, J = end.theta, end.residuals, end.jacobian
         params, y0 = jax.vmap(problem.unpack)(th)
         mse = jnp.mean(r**2, 1)
         sigma2 = jnp.sum(r**2, 1) / max(problem.n - P, 1)
         info = jnp.einsum("bnp,bnq->bpq", J, J) / sigma2[:, None, None]
-        return (params, y0, mse, done, jnp.full((B,), n), th, info,
-                _stacked_bound_drops(problem, cfg, th, y, mse))
+        return _BatchOutcome(params, y0, mse, end.done, jnp.full((B,), end.step), th, info,
+                             _stacked_bound_drops(problem, cfg, th, y, mse))
 
 
 def _stacked_bound_drops(problem: _Problem, cfg, th, y, mse):
@@ -974,6 +1014,7 @@ def fit_parameters_batch(
     mesh: Mesh | None | bool = None,
     method: str | None = None,
     warn: bool = False,
+    options: SolverOptions | None = None,
 ) -> dict[str, np.ndarray]:
     r"""Fit many data sets with the same model and set-up in one compiled call.
 
@@ -995,7 +1036,8 @@ def fit_parameters_batch(
       and are reported unconverged. Check ``converged``.
 
     Args:
-        model, ts, y0, init, free, loss, steps, t0, rtol, atol, tol, max_steps: as
+        model, ts, y0, init, free, loss, steps, t0, tol: as :func:`fit_parameters`.
+        rtol, atol, max_steps: shorthand for the fields of ``options``, as in
             :func:`fit_parameters`.
         data: ``{name: (B, len(ts)) array}``.
         batch_size: fits vectorised together (one stacked ODE with ``"stacked"``).
@@ -1009,6 +1051,8 @@ def fit_parameters_batch(
             sets have parameters at a bound or not identified. Off by default: a batch
             reports them as arrays (below) and does not warn, as it does not warn about
             convergence either.
+        options: the ODE settings as one :class:`~epinn.SolverOptions`, as in
+            :func:`fit_parameters` (``rtol``, ``atol`` and ``max_steps`` only).
 
     Returns:
         ``{name: (B,) array}`` for every parameter and initial state, plus ``"loss"``,
@@ -1031,6 +1075,8 @@ def fit_parameters_batch(
         >>> out["beta"].shape, bool(out["converged"].all())
         ((2,), True)
     """
+    opts = _resolve_options(fit_parameters_batch, options, rtol=rtol, atol=atol,
+                            max_steps=max_steps)
     if not isinstance(data, Mapping) or not data:
         raise ValueError("`data` must be a non-empty mapping {observation name: (B, T) array}.")
     arrays = {k: _as_array(f"data[{k!r}]", v) for k, v in data.items()}
@@ -1042,7 +1088,8 @@ def fit_parameters_batch(
     if next(iter(shapes.values()))[0] == 0:
         raise ValueError(f"`data` holds no data sets (an empty batch); got shapes {shapes}.")
     steps, batch_size, max_steps, rtol, atol, tol = _check_settings(
-        steps=steps, batch_size=batch_size, max_steps=max_steps, rtol=rtol, atol=atol, tol=tol)
+        steps=steps, batch_size=batch_size, max_steps=opts.max_steps, rtol=opts.rtol,
+        atol=opts.atol, tol=tol)
     if method not in (None, "stacked", "vmap"):
         raise ValueError(f"`method` must be None, 'stacked' or 'vmap'; got {method!r}.")
     # Validate every data set (plain numpy, cheap) through the single-fit checks.
@@ -1052,13 +1099,11 @@ def fit_parameters_batch(
         _check_inputs(model, ts, {k: a[b] for k, a in arrays.items()}, y0, init, free, loss, t0)
     x64 = jnp.asarray(1.0).dtype == jnp.float64
     method = "vmap" if method is None else method
-    rtol = (1e-8 if x64 else 1e-6) if rtol is None else rtol
-    atol = (1e-10 if x64 else 1e-8) if atol is None else atol
     if tol is None and method == "stacked":
         tol = 1e-7 if x64 else 1e-5
     tol = (1e-10 if x64 else 1e-5) if tol is None else tol
-    problem = _Problem.build(model, ts_, t0_, first, y0, init_, free_, loss, rtol, atol,
-                             max_steps)
+    problem = _Problem.build(model, ts_, t0_, first, y0, init_, free_, loss,
+                             _ode_settings(max_steps, rtol, atol))
     ys = {k: jnp.asarray(a) for k, a in arrays.items()}
     if method == "stacked":
         if loss != "mse":
@@ -1067,45 +1112,53 @@ def fit_parameters_batch(
             raise ValueError("`method='stacked'` fits unstratified models; use method='vmap' "
                              f"for {model.name} (groups {model.groups}).")
         # No optimistix inside: shard_map works, and each device fits its own block.
-        params, y0s, losses, done, n, thetas, infos, drops = shard_map_batch(
+        fits = shard_map_batch(
             _StackedBatchFit(int(steps), float(tol), int(batch_size)), ys, mesh=mesh,
             shared=(problem, jnp.asarray(problem.theta0())),
         )
     else:
-        params, y0s, losses, done, n, thetas, infos, drops = shard_map_batch(
+        fits = shard_map_batch(
             _BatchFit(int(steps), float(tol), int(batch_size)), ys, mesh=mesh,
             shared=(problem, jnp.asarray(problem.theta0())), partitioner="gspmd",
         )
-    out = {k: np.asarray(v) for k, v in params.items() if k in init_}
-    slots = [_slot(model, k) for k in free_]
+    return _pack_batch(model, fits, init_, free_, warn)
+
+
+def _pack_batch(model, fits: _BatchOutcome, init, free, warn) -> dict[str, np.ndarray]:
+    """:func:`fit_parameters_batch`'s output from the block fits (and its warning)."""
+    params, y0s = fits.params, fits.y0
+    out = {k: np.asarray(v) for k, v in params.items() if k in init}
+    slots = [_slot(model, k) for k in free]
     freed = {key for kind, key, _ in slots if kind == "state"}
     out.update({f"{c}0": np.asarray(v) for c, v in y0s.items() if c in freed})
-    for k, (kind, key, index) in zip(free_, slots):
+    for k, (kind, key, index) in zip(free, slots):
         if index:  # an entry of an array: its own (B,) column too
             out[k] = np.asarray(params[key] if kind == "param" else y0s[key])[(slice(None),
                                                                             *index)]
     # A data set whose estimate is not finite is not converged, whatever the optimiser said.
     finite = np.all([np.isfinite(v).reshape(v.shape[0], -1).all(1) for v in out.values()],
                     axis=0)
-    out.update(loss=np.asarray(losses),
-               converged=np.asarray(done) & np.isfinite(losses) & finite,
-               n_steps=np.asarray(n))
-    thetas, infos, drops = (np.asarray(a, dtype=float) for a in (thetas, infos, drops))
+    losses = np.asarray(fits.loss)
+    out.update(loss=losses, converged=np.asarray(fits.converged) & np.isfinite(losses) & finite,
+               n_steps=np.asarray(fits.steps))
+    thetas, infos, drops = (np.asarray(a, dtype=float)
+                            for a in (fits.theta, fits.information, fits.bound_drops))
     at_bound = np.zeros(thetas.shape, bool)
     unidentified = np.zeros(thetas.shape, bool)
     for b in range(thetas.shape[0]):
         # A zero R0 gradient: R0's interval is not reported by batches.
-        ident = _identifiability(free_, thetas[b], infos[b], drops[b], np.zeros(len(free_)))
-        at_bound[b] = [k in ident.at_bound for k in free_]
-        unidentified[b] = [k in ident.unidentified for k in free_]
+        ident = _identifiability(free, thetas[b], infos[b], drops[b], np.zeros(len(free)))
+        at_bound[b] = [k in ident.at_bound for k in free]
+        unidentified[b] = [k in ident.unidentified for k in free]
     out.update(at_bound=at_bound, unidentified=unidentified)
     if warn and (at_bound.any() or unidentified.any()):
         counts = ", ".join(f"{k} at a bound in {int(at_bound[:, i].sum())}, not identified "
-                           f"in {int(unidentified[:, i].sum())}" for i, k in enumerate(free_)
+                           f"in {int(unidentified[:, i].sum())}" for i, k in enumerate(free)
                            if at_bound[:, i].any() or unidentified[:, i].any())
         warnings.warn(
             f"fit_parameters_batch: of {thetas.shape[0]} data sets, {counts} (see "
             "out['at_bound'] and out['unidentified'], columns in the order of `free`). Fix "
             "a parameter, add data or use a prior; epinn.profile_likelihood shows what the "
-            "data say.", IdentifiabilityWarning, stacklevel=3)
+            "data say.", IdentifiabilityWarning,
+            stacklevel=4)  # the caller of fit_parameters_batch (through _full_precision)
     return out

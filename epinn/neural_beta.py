@@ -102,10 +102,12 @@ from .compartmental import (
     SIR,
     CompartmentalModel,
     NetworkRate,
+    SolverOptions,
     Trajectory,
     effective_reproduction_number,
     solve,
 )
+from .compartmental._options import _resolve_options, _Settings
 from .estimation import ConvergenceWarning, FitResult
 from .training import NonFiniteLossError
 
@@ -287,6 +289,7 @@ def fit_neural_beta(
     chunk_size: int = 100,
     verbose: int = 0,
     warn: bool = True,
+    options: SolverOptions | None = None,
 ) -> FitResult:
     r"""Fit a compartmental model with a neural transmission rate :math:`\beta(t)`.
 
@@ -337,12 +340,15 @@ def fit_neural_beta(
         n_grid: points of the fine grid from ``t0`` to ``ts[-1]`` for the returned
             :math:`\beta(t)` and trajectory.
         n_penalty: points at which the penalty is evaluated.
-        rtol, atol: ODE tolerances during training and evaluation.
-        max_steps: ODE solver step limit (a solve that needs more counts as failed), at
-            most :math:`2^{24}`.
+        rtol, atol, max_steps: shorthand for the fields of ``options`` (see
+            :class:`~epinn.SolverOptions`), used in training and evaluation; a solve that
+            needs more than ``max_steps`` (at most :math:`2^{24}`) counts as failed.
         chunk_size: optimiser steps per compiled chunk (one progress update each).
         verbose: 1 shows a progress bar, 0 is silent.
         warn: warn (:class:`epinn.ConvergenceWarning`) if the fit has not converged.
+        options: the ODE settings as one :class:`~epinn.SolverOptions`; its fields left
+            ``None`` keep the keywords above (a setting given both ways must agree). The
+            fit uses ``rtol``, ``atol`` and ``max_steps`` only and refuses the other fields.
 
     Returns:
         :class:`epinn.FitResult` with ``method="neural_beta"``. ``params[rate]`` is its
@@ -385,6 +391,8 @@ def fit_neural_beta(
         [0.5 0.2]
     """
     wall = time.perf_counter()
+    opts = _resolve_options(fit_neural_beta, options, rtol=rtol, atol=atol,
+                            max_steps=max_steps)
     model = SIR() if model is None else model
     if not isinstance(model, CompartmentalModel):
         raise TypeError(f"`model` must be a CompartmentalModel such as SIR(); got {_show(model)}.")
@@ -404,9 +412,9 @@ def fit_neural_beta(
     n_grid = _check_int(n_grid, "n_grid", 2)
     n_penalty = _check_int(n_penalty, "n_penalty", 2)
     learning_rate = _check_positive(learning_rate, "learning_rate")
-    rtol = _check_positive(rtol, "rtol")
-    atol = _check_positive(atol, "atol")
-    max_steps = _check_int(max_steps, "max_steps", 1, _MAX_SOLVER_STEPS)
+    ode = _Settings(rtol=_check_positive(opts.rtol, "rtol"),
+                    atol=_check_positive(opts.atol, "atol"),
+                    max_steps=_check_int(opts.max_steps, "max_steps", 1, _MAX_SOLVER_STEPS))
     verbose = _check_verbose(verbose)
     warn = _check_flag(warn, "warn")
     key = _require_key(key)
@@ -420,8 +428,7 @@ def fit_neural_beta(
         params["log_gamma"] = jnp.asarray(math.log(gamma_init))
     objective = _ude_objective(
         model, net, ts, t0, obs, N, y0, rates, gamma, rate=rate, smoothness=smoothness,
-        order=smoothness_order, loss=loss, n_penalty=n_penalty, rtol=rtol, atol=atol,
-        max_steps=max_steps)
+        order=smoothness_order, loss=loss, n_penalty=n_penalty, ode=ode)
     params, history = _minimise(objective, params, method="adam", steps=steps,
                                 learning_rate=learning_rate, chunk_size=chunk_size,
                                 verbose=verbose, desc="neural beta(t)")
@@ -459,7 +466,7 @@ def _check_ude_rates(model, rate, gamma, beta_init, rates):
 
 
 def _ude_objective(model, net, ts, t0, obs, N, y0, rates, gamma, *, rate, smoothness, order,
-                   loss, n_penalty, rtol, atol, max_steps) -> _UDEObjective:
+                   loss, n_penalty, ode) -> _UDEObjective:
     """The objective of the module docstring on the checked inputs (data as float leaves)."""
     grid, offset = _shifted_grid(ts, t0)
     fixed = {k: jnp.asarray(v) for k, v in rates.items()}
@@ -480,9 +487,9 @@ def _ude_objective(model, net, ts, t0, obs, N, y0, rates, gamma, *, rate, smooth
         order=order,
         loss=loss,
         offset=offset,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
+        rtol=ode.rtol,
+        atol=ode.atol,
+        max_steps=ode.max_steps,
         rate_name=rate,
     )
 

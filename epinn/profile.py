@@ -59,6 +59,7 @@ from ._least_squares import (
     _check_settings,
     _from_theta_np,
     _lookup,
+    _ode_settings,
     _optimise,
     _parse_free,
     _Problem,
@@ -66,7 +67,8 @@ from ._least_squares import (
     _to_theta,
 )
 from .compartmental import R0 as _R0
-from .compartmental import CompartmentalModel
+from .compartmental import CompartmentalModel, SolverOptions
+from .compartmental._options import _resolve_options
 from .estimation import FitResult, fit_parameters
 
 __all__ = ["Profile", "plot_profile", "profile_likelihood"]
@@ -146,7 +148,7 @@ def _profile_block(problem: _Problem, name: str, values, starts, steps: int, tol
     if problem.free:
         def one(v, th0):
             p = _with_value(problem, name, v)
-            opt = _optimise(p, th0, steps, tol, tol, covariance=False)
+            opt = _optimise(p, th0, steps, tol, covariance=False)
             return opt.theta, opt.loss, opt.converged
 
         return jax.vmap(one)(values, starts)
@@ -200,6 +202,7 @@ def profile_likelihood(
     atol: float | None = None,
     tol: float | None = None,
     max_steps: int = 4096,
+    options: SolverOptions | None = None,
 ) -> Profile:
     r"""Profile the likelihood of a fit in one parameter or in :math:`R_0`.
 
@@ -210,8 +213,11 @@ def profile_likelihood(
     block.
 
     Args:
-        model, ts, data, y0, init, free, loss, t0, steps, rtol, atol, tol, max_steps: the
-            fit, as :func:`epinn.estimation.fit_parameters`.
+        model, ts, data, y0, init, free, loss, t0, steps, tol: the fit, as
+            :func:`epinn.estimation.fit_parameters`.
+        rtol, atol, max_steps: shorthand for the fields of ``options``, as in
+            :func:`~epinn.estimation.fit_parameters` (``None`` tolerances depend on the
+            precision).
         parameter: a name in ``free`` (a rate, ``"reporting"``, ``"phi"``, ``"N"``, an
             initial state such as ``"I0"``) or ``"R0"`` (``beta`` must be free).
         grid: values of the quantity to evaluate (all positive; in (0, 1) for
@@ -224,6 +230,9 @@ def profile_likelihood(
             to start from; fitted here (without warnings) when not given.
         refine: blocks spent narrowing each crossing's bracket (each narrows it by a
             factor ``n_grid // 2 + 1``).
+        options: the ODE settings as one :class:`~epinn.SolverOptions`, as in
+            :func:`~epinn.estimation.fit_parameters` (``rtol``, ``atol`` and ``max_steps``
+            only); they also go to the full fit when ``fit`` is not given.
 
     Returns:
         :class:`Profile`.
@@ -245,8 +254,11 @@ def profile_likelihood(
         >>> bool(lo < 1.67 < hi), prof.one_sided, round(prof.threshold, 2)
         (True, None, 1.92)
     """
+    opts = _resolve_options(profile_likelihood, options, rtol=rtol, atol=atol,
+                            max_steps=max_steps)
     n_grid, steps, max_steps, rtol, atol, tol = _check_settings(
-        n_grid=n_grid, steps=steps, max_steps=max_steps, rtol=rtol, atol=atol, tol=tol)
+        n_grid=n_grid, steps=steps, max_steps=opts.max_steps, rtol=opts.rtol, atol=opts.atol,
+        tol=tol)
     refine = _as_count("refine", refine, minimum=0)
     if n_grid < 4:
         raise ValueError(f"`n_grid` must be at least 4; got {n_grid}.")
@@ -259,20 +271,16 @@ def profile_likelihood(
         parameter = _parse_free(model, (parameter,), init_, y0, loss)[0]
     _check_parameter(model, parameter, free_, init_)
     grid = _check_grid(grid, parameter)
-    x64 = jnp.asarray(1.0).dtype == jnp.float64
-    rtol = (1e-8 if x64 else 1e-6) if rtol is None else rtol
-    atol = (1e-10 if x64 else 1e-8) if atol is None else atol
-    tol = (1e-10 if x64 else 1e-5) if tol is None else tol
+    ode = _ode_settings(max_steps, rtol, atol)
+    tol = (1e-10 if jnp.asarray(1.0).dtype == jnp.float64 else 1e-5) if tol is None else tol
     if fit is None:
         fit = fit_parameters(model, ts_, obs, y0=y0, init=init_, free=free_, loss=loss,
-                             t0=t0_, steps=steps, rtol=rtol, atol=atol, tol=tol,
-                             max_steps=max_steps, warn=False)
+                             t0=t0_, steps=steps, tol=tol, warn=False, options=ode.options())
     elif not isinstance(fit, FitResult) or set(fit.free) != set(free_):
         raise ValueError(f"`fit` must be the FitResult of this problem (free {free_}).")
 
     sweep = _Sweep.build(model, ts_, t0_, obs, init_, free_, loss, fit, parameter,
-                         n_grid=n_grid, steps=steps, tol=tol, rtol=rtol, atol=atol,
-                         max_steps=max_steps)
+                         n_grid=n_grid, steps=steps, tol=tol, ode=ode)
     threshold = statistics.NormalDist().inv_cdf(0.5 + level / 2) ** 2 / 2
     if grid is not None:
         sweep.evaluate(np.concatenate([[sweep.u_hat],
@@ -313,7 +321,7 @@ class _Sweep:
 
     @classmethod
     def build(cls, model, ts, t0, obs, init, free, loss, fit, parameter, *, n_grid, steps,
-              tol, rtol, atol, max_steps) -> _Sweep:
+              tol, ode) -> _Sweep:
         tied = "beta" if parameter == "R0" else parameter
         others = tuple(k for k in free if k != tied)
         estimate = fit.R0 if parameter == "R0" else _estimate(fit, parameter)
@@ -321,8 +329,7 @@ class _Sweep:
         y0_hat = dict(fit.y0)
         if parameter == "R0":
             base["R0"] = estimate
-        problem = _Problem.build(model, ts, t0, obs, y0_hat, base, others, loss, rtol, atol,
-                                 max_steps)
+        problem = _Problem.build(model, ts, t0, obs, y0_hat, base, others, loss, ode)
         theta_hat = np.array([_to_theta(k, _estimate(fit, k)) for k in others])
         return cls(problem, parameter, others, estimate, theta_hat, fit, n_full=len(free),
                    n_grid=n_grid, steps=steps, tol=tol)
@@ -502,11 +509,10 @@ def plot_profile(profile: Profile, ax: Any = None, *, label: str | None = None) 
         The ``Axes``.
 
     Examples:
-        >>> import numpy as np
         >>> from epinn.compartmental import SIR
-        >>> counts = [3, 8, 26, 76, 225, 298, 258, 233, 189, 128, 68, 29, 14, 4]
-        >>> prof = profile_likelihood(SIR(), np.arange(1.0, 15.0), {"I": counts},
-        ...                           y0={"S": 762, "I": 1, "R": 0},
+        >>> from epinn.datasets import load_boarding_school
+        >>> school = load_boarding_school()
+        >>> prof = profile_likelihood(SIR(), school.t, {"I": school.counts}, y0=school.y0,
         ...                           init={"beta": 1.0, "gamma": 0.3, "N": 763}, t0=0.0,
         ...                           parameter="gamma")
         >>> ax = plot_profile(prof)
