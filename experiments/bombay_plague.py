@@ -187,12 +187,10 @@ def figures(out: Path, data, full, fixed, prof, post, table) -> None:
     mean, lo, hi = (np.asarray(v) for v in epinn.credible_interval(sim, 0.9))
     fig = Figure(figsize=(9, 3.4))
     a, b = fig.subplots(1, 2)
-    a.fill_between(ts - 0.5, lo, hi, color="C0", alpha=0.3, label="90% predictive band")
-    a.plot(ts - 0.5, mean, color="C0", label="posterior predictive mean")
-    a.plot(ts - 0.5, data.counts, "ko", ms=3, label="deaths per week")
-    a.set_xlabel("week")
-    a.set_ylabel("deaths per week")
-    a.legend(fontsize=8)
+    epinn.plot_epidemic_fits(
+        ts - 0.5, data.counts, {"posterior predictive mean": (ts - 0.5, mean)},
+        bands={"90% predictive band": (ts - 0.5, lo, hi)}, xlabel="week",
+        ylabel="deaths per week", ax=a)
     b.scatter(np.asarray(post.samples["gamma"]), np.asarray(post.samples["R0"]), s=3,
               alpha=0.4, color="C2")
     b.set_xlabel("gamma (per week)")

@@ -228,12 +228,10 @@ def posterior_figure(ts, counts, post, table) -> Figure:
     mean, lo, hi = (np.asarray(a) for a in epinn.credible_interval(sim, 0.9))
     fig = Figure(figsize=(9, 3.4))
     a, b = fig.subplots(1, 2)
-    a.fill_between(ts - 3.5, lo, hi, color="C0", alpha=0.3, label="90% predictive band")
-    a.plot(ts - 3.5, mean, color="C0", label="posterior predictive mean")
-    a.plot(ts - 3.5, counts, "ko", ms=3, label="cases per onset week")
-    a.set_xlabel("day (2007-02-18 = 0)")
-    a.set_ylabel("cases per week")
-    a.legend(fontsize=8)
+    epinn.plot_epidemic_fits(
+        ts - 3.5, counts, {"posterior predictive mean": (ts - 3.5, mean)},
+        bands={"90% predictive band": (ts - 3.5, lo, hi)}, xlabel="day (2007-02-18 = 0)",
+        ylabel="cases per week", ax=a)
     r0 = np.asarray(post.samples["R0"])
     b.hist(r0, bins=40, color="C2", alpha=0.8)
     b.axvline(table["R0"]["lo"], color="k", ls="--", lw=1)
