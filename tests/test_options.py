@@ -109,8 +109,45 @@ def test_profile_options_give_the_keywords_result():
     np.testing.assert_array_equal(run(options=SolverOptions(**LOOSE)), by_keywords)
 
 
+def _log_density(model, **kw):
+    """The log density of a Bayesian epidemic model at one point (its ODE solved once)."""
+    from numpyro.infer.util import log_density
+
+    y0 = {"S": 762.0, "I": 1.0, "R": 0.0}
+    if model is epinn.neural_beta_model:
+        kw = dict(network=epinn.MLP((4, 1)), **kw)
+    trace_kw = dict(y0=y0, population=763.0, t0=0.0, **kw)
+    point = {"beta": 1.7, "gamma": 0.5, "phi_inv": 0.1}
+    if model is epinn.neural_beta_model:
+        from numpyro import handlers
+
+        with handlers.seed(rng_seed=0):
+            point = {k: v["value"] for k, v in handlers.trace(model).get_trace(
+                DAYS, COUNTS, **trace_kw).items() if v["type"] == "sample"
+                and not v["is_observed"]}
+    return np.asarray(log_density(model, (DAYS, COUNTS), trace_kw, point)[0])
+
+
+def test_bayesian_models_take_options():
+    """epidemic_model and neural_beta_model: the same log density either way."""
+    for model in (epinn.epidemic_model, epinn.neural_beta_model):
+        by_keywords = _log_density(model, **LOOSE)
+        np.testing.assert_array_equal(
+            _log_density(model, options=SolverOptions(**LOOSE)), by_keywords)
+    # The loose settings change the density (the comparison above is not vacuous).
+    assert _log_density(epinn.epidemic_model) != _log_density(epinn.epidemic_model, **LOOSE)
+
+
 def _call(name, **kw):
     """Call function ``name`` with valid inputs; only the settings are at fault."""
+    if name == "fit_epidemic":
+        return epinn.fit_epidemic(DAYS, COUNTS, key=jr.PRNGKey(0), y0=FIT["y0"], t0=0.0,
+                                  num_warmup=5, num_samples=5, num_chains=1, **kw)
+    if name == "fit_bayesian_neural_beta":
+        return epinn.fit_bayesian_neural_beta(DAYS, COUNTS, key=jr.PRNGKey(0), y0=FIT["y0"],
+                                              t0=0.0, num_steps=2, num_samples=2, **kw)
+    if name in ("epidemic_model", "neural_beta_model"):
+        return _log_density(getattr(epinn, name), **kw)
     if name == "profile_likelihood":
         return epinn.profile_likelihood(SIR(), DAYS, {"I": COUNTS}, parameter="beta",
                                         **FIT, **kw)
@@ -120,13 +157,14 @@ def _call(name, **kw):
     return CASES[name](**kw)
 
 
-ALL = [*CASES, "profile_likelihood"]
+ALL = [*CASES, "profile_likelihood", "epidemic_model", "neural_beta_model", "fit_epidemic",
+       "fit_bayesian_neural_beta"]
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_a_setting_given_twice_must_agree(name):
     with pytest.raises(ValueError, match=rf"{name}\(\) got `rtol` twice"):
-        _call(name, rtol=1e-5, options=SolverOptions(rtol=1e-4))
+        _call(name, rtol=3e-5, options=SolverOptions(rtol=1e-4))
 
 
 @pytest.mark.parametrize(("name", "field", "value"), [
@@ -135,6 +173,10 @@ def test_a_setting_given_twice_must_agree(name):
     ("fit_parameters_batch", "solver", diffrax.Tsit5()),
     ("profile_likelihood", "throw", False),
     ("fit_neural_beta", "adjoint", diffrax.ForwardMode()),
+    ("epidemic_model", "adjoint", diffrax.ForwardMode()),
+    ("fit_epidemic", "throw", True),
+    ("neural_beta_model", "solver", diffrax.Tsit5()),
+    ("fit_bayesian_neural_beta", "dt0", 0.1),
 ])
 def test_a_field_the_function_does_not_use_is_refused(name, field, value):
     with pytest.raises(ValueError, match=rf"{name}\(\) does not use the solver setting "

@@ -25,7 +25,8 @@ from jaxtyping import ArrayLike
 
 from .._checks import _check_flag, _check_key
 from ..compartmental import R0 as _R0
-from ..compartmental import SIR, CompartmentalModel, solve
+from ..compartmental import SIR, CompartmentalModel, SolverOptions, solve
+from ..compartmental._options import _resolve_options, _Settings
 from ..observation import observe
 from ._checks import (
     _as_float_array,
@@ -200,8 +201,15 @@ def _init_from(init: Any, spec: _EpidemicSpec) -> dict[str, float]:
     return out
 
 
-def _epidemic_body(spec: _EpidemicSpec, rates: dict[str, Any], *, adjoint, rtol, atol,
-                   max_steps, solver) -> None:
+def _ode_settings(fn, options: Any, **keywords: Any) -> _Settings:
+    """``fn``'s solver keywords merged with ``options`` (one value), checked before tracing."""
+    settings = _resolve_options(fn, options, **keywords)
+    _check_solver_options(settings.rtol, settings.atol, settings.max_steps, settings.solver)
+    return settings
+
+
+def _epidemic_body(spec: _EpidemicSpec, rates: dict[str, Any], *, adjoint,
+                   ode: _Settings) -> None:
     """Initial state, ODE solve, masking and likelihood (shared by both epidemic models)."""
     model, p, N = spec.model, spec.priors, spec.population
     y0 = {c: _draw(f"{c}0", p[f"{c}0"], spec.reparam) if f"{c}0" in p else spec.y0[c]
@@ -217,8 +225,8 @@ def _epidemic_body(spec: _EpidemicSpec, rates: dict[str, Any], *, adjoint, rtol,
     flow = spec.observed.removeprefix("cumulative_")
     counted = (flow,) if flow in model.flow_names() and model.count_rule(flow) is None else ()
     traj = solve(model, {**rates, "N": N}, dict(zip(model.compartments, start)),
-                 jnp.asarray(spec.grid), rtol=rtol, atol=atol, max_steps=max_steps,
-                 adjoint=adjoint, throw=False, solver=solver, counts=counted)
+                 jnp.asarray(spec.grid), adjoint=adjoint, throw=False, counts=counted,
+                 options=ode.options())
     k = spec.offset
     if spec.observed == "incidence":
         signal = jnp.diff(traj.cumulative_infections)
@@ -271,6 +279,7 @@ def epidemic_model(
     atol: float = 1e-7,
     max_steps: int = 4096,
     solver: diffrax.AbstractSolver | None = None,
+    options: SolverOptions | None = None,
 ) -> None:
     r"""numpyro model of counts observed from a compartmental ODE with uncertain rates.
 
@@ -334,7 +343,10 @@ def epidemic_model(
         forward_mode: solve with diffrax ``ForwardMode`` (for NUTS with
             ``forward_mode_differentiation=True``); ``False`` uses the reverse-mode
             ``RecursiveCheckpointAdjoint`` (SVI, reverse-mode NUTS).
-        rtol, atol, max_steps, solver: options of :func:`~epinn.compartmental.solve`.
+        rtol, atol, max_steps, solver: shorthand for the fields of ``options``.
+        options: the solver settings as one :class:`~epinn.SolverOptions` (its ``rtol``,
+            ``atol``, ``max_steps`` and ``solver``; the adjoint follows ``forward_mode`` and a
+            failed solve never raises, so ``adjoint``, ``throw`` and ``dt0`` are refused).
 
     Raises:
         ValueError: no data, bad shapes, negative, non-integer or non-finite counts,
@@ -346,13 +358,13 @@ def epidemic_model(
                           priors=priors, likelihood=likelihood, observed=observed,
                           time_unit=time_unit, reparam=reparam)
     _check_flag(forward_mode, "forward_mode")
-    _check_solver_options(rtol, atol, max_steps, solver)
+    ode = _ode_settings(epidemic_model, options, rtol=rtol, atol=atol, max_steps=max_steps,
+                        solver=solver)
     rates = {r: _draw(r, spec.priors[r], spec.reparam) for r in model.rate_names}
     numpyro.deterministic("R0", _R0(model, {**rates, "N": spec.population}))
     if "gamma" in rates:
         numpyro.deterministic("recovery_time", 1.0 / jnp.asarray(rates["gamma"]))
-    _epidemic_body(spec, rates, adjoint=_adjoint(forward_mode), rtol=rtol, atol=atol,
-                   max_steps=max_steps, solver=solver)
+    _epidemic_body(spec, rates, adjoint=_adjoint(forward_mode), ode=ode)
 
 
 def fit_epidemic(
@@ -384,6 +396,7 @@ def fit_epidemic(
     max_r_hat: float = 1.05,
     min_ess: float = 100.0,
     warn: bool = True,
+    options: SolverOptions | None = None,
 ) -> MCMCResult | list[MCMCResult]:
     r"""Posterior of an epidemic model's parameters by NUTS (:func:`epidemic_model`).
 
@@ -416,8 +429,10 @@ def fit_epidemic(
         num_warmup, num_samples, num_chains, chain_method, target_accept_prob, dense_mass:
             as :func:`run_nuts`.
         forward_mode: forward-mode gradients (fast for a few parameters).
-        rtol, atol, max_steps, solver: ODE solver options.
+        rtol, atol, max_steps, solver: shorthand for the fields of ``options``.
         max_r_hat, min_ess, warn: diagnostics thresholds and warning switch.
+        options: the solver settings as one :class:`~epinn.SolverOptions`, as in
+            :func:`epidemic_model`.
 
     Returns:
         :class:`MCMCResult` (a list of them for several data sets);
@@ -449,29 +464,30 @@ def fit_epidemic(
         raise ValueError("`counts` holds no data sets.")
     # Every check runs here, in plain Python, before anything is traced or compiled.
     _check_flag(forward_mode, "forward_mode")
-    _check_solver_options(rtol, atol, max_steps, solver)
+    ode = _ode_settings(fit_epidemic, options, rtol=rtol, atol=atol, max_steps=max_steps,
+                        solver=solver)
     checks = dict(max_r_hat=max_r_hat, min_ess=min_ess, warn=_check_flag(warn, "warn"))
     _check_thresholds(max_r_hat, min_ess)
-    fn = functools.partial(epidemic_model, **cfg, forward_mode=forward_mode, rtol=rtol,
-                           atol=atol, max_steps=max_steps, solver=solver)
+    fn = functools.partial(epidemic_model, **cfg, forward_mode=forward_mode,
+                           options=ode.options())
     strategy = None
     if init is not None:
         spec = _epidemic_spec(ts_a, None, **cfg)
         strategy = _init_to_sites(_init_from(init, spec))
-    options = dict(
+    sampler = dict(
         num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
         chain_method=chain_method, target_accept_prob=target_accept_prob,
         max_tree_depth=10, dense_mass=dense_mass, forward_mode_differentiation=forward_mode,
         init_strategy=strategy, progress_bar=False,
     )
-    _make_mcmc(fn, **options)  # validates the sampler options
+    _make_mcmc(fn, **sampler)  # validates the sampler options
     for c in counts_a if batched else (counts_a,):
         _epidemic_spec(ts_a, c, **cfg)
     if not batched:
-        return _sample(_make_mcmc(fn, **options), key, (ts_a, counts_a), {}, model=fn,
+        return _sample(_make_mcmc(fn, **sampler), key, (ts_a, counts_a), {}, model=fn,
                        **checks)
     # Several data sets: one MCMC object, the counts a jit argument (see the docstring).
-    mcmc = _make_mcmc(functools.partial(fn, ts_a), jit_model_args=True, **options)
+    mcmc = _make_mcmc(functools.partial(fn, ts_a), jit_model_args=True, **sampler)
     return [
         _sample(mcmc, k, (), {"counts": jnp.asarray(c)}, model=fn, model_args=(ts_a, c),
                 model_kwargs={}, **checks)

@@ -22,13 +22,12 @@ from numpyro.infer import autoguide
 
 from .._checks import _check_key
 from ..compartmental import R0 as _R0
-from ..compartmental import SIR, CompartmentalModel, NetworkRate
+from ..compartmental import SIR, CompartmentalModel, NetworkRate, SolverOptions
 from ._checks import (
     _check_network,
     _check_scale,
-    _check_solver_options,
 )
-from ._epidemic import _adjoint, _epidemic_body, _epidemic_spec
+from ._epidemic import _adjoint, _epidemic_body, _epidemic_spec, _ode_settings
 from ._init import _init_to_values, _network_init
 from ._priors import _draw
 from ._results import SVIResult
@@ -53,6 +52,7 @@ def neural_beta_model(
     rtol: float = 1e-5,
     atol: float = 1e-7,
     max_steps: int = 4096,
+    options: SolverOptions | None = None,
 ) -> None:
     r"""numpyro model with a Bayesian neural transmission rate :math:`\beta(t)`.
 
@@ -80,7 +80,9 @@ def neural_beta_model(
         prior_scale: standard deviation :math:`s` of the weight prior.
         t_scale: time is divided by this before entering the network; default the span
             ``ts[-1] - t0``.
-        rtol, atol, max_steps: ODE solver options.
+        rtol, atol, max_steps: shorthand for the fields of ``options``.
+        options: the solver settings as one :class:`~epinn.SolverOptions` (``rtol``,
+            ``atol``, ``max_steps``; the default Tsit5 solver and reverse-mode adjoint).
 
     Raises:
         ValueError: as :func:`epidemic_model`, plus a bad network or scale.
@@ -89,7 +91,7 @@ def neural_beta_model(
     spec = _epidemic_spec(ts, counts, model=model, y0=y0, population=population, t0=t0,
                           priors=priors, likelihood=likelihood, observed=observed,
                           time_unit=time_unit, neural_beta=True)
-    _check_solver_options(rtol, atol, max_steps)
+    ode = _ode_settings(neural_beta_model, options, rtol=rtol, atol=atol, max_steps=max_steps)
     _check_scale(prior_scale, "prior_scale")
     scale = float(spec.grid[-1] - spec.grid[0]) if t_scale is None else t_scale
     _check_scale(scale, "t_scale")
@@ -105,8 +107,7 @@ def neural_beta_model(
     numpyro.deterministic("R0_t", _R0(model, {**rates, "N": spec.population}, t=grid))
     if "gamma" in rates:
         numpyro.deterministic("recovery_time", 1.0 / jnp.asarray(rates["gamma"]))
-    _epidemic_body(spec, rates, adjoint=_adjoint(False), rtol=rtol, atol=atol,
-                   max_steps=max_steps, solver=None)
+    _epidemic_body(spec, rates, adjoint=_adjoint(False), ode=ode)
 
 
 def _sampled_variables(net: Any) -> dict[str, Any]:
@@ -146,6 +147,8 @@ def fit_bayesian_neural_beta(
     num_samples: int = 500,
     rtol: float = 1e-5,
     atol: float = 1e-7,
+    max_steps: int = 4096,
+    options: SolverOptions | None = None,
 ) -> SVIResult:
     r"""Variational posterior of a neural :math:`\beta(t)` (:func:`neural_beta_model`).
 
@@ -160,7 +163,9 @@ def fit_bayesian_neural_beta(
         network: the Flax network; default ``MLP((16, 16, 1), activation="tanh")``.
         prior_scale, t_scale: as :func:`neural_beta_model`.
         guide, num_steps, learning_rate, num_samples: as :func:`run_svi`.
-        rtol, atol: ODE tolerances.
+        rtol, atol, max_steps: shorthand for the fields of ``options``.
+        options: the solver settings as one :class:`~epinn.SolverOptions`, as in
+            :func:`neural_beta_model`.
 
     Returns:
         :class:`SVIResult` with ``samples["beta_t"]`` of shape ``(num_samples, len(grid))``.
@@ -182,13 +187,14 @@ def fit_bayesian_neural_beta(
                likelihood=likelihood, observed=observed, time_unit=time_unit)
     _epidemic_spec(ts, counts, **cfg, neural_beta=True)
     # Everything run_svi and the model check, before the network's initialisation compiles.
-    _check_solver_options(rtol, atol, 4096)
+    ode = _ode_settings(fit_bayesian_neural_beta, options, rtol=rtol, atol=atol,
+                        max_steps=max_steps)
     _check_scale(prior_scale, "prior_scale")
     if t_scale is not None:
         _check_scale(t_scale, "t_scale")
     _check_svi_options(guide, num_steps, num_samples, learning_rate)
     fn = functools.partial(neural_beta_model, **cfg, network=network, prior_scale=prior_scale,
-                           t_scale=t_scale, rtol=rtol, atol=atol)
+                           t_scale=t_scale, options=ode.options())
     init_key, run_key = jr.split(key)
     values = _network_init(network, init_key, 1)
     return run_svi(
