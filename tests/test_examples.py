@@ -33,6 +33,7 @@ MOVED = [
     ("epinn", "bayesian_boarding_school", "bayesian_fit"),
     ("epinn.amortized", "BOARDING_SCHOOL_PRIOR", "PRIOR"),
     ("epinn.amortized", "train_boarding_school_estimator", "train_estimator"),
+    ("epinn.bayes", "bayesian_boarding_school", "bayesian_fit"),
 ]
 
 

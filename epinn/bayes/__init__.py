@@ -41,16 +41,14 @@ with SVI (:func:`fit_bayesian_neural_beta`) for a credible band of the transmiss
 entering the ODE, forward-mode differentiation (numpyro's
 ``forward_mode_differentiation=True`` with diffrax's :class:`~diffrax.ForwardMode`) costs
 little more than one solve carrying a few tangents and avoids the checkpointed backward
-pass. On the boarding-school model (4 chains x 2000 iterations, 2 shared CPU cores) a whole
-cold run took 86 s in reverse mode, 39 s in forward mode and 36 s in forward mode at the
-default tolerances below, most of it compilation (``benchmarks/bench_bayes.py``).
-:func:`fit_epidemic` uses forward mode by default; the neural :math:`\beta(t)` (hundreds of
-weights) uses reverse mode.
+pass, so :func:`fit_epidemic` uses forward mode by default; the neural :math:`\beta(t)`
+(hundreds of weights) uses reverse mode. The measured times are on the benchmarks page
+(``benchmarks/bench_bayes.py``).
 
 The ODE tolerances default to ``rtol=1e-5, atol=1e-7`` (on population fractions): on the
 boarding-school outbreak the prevalence then differs from a 1e-12 reference solve by at
-most 0.0025 people (3e-5 relative), four orders of magnitude below the count noise, and
-the solve takes about 30% fewer steps than at ``rtol=1e-6``.
+most 0.0025 people (3e-5 relative), four orders of magnitude below the count noise. Pass
+other settings as keywords or as one :class:`~epinn.SolverOptions` (``options=``).
 
 Diagnostics use :func:`numpyro.diagnostics.split_gelman_rubin` (classic split
 :math:`\hat R`, not the rank-normalised version of Vehtari et al.) and
@@ -64,9 +62,10 @@ Intervals are equal-tailed quantiles (as in Stan's tables), not HPD intervals.
 ``_bnn`` (:func:`bnn_model`, :func:`fit_bnn`), ``_priors`` (:func:`default_priors`, the
 checks of priors and the non-centred draws), ``_epidemic`` (:func:`epidemic_model`,
 :func:`fit_epidemic`), ``_neural_beta`` (:func:`neural_beta_model`,
-:func:`fit_bayesian_neural_beta`) and ``_boarding_school`` (:func:`bayesian_boarding_school`);
-below them ``_checks`` (input checks), ``_sites`` (a model's sites, from one seeded trace) and
-``_init`` (where the samplers start).
+:func:`fit_bayesian_neural_beta`); below them ``_checks`` (input checks), ``_sites`` (a model's sites, from one seeded trace) and
+``_init`` (where the samplers start). The boarding-school set-up that was
+``bayesian_boarding_school`` is :func:`epinn.examples.boarding_school.bayesian_fit` (the old
+name still works, with a :class:`DeprecationWarning`).
 
 References:
     Grinsztajn, Semenova, Margossian, Riou (2021). Bayesian workflow for disease
@@ -78,9 +77,9 @@ References:
 """
 
 # The implementation modules are private; the public API is stated once, here.
+from .._deprecated import _moved_names
 from ._bnn import bnn_model as bnn_model
 from ._bnn import fit_bnn as fit_bnn
-from ._boarding_school import bayesian_boarding_school as bayesian_boarding_school
 from ._epidemic import epidemic_model as epidemic_model
 from ._epidemic import fit_epidemic as fit_epidemic
 from ._neural_beta import fit_bayesian_neural_beta as fit_bayesian_neural_beta
@@ -113,5 +112,10 @@ __all__ = [
     "fit_epidemic",
     "neural_beta_model",
     "fit_bayesian_neural_beta",
-    "bayesian_boarding_school",
 ]
+
+# Moved to epinn.examples (issue #23); read by name when used, so that this package never
+# imports the examples that sit on top of it.
+__getattr__ = _moved_names(__name__, {
+    "bayesian_boarding_school": "epinn.examples.boarding_school.bayesian_fit",
+}, why="The boarding-school recipe moved to epinn.examples (issue #23).")

@@ -410,7 +410,7 @@ def fit_epidemic(
         ts, counts: observation times ``(T,)`` and counts ``(T,)``, or several data sets
             ``(D, T)`` on the same times: then each is fitted in turn (one MCMC object,
             the counts passed as a jit argument; numpyro still recompiles the vectorised
-            sampler for each run, ~20-30 s per data set here) and a list is returned.
+            sampler for each run, a compilation per data set) and a list is returned.
         key: PRNG key; the same key gives the same draws (split over data sets).
         y0, model, population, t0, priors, likelihood, observed: as :func:`epidemic_model`.
         time_unit: the unit of ``ts`` (``"day"``, ``"week"`` or days per unit); the default
