@@ -115,7 +115,14 @@ def check_fit() -> None:
     import numpy as np
 
     import epinn
-    from epinn import training
+    from epinn.training._fit import (
+        _apply_fns,
+        _epoch,
+        _epoch_inputs,
+        _EpochConfig,
+        _fit_optimizer,
+        _resolve_loss,
+    )
 
     d = jax.device_count()
     x = jr.normal(jr.PRNGKey(1), (128, 3))
@@ -133,11 +140,11 @@ def check_fit() -> None:
     assert len(leaf.sharding.device_set) == d  # replicated over the mesh
     # The minibatches really are split: the compiled epoch sums gradients across devices.
     mesh = epinn.device_mesh()
-    tx = training._fit_optimizer("adam", 1e-2)
-    cfg = training._EpochConfig(training._apply_fns(model), training._resolve_loss("mse"),
-                                tx, None, (), 128, 32, False, mesh)
-    inputs = training._epoch_inputs(jr.PRNGKey(2), np.int32(0), 128, 32)
-    text = training._epoch.lower(cfg, p0, tx.init(p0), x, y, None, None, *inputs)
+    tx = _fit_optimizer("adam", 1e-2)
+    cfg = _EpochConfig(_apply_fns(model), _resolve_loss("mse"), tx, None, (), 128, 32, False,
+                       mesh)
+    inputs = _epoch_inputs(jr.PRNGKey(2), np.int32(0), 128, 32)
+    text = _epoch.lower(cfg, p0, tx.init(p0), x, y, None, None, *inputs)
     text = text.compile().as_text()
     assert "all-reduce" in text
     # Each device's share of a minibatch of 32: its hidden activations are 8 x 16.

@@ -51,11 +51,11 @@ from jax.sharding import Mesh, PartitionSpec
 from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
-from ._checks import _did_you_mean, _unknown_name
-from .data import batch_indices
-from ._checks import _asarray, _check_key, _real_array
-from ._version import __version__
-from .losses import (
+from .._checks import _did_you_mean, _unknown_name
+from ..data import batch_indices
+from .._checks import _asarray, _check_key, _real_array
+from .._version import __version__
+from ..losses import (
     LOSSES,
     check_targets,
     binary_cross_entropy,
@@ -64,7 +64,7 @@ from .losses import (
     mae,
     mse,
 )
-from .sharding import replicated, resolve_mesh
+from ..sharding import replicated, resolve_mesh
 
 __all__ = [
     "METRICS",
