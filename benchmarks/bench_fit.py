@@ -37,7 +37,7 @@ from scipy.integrate import solve_ivp  # noqa: E402
 from scipy.optimize import least_squares  # noqa: E402
 
 import epinn  # noqa: E402
-from epinn.compartmental import SIR, solve_ensemble  # noqa: E402
+from epinn import SIR, solve_ensemble  # noqa: E402
 
 COUNTS = np.array([3, 8, 26, 76, 225, 298, 258, 233, 189, 128, 68, 29, 14, 4], float)
 DAYS = np.arange(1.0, 15.0)

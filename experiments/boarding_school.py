@@ -107,7 +107,7 @@ def run_methods(args, data, key) -> tuple[dict, dict]:
     import numpy as np
 
     import epinn
-    from epinn.compartmental import SIR
+    from epinn import SIR
 
     ts, counts = np.asarray(data.t, float), np.asarray(data.counts, float)
     y0, N = dict(data.y0), float(data.population)

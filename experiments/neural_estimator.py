@@ -45,9 +45,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 import epinn
-from epinn.amortized import NeuralEstimator
+from epinn import NeuralEstimator
 from epinn.cli import ExperimentParser, nonnegative_int, output_dir, positive_int, run_script
-from epinn.compartmental import SIR
+from epinn import SIR
 from epinn.examples import boarding_school
 
 PARAMS = ("beta", "gamma", "R0")

@@ -42,7 +42,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import epinn
-from epinn.amortized import NeuralEstimator, OutOfPriorWarning, simulate_training_set
+from epinn import NeuralEstimator, OutOfPriorWarning, simulate_training_set
 from epinn.cli import ExperimentParser, nonnegative_int, output_dir, positive_int, run_script
 from epinn.examples import boarding_school
 

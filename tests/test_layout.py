@@ -192,3 +192,53 @@ def test_examples_sit_on_top():
                 if any(part.startswith("_") for part in inner):
                     bad.append(f"{_module_name(path)}:{node.lineno} imports from {origin}")
     assert not bad, "\n".join(bad)
+
+
+# Families that stay namespaces (docs/architecture.md): their names are used with the
+# family's prefix, epinn.stochastic.simulate; the CLI's helpers are for experiment scripts.
+NAMESPACES = ("stochastic", "examples", "cli")
+
+
+def _module_path_uses(text: str, top: set[str]) -> list[str]:
+    """Each ``from epinn.<module> import NAME`` and ``epinn.<module>.NAME`` in ``text`` where
+    NAME is a top-level name (``epinn.NAME``) and ``<module>`` is not a namespace family."""
+    import re
+
+    found = []
+    for m in re.finditer(r"from epinn\.([a-z_.]+) import (\([^)]*\)|[^\n]+)", text):
+        module, names = m.group(1), m.group(2)
+        if module.split(".")[0] in NAMESPACES or "._" in f".{module}":
+            continue
+        listed = [n.split(" as ")[0].strip(" ()\n#") for n in names.split(",")]
+        found += [f"from epinn.{module} import {n}" for n in listed if n in top]
+    for m in re.finditer(r"epinn\.((?:[a-z][a-z_]*\.)+)([A-Za-z][A-Za-z0-9_]*)", text):
+        module, name = m.group(1).rstrip("."), m.group(2)
+        if module.split(".")[0] in NAMESPACES or name not in top:
+            continue
+        found.append(f"epinn.{module}.{name}")
+    return found
+
+
+def test_docs_experiments_and_benchmarks_use_canonical_names():
+    """One canonical name per object: the guides, experiments and benchmarks write
+    ``epinn.solve`` / ``from epinn import SIR``, not a module path to the same object."""
+    import epinn
+
+    root = PACKAGE.parent
+    top = set(epinn.__all__)
+    pages = [p for p in root.glob("docs/*.md") if p.name != "architecture.md"]  # states the rule
+    files = [root / "README.md", *pages, *root.glob("docs/guide/*.md"),
+             *root.glob("docs/theory/*.md"), *root.glob("experiments/*.py"),
+             *root.glob("benchmarks/*.py")]
+    bad = [f"{path.relative_to(root)}: {use}" for path in sorted(files)
+           for use in _module_path_uses(path.read_text(encoding="utf-8"), top)]
+    assert not bad, "use epinn.NAME instead of a module path:\n" + "\n".join(bad)
+
+
+def test_the_canonical_name_check_finds_module_paths():
+    top = {"solve", "SIR"}
+    text = ("from epinn.compartmental import SIR, solve\nx = epinn.compartmental.solve\n"
+            "from epinn.stochastic import simulate\nfrom epinn.compartmental._x import _y\n")
+    assert _module_path_uses(text, top) == [
+        "from epinn.compartmental import SIR", "from epinn.compartmental import solve",
+        "epinn.compartmental.solve"]
