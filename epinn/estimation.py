@@ -1,7 +1,9 @@
 r"""Parameter estimation for compartmental models.
 
-This module holds the gradient fit through the ODE solver, :func:`fit_parameters`, and the
-result type :class:`FitResult` shared by epinn's estimators.
+This module holds the gradient fit through the ODE solver, :func:`fit_parameters` (and
+:func:`fit_parameters_batch` for many data sets), and the diagnostics it runs after a fit.
+Its result type :class:`~epinn.FitResult` and the warnings that qualify it live in
+:mod:`epinn.results`, shared by epinn's estimators.
 
 **Gradient fit.** The model is solved with :func:`epinn.compartmental.solve` and its output
 is compared with observed series. Free parameters are optimised in an unconstrained space
@@ -43,7 +45,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import diffrax
@@ -64,7 +65,6 @@ from ._least_squares import (
     _check_inputs,
     _check_settings,
     _from_theta_np,
-    _lookup,
     _ode_settings,
     _optimise,
     _Problem,
@@ -74,17 +74,19 @@ from .compartmental import R0 as _R0
 from .compartmental import CompartmentalModel, SolverOptions, Trajectory
 from .compartmental._integrate import _integrate, _make_config
 from .compartmental._options import _resolve_options
+from .results import (  # also importable from here, where they were defined before
+    ConvergenceWarning,
+    FitResult,
+    IdentifiabilityWarning,
+    MisfitWarning,
+)
 from .sharding import shard_map_batch
 
 __all__ = [
     "OBSERVABLES",
     "BOUND_TOL",
-    "ConvergenceWarning",
-    "FitResult",
-    "IdentifiabilityWarning",
     "MAX_LOG_SE",
     "MIN_R2",
-    "MisfitWarning",
     "fit_parameters",
     "fit_parameters_batch",
 ]
@@ -107,173 +109,6 @@ BOUND_TOL = 0.1
 #: :class:`MisfitWarning` when :math:`R^2` (``mse``) or the deviance explained (count
 #: losses) is below this.
 MIN_R2 = 0.5
-
-
-class ConvergenceWarning(UserWarning):
-    """A fit stopped before its convergence criterion was met."""
-
-
-class IdentifiabilityWarning(UserWarning):
-    """The data do not determine some parameters: an estimate at a bound or a flat ridge.
-
-    The message names the parameters and what to do: fix one, add data, or use a prior.
-    """
-
-
-class MisfitWarning(UserWarning):
-    """The fitted model cannot reproduce the data's shape (low :math:`R^2`)."""
-
-
-@dataclass(frozen=True)
-class FitResult:
-    r"""The result of a parameter estimate (shared by epinn's estimators).
-
-    Attributes:
-        params: every model parameter (fitted and fixed) plus ``N`` (and ``reporting``,
-            ``phi`` where used), as floats (NumPy arrays for parameters declared with a
-            shape).
-        y0: initial state by compartment name (arrays by group for stratified models).
-        loss: final value of the objective (mean squared residual for ``"mse"``, negative
-            log-likelihood for ``"poisson"``/``"negbin"``).
-        loss_history: objective per optimiser step of the best start (for likelihood
-            losses: the Levenberg-Marquardt stage's Anscombe objective, then the NLL of
-            the Newton stage).
-        converged: whether the optimiser met its tolerance with a finite loss (each
-            estimator states its criterion; never with a non-finite estimate).
-        free: names of the fitted quantities, one per number (array entries as
-            ``"C[0,1]"``).
-        stderr: standard errors of the free quantities (Laplace), or ``None``.
-        intervals: 95% intervals ``{name: (lo, hi)}`` for the free quantities and ``R0``.
-        ts: observation times; ``fitted``: model predictions at ``ts`` per observed name.
-        trajectory: the fitted solution on a fine grid from ``t0`` to ``ts[-1]`` (10 points
-            per data interval, at most 1001 or one per data time).
-        R0: basic reproduction number at the estimate.
-        method: a short label of the estimator.
-        n_steps: optimiser steps taken by the best start.
-        extras: anything method-specific (e.g. all starts' losses; for
-            :func:`fit_parameters` the raw Laplace intervals ``"laplace_intervals"`` and
-            the log-likelihood lost by moving each parameter to its bound,
-            ``"bound_drops"``).
-        at_bound: free parameters whose estimate is at a bound of their domain (a rate or
-            an initial state at 0, a reporting fraction at 0 or 1, ``phi`` at infinity):
-            moving one there loses less than :data:`BOUND_TOL` of log-likelihood. Their
-            ``intervals`` and ``stderr`` are NaN (a likelihood-ratio interval from
-            :func:`epinn.profile.profile_likelihood` is one-sided), and so is ``R0``'s when
-            it depends on them.
-        unidentified: free parameters (and ``"R0"``) that the data do not determine in
-            practice: their Laplace 95% interval would span more than a factor ~50
-            (:data:`MAX_LOG_SE`), alone or along a near-flat direction of the likelihood
-            they share with others. Their ``intervals`` and ``stderr`` are NaN.
-        goodness: goodness of fit: ``r2`` (:math:`1 - \text{RSS}/\text{TSS}`, TSS about
-            each series' mean), ``lag1_autocorrelation`` of the (Pearson) residuals,
-            ``runs_z``/``runs_p`` (Wald-Wolfowitz runs test of residual signs; a small
-            ``runs_p`` means too few runs, i.e. systematic misfit), and for count losses
-            ``deviance_explained`` (:math:`1 - D/D_0` against a constant mean) and
-            ``dispersion`` (Pearson :math:`\chi^2/(n - p)`; well above 1 means
-            overdispersion, e.g. use ``loss="negbin"``).
-        diagnostics: the findings behind ``at_bound``, ``unidentified`` and a misfit, in
-            words (one per line; empty when there are none).
-    """
-
-    params: dict[str, float]
-    y0: dict[str, float]
-    loss: float
-    loss_history: np.ndarray
-    converged: bool
-    free: tuple[str, ...]
-    R0: float
-    stderr: dict[str, float] | None = None
-    intervals: dict[str, tuple[float, float]] | None = None
-    ts: np.ndarray | None = None
-    fitted: dict[str, np.ndarray] | None = None
-    trajectory: Trajectory | None = None
-    method: str = "least_squares"
-    n_steps: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
-    at_bound: tuple[str, ...] = ()
-    unidentified: tuple[str, ...] = ()
-    goodness: dict[str, float] = field(default_factory=dict)
-    diagnostics: str = ""
-
-    def note(self, name: str) -> str | None:
-        """Why the interval of ``name`` is not reported (``"at bound"``, ``"not
-        identified"``, ``"depends on a parameter at its bound"``), or ``None``."""
-        if name in self.at_bound:
-            return "at bound"
-        if name in self.unidentified:
-            if name == "R0" and any(k in self.at_bound for k in self.free):
-                return "depends on a parameter at its bound"
-            return "not identified"
-        if name == "recovery_time":
-            return self.note("gamma")
-        return None
-
-    def report(self) -> str:
-        """A plain-text table of the estimates with 95% intervals, or the reason there is
-        none, followed by the goodness of fit and the diagnostics."""
-        s = self.summary()
-        rows = []
-        for k, v in s.items():
-            if (not isinstance(v, (dict, float, int)) or isinstance(v, bool)
-                    or (isinstance(v, dict) and "mean" not in v)):
-                continue
-            if isinstance(v, dict):
-                why = v.get("note")
-                ci = f"({v['lo']:.4g}, {v['hi']:.4g})" if why is None else why
-                rows.append(f"  {k:<14} {v['mean']:<12.5g} {ci}")
-            elif k != "loss":
-                rows.append(f"  {k:<14} {v:<12.5g}")
-        lines = [f"{self.method}: loss {self.loss:.6g}, converged {self.converged}",
-                 f"  {'name':<14} {'estimate':<12} 95% interval", *rows]
-        if self.goodness:
-            lines.append("  goodness: " + ", ".join(f"{k} {v:.3g}"
-                                                   for k, v in self.goodness.items()))
-        if self.diagnostics:
-            lines += ["  " + m for m in self.diagnostics.splitlines()]
-        return "\n".join(lines)
-
-    @property
-    def recovery_time(self) -> float:
-        """Mean infectious period :math:`1/\\gamma` (in the time unit of ``ts``)."""
-        return 1.0 / self.params["gamma"]
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-friendly summary: point estimates, intervals (``{"mean","lo","hi"}``), loss."""
-        out: dict[str, Any] = {}
-        keys = [k for k in ("beta", "gamma", "sigma", "mu", "omega")
-                if k in self.params and np.ndim(self.params[k]) == 0]
-        for k in keys:
-            out[k] = self._entry(k, self.params[k])
-        out["R0"] = self._entry("R0", self.R0)
-        if "gamma" in keys:
-            rec = self.recovery_time
-            if self.intervals and "gamma" in self.intervals:
-                lo, hi = self.intervals["gamma"]
-                out["recovery_time"] = {"mean": rec, "lo": 1.0 / hi, "hi": 1.0 / lo}
-                if self.note("gamma"):
-                    out["recovery_time"]["note"] = self.note("gamma")
-            else:
-                out["recovery_time"] = rec
-        for k in self.free:
-            if k not in out:
-                out[k] = self._entry(k, _lookup(k, self.params, self.y0))
-        out["loss"] = self.loss
-        out["converged"] = self.converged
-        if self.at_bound or self.unidentified:
-            out["at_bound"] = list(self.at_bound)
-            out["unidentified"] = list(self.unidentified)
-        if self.goodness:
-            out["goodness"] = dict(self.goodness)
-        return out
-
-    def _entry(self, name: str, value: float) -> Any:
-        if self.intervals and name in self.intervals:
-            lo, hi = self.intervals[name]
-            entry = {"mean": float(value), "lo": float(lo), "hi": float(hi)}
-            if self.note(name):  # NaN ends, and why
-                entry["note"] = self.note(name)
-            return entry
-        return float(value)
 
 
 # --------------------------------------------------------------------------------------
@@ -474,7 +309,7 @@ def _bound_drops(problem: _Problem, theta):
     Rates, initial states are pushed towards 0, ``phi`` towards infinity (the Poisson limit),
     ``reporting`` towards the nearer of 0 and 1; ``N`` has no such bound (``inf``). For
     ``mse`` the drop is that of the Gaussian likelihood with the noise variance fixed at
-    :math:`\hat\sigma^2 = \mathrm{RSS}/(n-p)`: :math:`	frac{n-p}{2}(\mathrm{RSS}'/
+    :math:`\hat\sigma^2 = \mathrm{RSS}/(n-p)`: :math:`\tfrac{n-p}{2}(\mathrm{RSS}'/
     \mathrm{RSS} - 1)`; for the count losses the increase of the negative log-likelihood.
     """
     P = theta.shape[0]

@@ -108,7 +108,7 @@ from .compartmental import (
     solve,
 )
 from .compartmental._options import _resolve_options, _Settings
-from .estimation import ConvergenceWarning, FitResult
+from .results import ConvergenceWarning, FitResult
 from .training import NonFiniteLossError
 
 __all__ = ["fit_neural_beta"]

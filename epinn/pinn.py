@@ -91,7 +91,7 @@ from ._fitting import (
 )
 from .compartmental import R0 as _R0
 from .compartmental import SIR, CompartmentalModel, solve
-from .estimation import ConvergenceWarning, FitResult
+from .results import ConvergenceWarning, FitResult
 from .training import NonFiniteLossError
 
 __all__ = ["fit_pinn", "DEFAULT_WEIGHTS"]

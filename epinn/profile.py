@@ -69,7 +69,8 @@ from ._least_squares import (
 from .compartmental import R0 as _R0
 from .compartmental import CompartmentalModel, SolverOptions
 from .compartmental._options import _resolve_options
-from .estimation import FitResult, fit_parameters
+from .estimation import fit_parameters
+from .results import FitResult
 
 __all__ = ["Profile", "plot_profile", "profile_likelihood"]
 

@@ -15,7 +15,7 @@ import numpy as np
 from .._checks import _as_float_array
 from ..compartmental import R0 as _R0
 from ..compartmental import solve
-from ..estimation import FitResult
+from ..results import FitResult
 from ._posterior import _check_curves, _log_posterior, _summarise, _z
 from ._trust import _misfit, _misfit_reason, _outside, _warn
 

@@ -22,8 +22,8 @@ from jaxtyping import Array, ArrayLike
 from .._checks import _check_flag
 from ..compartmental import CompartmentalModel
 from ..data import Standardizer
-from ..estimation import FitResult
 from ..models import MLP
+from ..results import FitResult
 from ..training import History
 from ._estimate import _estimate
 from ._evaluate import _evaluate

@@ -25,7 +25,7 @@ from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, autoguide
 from numpyro.infer.initialization import init_to_median
 
 from .._checks import _check_flag, _check_key
-from ..estimation import ConvergenceWarning
+from ..results import ConvergenceWarning
 from ..training import History, NonFiniteLossError
 from ._checks import (
     _as_float_array,
