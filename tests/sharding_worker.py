@@ -115,14 +115,10 @@ def check_fit() -> None:
     import numpy as np
 
     import epinn
-    from epinn.training._fit import (
-        _apply_fns,
-        _epoch,
-        _epoch_inputs,
-        _EpochConfig,
-        _fit_optimizer,
-        _resolve_loss,
-    )
+    from epinn.training._epoch import _epoch, _epoch_inputs, _EpochConfig
+    from epinn.training._inputs import _apply_fns
+    from epinn.training._metrics import _resolve_loss
+    from epinn.training._optimizers import _fit_optimizer
 
     d = jax.device_count()
     x = jr.normal(jr.PRNGKey(1), (128, 3))

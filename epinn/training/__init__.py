@@ -19,28 +19,36 @@ parameters and every recorded metric, and raises :class:`NonFiniteLossError` nam
 epoch when any is NaN or infinite. A loss that grows beyond :data:`DIVERGENCE_FACTOR`
 times its first epoch's value, while still finite, gives a :class:`LossDivergenceWarning`.
 
-The implementation lives in the private ``_fit`` (being split into one module per concept).
+**Layout.** One concept per private module, everything public re-exported here:
+``_optimizers`` (:data:`OPTIMIZERS`, :func:`get_optimizer`), ``_metrics`` (:data:`METRICS`,
+:func:`get_metric`, :func:`rmse`, :func:`r2_score`, :func:`accuracy`, and the resolution of
+``loss`` and ``metrics``), ``_history`` (:class:`History`, :class:`EarlyStopping`),
+``_errors`` (:class:`NonFiniteLossError`, :class:`LossDivergenceWarning`,
+:data:`DIVERGENCE_FACTOR` and the per-epoch checks), ``_inputs`` (model adapters and input
+checks), ``_epoch`` (the jitted epoch), ``_fit`` (:func:`fit`), ``_predict``
+(:func:`predict`, :func:`evaluate`) and ``_checkpoint`` (:class:`Checkpoint`,
+:func:`save_checkpoint`, :func:`load_checkpoint`).
 """
 
 # The implementation modules are private; the public API is stated once, here.
-from ._fit import DIVERGENCE_FACTOR as DIVERGENCE_FACTOR
-from ._fit import METRICS as METRICS
-from ._fit import OPTIMIZERS as OPTIMIZERS
-from ._fit import Checkpoint as Checkpoint
-from ._fit import EarlyStopping as EarlyStopping
-from ._fit import History as History
-from ._fit import LossDivergenceWarning as LossDivergenceWarning
-from ._fit import NonFiniteLossError as NonFiniteLossError
-from ._fit import accuracy as accuracy
-from ._fit import evaluate as evaluate
+from ._checkpoint import Checkpoint as Checkpoint
+from ._checkpoint import load_checkpoint as load_checkpoint
+from ._checkpoint import save_checkpoint as save_checkpoint
+from ._errors import DIVERGENCE_FACTOR as DIVERGENCE_FACTOR
+from ._errors import LossDivergenceWarning as LossDivergenceWarning
+from ._errors import NonFiniteLossError as NonFiniteLossError
 from ._fit import fit as fit
-from ._fit import get_metric as get_metric
-from ._fit import get_optimizer as get_optimizer
-from ._fit import load_checkpoint as load_checkpoint
-from ._fit import predict as predict
-from ._fit import r2_score as r2_score
-from ._fit import rmse as rmse
-from ._fit import save_checkpoint as save_checkpoint
+from ._history import EarlyStopping as EarlyStopping
+from ._history import History as History
+from ._metrics import METRICS as METRICS
+from ._metrics import accuracy as accuracy
+from ._metrics import get_metric as get_metric
+from ._metrics import r2_score as r2_score
+from ._metrics import rmse as rmse
+from ._optimizers import OPTIMIZERS as OPTIMIZERS
+from ._optimizers import get_optimizer as get_optimizer
+from ._predict import evaluate as evaluate
+from ._predict import predict as predict
 
 __all__ = [
     "METRICS",
