@@ -11,12 +11,12 @@ S0 = 762, I0 = 1 at day 0, the number of boys in bed observed on days 1..14 and
     y_t \\sim \\text{NegBin}\\big(I(t), \\phi\\big).
 
 The workflow: a prior predictive check (what the priors say about the outbreak), NUTS with
-four chains (:func:`epinn.bayes.fit_epidemic`) with R-hat, ESS and divergences, the
+four chains (:func:`epinn.fit_epidemic`) with R-hat, ESS and divergences, the
 posterior of beta, gamma, R0 = beta/gamma and the recovery time 1/gamma beside the published
 Stan table, a posterior predictive check (bands over the data, coverage, a p-value of the
 peak) and, last, a Bayesian neural transmission rate beta(t) (an MLP 1-16-16-1 with
 N(0, 1) weights, Poisson likelihood) fitted by mean-field SVI
-(:func:`epinn.bayes.fit_bayesian_neural_beta`), whose credible band shows how well the data
+(:func:`epinn.fit_bayesian_neural_beta`), whose credible band shows how well the data
 pin down a time-varying rate (mean-field bands are known to be too narrow).
 
 Writes ``summary.json`` (``{"posterior": {"beta": {"mean", "lo", "hi", "r_hat", "ess"},

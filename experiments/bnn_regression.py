@@ -8,7 +8,7 @@ Three fits of the same network (one hidden layer of ``--hidden`` tanh units):
 
 * ``mlp`` -- a deterministic MLP (:func:`epinn.fit`, Adam, MSE) with a homoscedastic 90%
   band :math:`\\hat f(x) \\pm 1.645\\,\\hat\\sigma` from the training residuals;
-* ``bnn_nuts`` -- :func:`epinn.bayes.fit_bnn` with NUTS (4 vectorised chains), weights
+* ``bnn_nuts`` -- :func:`epinn.fit_bnn` with NUTS (4 vectorised chains), weights
   :math:`\\sim \\mathcal N(0, 1)`, noise :math:`\\sigma \\sim \\text{HalfNormal}(1)`;
 * ``bnn_svi`` -- the same model fitted by SVI with a mean-field normal guide.
 

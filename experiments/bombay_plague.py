@@ -1,6 +1,6 @@
 """Experiment: plague deaths in Bombay (1905-06), the series Kermack and McKendrick fitted.
 
-An SIRD model (:class:`epinn.compartmental.SIRD`) observed through its deaths per week:
+An SIRD model (:class:`epinn.SIRD`) observed through its deaths per week:
 week *k* covers :math:`(k-1, k]` weeks (``data.observation_times()``), so ``ts`` are the
 week numbers and the solve starts at ``t0 = 0``,
 
@@ -58,8 +58,7 @@ from matplotlib.figure import Figure
 
 import epinn
 from epinn.cli import ExperimentParser, nonnegative_int, output_dir, run_script
-from epinn.compartmental import SIRD
-from epinn.profile import plot_profile, profile_likelihood
+from epinn import SIRD, plot_profile, profile_likelihood
 
 N = 1.0e6  # nominal population (see the docstring)
 GAMMA = 1.0  # recovery rate per week where it is fixed (an assumption)

@@ -49,7 +49,7 @@ from epinn.cli import (
     positive_int,
     run_script,
 )
-from epinn.compartmental import SIR, solve
+from epinn import SIR, solve
 
 GAMMA = 0.2
 Y0_SYNTHETIC = {"S": 1 - 1e-5, "I": 1e-5, "R": 0.0}

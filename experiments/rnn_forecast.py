@@ -1,15 +1,15 @@
 """Experiment: LSTM and GRU forecasters against baselines on simulated and real epidemic curves.
 
 Part (a), simulated: noisy daily incidence of SIR and SEIR outbreaks with varied parameters
-(:func:`epinn.amortized.simulate_training_set`: log-uniform R0, recovery rate, initial
+(:func:`epinn.simulate_training_set`: log-uniform R0, recovery rate, initial
 infected, population, reporting fraction and negative-binomial noise). The series are split
 *by outbreak* into training, validation and held-out test series; every window of the
 training series is a training sample. Part (b), real: a bundled series
 (``--dataset``, default the Philadelphia 1918 influenza deaths), split chronologically with
-:func:`epinn.data.chronological_split` (the test part's windows look back into the
+:func:`epinn.chronological_split` (the test part's windows look back into the
 validation part but no target is ever seen in training).
 
-Every window is scaled by :class:`epinn.data.LogRatioScaler` (log counts relative to the
+Every window is scaled by :class:`epinn.LogRatioScaler` (log counts relative to the
 window's last value, standardised with training statistics), so one network serves
 outbreaks of any size -- and a network trained on simulations can be applied to the real
 series as it is ("sim" models in part (b)).
@@ -20,15 +20,15 @@ Forecasters, each predicting the next ``--horizon`` days from ``--input-len`` da
 * ``lstm_quantile`` -- the LSTM with a 10/50/90% quantile head (:func:`epinn.forecast.
   pinball_loss`); its median is the point forecast and 10-90% the 80% interval;
 * ``lstm_ensemble`` -- ``--ensemble`` LSTMs from different seeds, vmapped in one module
-  (:class:`epinn.forecast.SeedEnsemble`) and trained in one :func:`epinn.fit`; the mean is
+  (:class:`epinn.SeedEnsemble`) and trained in one :func:`epinn.fit`; the mean is
   the point forecast and the members' 10-90% quantiles the interval;
 * baselines: ``persistence``, ``linear_trend`` (least squares through the last 7 days),
   ``seasonal_naive`` (the value 7 days earlier) and ``sir_projection`` (an SIR
-  least-squares fit to each window, :func:`epinn.forecast.sir_projection_forecast`,
+  least-squares fit to each window, :func:`epinn.sir_projection_forecast`,
   skipped with ``--no-sir`` and in ``--quick``).
 
 All are trained by :func:`epinn.fit` (early stopping on the validation loss) and evaluated
-by :func:`epinn.forecast.rolling_origin_evaluation` from every forecast origin of the test
+by :func:`epinn.rolling_origin_evaluation` from every forecast origin of the test
 series: MAE, RMSE and MAPE per horizon step, and the empirical coverage of the 80%
 intervals.
 
@@ -54,7 +54,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import epinn
-from epinn.amortized import Prior, simulate_training_set
+from epinn import Prior, simulate_training_set
 from epinn.cli import (
     ExperimentParser,
     nonnegative_int,
@@ -63,9 +63,8 @@ from epinn.cli import (
     positive_int,
     run_script,
 )
-from epinn.compartmental import SEIR
-from epinn.data import LogRatioScaler, chronological_split, sliding_windows
-from epinn.forecast import (
+from epinn import SEIR, LogRatioScaler, chronological_split, sliding_windows
+from epinn import (
     SeedEnsemble,
     ensemble_loss,
     ensemble_quantiles,
@@ -77,7 +76,7 @@ from epinn.forecast import (
     seasonal_naive_forecast,
     sir_projection_forecast,
 )
-from epinn.plotting import plot_learning_curves
+from epinn import plot_learning_curves
 
 DATASETS = ("philadelphia_1918", "ebola_kikwit", "bombay_plague")
 QUANTILES = (0.1, 0.5, 0.9)

@@ -55,7 +55,7 @@ from matplotlib.figure import Figure
 
 import epinn
 from epinn.cli import ExperimentParser, nonnegative_int, output_dir, run_script
-from epinn.profile import plot_profile, profile_likelihood
+from epinn import plot_profile, profile_likelihood
 
 FIXED = {"gamma": 1 / 5.0, "sigma_v": 1 / 9.5, "mu_v": 1 / 10.0}
 
