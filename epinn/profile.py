@@ -227,7 +227,7 @@ def profile_likelihood(
             beyond the grid is reported as the grid's end with ``one_sided`` set.
         n_grid: grid values per vectorised block (the first block's size).
         level: confidence level of the interval (0.95: threshold 1.92).
-        fit: the full fit (a :class:`~epinn.estimation.FitResult` of the same problem)
+        fit: the full fit (a :class:`~epinn.FitResult` of the same problem)
             to start from; fitted here (without warnings) when not given.
         refine: blocks spent narrowing each crossing's bracket (each narrows it by a
             factor ``n_grid // 2 + 1``).

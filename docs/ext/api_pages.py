@@ -30,6 +30,7 @@ MODULE_ORDER = (
     "stochastic",
     "observation",
     "datasets",
+    "results",
     "estimation",
     "forecast",
     "bayes",

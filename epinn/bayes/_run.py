@@ -160,7 +160,7 @@ def run_nuts(
     chain and, with diffrax, ``DirectAdjoint``; see the project's STACK notes). After
     sampling it computes :func:`mcmc_diagnostics`; if R-hat, ESS or divergences are bad it
     sets ``ok=False`` and, unless ``warn=False``, issues a
-    :class:`~epinn.estimation.ConvergenceWarning`.
+    :class:`~epinn.ConvergenceWarning`.
 
     Args:
         model: a numpyro model function.

@@ -122,7 +122,7 @@ def R0(
 
 
 def _rt_member(model, r, y):
-    """:math:`\rho(F(y) V^{-1})` with the non-infected compartments of ``y`` (one member)."""
+    r""":math:`\rho(F(y) V^{-1})` with the non-infected compartments of ``y`` (one member)."""
     idx = jnp.asarray(_infected_index(model))
     F, V = next_generation_matrices(model, r, 0.0, state=y.at[idx].set(0.0))
     K = F @ jnp.linalg.inv(V) if F.shape[0] > 1 else F / V

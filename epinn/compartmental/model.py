@@ -608,7 +608,7 @@ def _reachable(start: set[str], edges: list[tuple[str, str]]) -> set[str]:
 
 
 def _increasing_in(model: Model, fn: Callable, seeds=(1, 2)) -> np.ndarray:
-    """Which state entries some output of ``fn(y, p)`` increases with, at random points.
+    r"""Which state entries some output of ``fn(y, p)`` increases with, at random points.
 
     A compartment drives infection when an infection rate grows with it: infectious
     people do; a compartment that only dilutes the force of infection (recovered people
