@@ -132,11 +132,12 @@ from .datasets import load_dataset as load_dataset
 from .datasets import load_ebola_kikwit as load_ebola_kikwit
 from .datasets import load_philadelphia_1918 as load_philadelphia_1918
 from .datasets import load_zika_yap as load_zika_yap
-# --- estimation --------------------------------------------------------------------
+# --- results -----------------------------------------------------------------------
 from .results import ConvergenceWarning as ConvergenceWarning
 from .results import FitResult as FitResult
 from .results import IdentifiabilityWarning as IdentifiabilityWarning
 from .results import MisfitWarning as MisfitWarning
+# --- estimation --------------------------------------------------------------------
 from .estimation import fit_parameters as fit_parameters
 from .estimation import fit_parameters_batch as fit_parameters_batch
 # --- profile -------------------------------------------------------------------------
