@@ -11,8 +11,10 @@ numpyro docs through intersphinx (it fetches their inventories, so only when onl
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
+import pkgutil
 import shutil
 import sys
 from pathlib import Path
@@ -166,8 +168,8 @@ def _constant_docstring(app, what, name, obj, options, lines):
 
     autodoc reads a constant's docstring (the string literal or ``#:`` comment after the
     assignment) from the module named in the directive; ``epinn.OPTIMIZERS`` is assigned in
-    ``epinn/training.py``, not in ``epinn/__init__.py``, so without this it would show the
-    docstring of ``dict``.
+    ``epinn/training/_optimizers.py``, not in ``epinn/__init__.py`` or
+    ``epinn/training/__init__.py``, so without this it would show the docstring of ``dict``.
     """
     if what not in ("data", "attribute"):
         return
@@ -175,11 +177,26 @@ def _constant_docstring(app, what, name, obj, options, lines):
     if lines and "\n".join(lines).strip() != type_doc:
         return  # it has a docstring of its own
     module, _, short = name.rpartition(".")
-    source = _EXPORTED_FROM.get(short) if module == "epinn" else None
-    docs = None
-    if source is not None:
-        docs = ModuleAnalyzer.for_module(f"epinn.{source}").find_attr_docs().get(("", short))
+    if module == "epinn":
+        source = f"epinn.{_EXPORTED_FROM[short]}" if short in _EXPORTED_FROM else None
+    else:
+        source = module if module.startswith("epinn.") else None
+    docs = _attr_docs(source, short) if source is not None else None
     lines[:] = list(docs) if docs else []
+
+
+def _attr_docs(module: str, short: str) -> list[str] | None:
+    """The docstring of constant ``short`` in ``module`` or, for a package such as
+    ``epinn.training``, in the private module that assigns it (``_optimizers``, ...)."""
+    names = [module]
+    path = getattr(importlib.import_module(module), "__path__", None)
+    if path is not None:
+        names += [f"{module}.{m.name}" for m in pkgutil.iter_modules(path)]
+    for name in names:
+        docs = ModuleAnalyzer.for_module(name).find_attr_docs().get(("", short))
+        if docs:
+            return docs
+    return None
 
 
 def _reset_jax_config(app, docname, source):
