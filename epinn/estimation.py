@@ -863,9 +863,10 @@ def fit_parameters_batch(
       ``mse``, on forward-sensitivity Jacobians).
     * ``method="stacked"`` (``loss="mse"``): the block's fits run in lockstep on one
       stacked ODE with a shared step size and a block-diagonal Jacobian (see
-      ``_StackedBatchFit``), ~6x faster than ``"vmap"`` on CPU, with optima within ~1e-5
-      of separate fits on well-posed problems (``tol`` is then a relative Gauss-Newton
-      decrement, default 1e-7 in float64, 1e-5 in float32). Its hand-written
+      ``_StackedBatchFit``), several times faster than ``"vmap"`` on CPU (see the
+      benchmarks page), with optima within ~1e-5 of separate fits on well-posed problems
+      (``tol`` is then a relative Gauss-Newton decrement, default 1e-7 in float64, 1e-5 in
+      float32). Its hand-written
       Levenberg-Marquardt is less robust than optimistix's: on poorly identified fits in
       float32 (e.g. four free parameters from a short incidence window) members can stall
       and are reported unconverged. Check ``converged``.

@@ -403,7 +403,7 @@ def solve_ensemble(
         method: ``"stacked"`` or ``"vmap"``.
         chunk_size: members per chunk (chunks are equal-sized; the last member is repeated
             to pad; a width of 256 or more that is a multiple of 16 gets 8 more padded
-            members, which XLA's CPU transposes handle ~3x faster). ``None`` picks by the
+            members, which XLA's CPU transposes handle faster). ``None`` picks by the
             devices' platform: 16384 on accelerators; on CPUs 256 when XLA compiles the
             step loop into one kernel (:func:`epinn.configure_cpu`), else 1024. On a GPU
             every solver step costs kernel launches whatever its size, so larger chunks

@@ -87,8 +87,8 @@ def fit(
     With dropout each device draws its own masks. A minibatch whose size the number of
     devices does not divide is taken whole by every device. On a multi-core CPU,
     ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` (set before JAX starts)
-    gives one device per core: XLA runs a training step on one core otherwise, and the
-    LSTM benchmark trains 1.9x faster on 2 cores this way.
+    gives one device per core: XLA runs a training step on one core otherwise (the
+    benchmarks page has the measured gain).
 
     If the model's ``__call__`` has a ``train`` argument (e.g. :class:`epinn.MLP` with
     dropout), training calls it with ``train=True`` and ``rngs={"dropout": k}`` (a fresh
