@@ -227,7 +227,7 @@ def test_permutation_is_uniform(key):
     """All 4! orders equally likely: a chi-square test over 4800 shuffles."""
     from scipy.stats import chisquare
 
-    from epinn.data import _permutation
+    from epinn.data._batches import _permutation
 
     perms = np.asarray(jax.jit(jax.vmap(lambda k: _permutation(k, 4)))(jr.split(key, 4800)))
     codes = perms @ np.array([64, 16, 4, 1])
@@ -238,7 +238,7 @@ def test_permutation_is_uniform(key):
 
 
 def test_permutation_large_n_multiple_rounds(key):
-    from epinn.data import _permutation
+    from epinn.data._batches import _permutation
 
     n = 100_000  # 17 index bits, 15 random bits per round: 4 rounds
     perm = np.asarray(jax.jit(_permutation, static_argnums=1)(key, n))
