@@ -313,7 +313,7 @@ def _check_hidden(hidden: Any) -> tuple[int, ...]:
 
 
 def _require_key(key: Any) -> Array:
-    """A required key: ValueError for ``None``, then :func:`epinn.data._check_key`'s
+    """A required key: ValueError for ``None``, then :func:`epinn._checks._check_key`'s
     TypeError for anything but one ``jax.random`` key."""
     if key is None:
         raise ValueError("`key` is required (it initialises the network); pass jax.random.key(0).")
