@@ -222,3 +222,25 @@ def test_solver_options_normalise_and_replace():
     assert type(opts.max_steps) is int and opts.max_steps == 100
     assert opts.replace(atol=1e-9) == SolverOptions(rtol=1e-6, atol=1e-9, max_steps=100)
     assert opts.replace(atol=1e-9).rtol == 1e-6 and opts.atol is None
+
+
+def test_defaults_come_from_the_function_not_its_displayed_signature():
+    """Sphinx's ``autodoc_preserve_defaults`` replaces ``__signature__`` with the defaults as
+    source text ("1e-6"); the merge must still compare against the values Python passes, or
+    every internal call that leaves ``rtol`` at its default would be refused (it was, in the
+    docs build)."""
+    import functools
+    import inspect
+
+    from epinn.compartmental._options import _defaults, _resolve_options
+
+    def fn(*, rtol=1e-6, max_steps=100, options=None):
+        return _resolve_options(fn, options, rtol=rtol, max_steps=max_steps)
+
+    sig = inspect.signature(fn)
+    fn.__signature__ = sig.replace(parameters=[
+        p.replace(default=repr(p.default)) for p in sig.parameters.values()])
+    wrapped = functools.wraps(fn)(lambda **kw: fn(**kw))
+    assert _defaults(wrapped) == {"rtol": 1e-6, "max_steps": 100}
+    settings = fn(options=SolverOptions(rtol=1e-9))
+    assert (settings.rtol, settings.max_steps) == (1e-9, 100)

@@ -31,9 +31,20 @@ class _Settings(NamedTuple):
 
 @functools.cache
 def _defaults(fn: Callable) -> dict[str, Any]:
-    """The defaults of ``fn``'s solver keywords, read from its signature."""
-    params = inspect.signature(fn).parameters
-    return {k: params[k].default for k in _FIELDS if k in params}
+    """The defaults of ``fn``'s solver keywords: the values Python fills in at a call.
+
+    Read from the function itself (``__kwdefaults__``, ``__defaults__``; through
+    ``functools.wraps`` decorators), not from :func:`inspect.signature`, which a
+    documentation tool may have replaced with source text (Sphinx's
+    ``autodoc_preserve_defaults`` sets ``__signature__`` to defaults as written).
+    """
+    fn = inspect.unwrap(fn)
+    code = fn.__code__
+    positional = code.co_varnames[: code.co_argcount]
+    values = tuple(fn.__defaults__ or ())
+    defaults = dict(zip(positional[len(positional) - len(values):], values))
+    defaults.update(fn.__kwdefaults__ or {})
+    return {k: defaults[k] for k in _FIELDS if k in defaults}
 
 
 def _same(a: Any, b: Any) -> bool:
