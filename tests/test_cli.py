@@ -195,11 +195,15 @@ def test_wheel_holds_every_subpackage_and_the_experiments(tmp_path):
 
 
 def test_real_experiments_are_listed(monkeypatch, capsys):
-    """Every script in the repository's experiments/ shows up with its docstring line."""
-    monkeypatch.delenv(cli.ENV_VAR, raising=False)
-    directory = cli._experiments_dir()
-    if not directory.is_dir():
-        pytest.skip("no experiments/ next to the package (not a source checkout)")
+    """Every script in the repository's experiments/ shows up with its docstring line.
+
+    The directory is the one beside these tests (always there where the tests run); how
+    ``epinn`` finds it by default is test_default_experiments_dir's and
+    test_installed_experiments_dir's concern.
+    """
+    directory = Path(__file__).resolve().parents[1] / "experiments"
+    monkeypatch.setenv(cli.ENV_VAR, str(directory))
+    assert cli._experiments_dir() == directory
     assert cli.main(["list", "--experiments"]) == 0
     out = capsys.readouterr().out
     for path in directory.glob("*.py"):

@@ -403,7 +403,7 @@ def test_forward_sensitivities_match_jacfwd_and_finite_differences(name, x64):
         return r, jnp.exp(th[len(names):])
 
     th = jnp.log(jnp.asarray([*rates.values(), *np.asarray(x0)]))
-    cfg = _make_config(None, 1e-10, 1e-12, None, 16384, diffrax.ForwardMode(), False)
+    cfg = _make_config((None, 1e-10, 1e-12, None, 16384, diffrax.ForwardMode(), False))
 
     def solution(t):
         xs, cum, _, _ = _integrate(model, *inputs(t), jnp.asarray(TS), cfg)

@@ -509,7 +509,7 @@ def test_sensitivities_of_a_non_homogeneous_model(x64):
     rates = {"beta": theta[0], "gamma": theta[1], "iota": theta[2], "N": jnp.asarray(N)}
     d_rates = {k: jnp.eye(3)[i] if i < 3 else jnp.zeros(3)
                for i, k in enumerate(("beta", "gamma", "iota", "N"))}
-    cfg = _make_config(None, 1e-10, 1e-12, None, 16384, None, True)
+    cfg = _make_config((None, 1e-10, 1e-12, None, 16384, None, True))
     (xs, _, ok, _), (d_xs, _) = _integrate_sensitivities(m, rates, y0 / N, ts, cfg, d_rates,
                                                          jnp.zeros((3, 3)))
     assert bool(ok)

@@ -474,13 +474,13 @@ class _Config(eqx.Module):
     throw: bool = eqx.field(static=True)
 
 
-def _make_config(settings: _Settings | Any, *fields: Any) -> _Config:
+def _make_config(settings: _Settings | tuple) -> _Config:
     """Check the solver settings and bundle them (cached when they are plain values).
 
-    ``settings`` is a :class:`~epinn.compartmental._options._Settings` (or the seven
-    fields in its order: ``solver, rtol, atol, dt0, max_steps, adjoint, throw``).
+    ``settings`` is a :class:`~epinn.compartmental._options._Settings` or a tuple of its
+    seven fields in order: ``solver, rtol, atol, dt0, max_steps, adjoint, throw``.
     """
-    s = _Settings(settings, *fields) if fields else _Settings(*settings)
+    s = _Settings(*settings)
     plain = (float, int, bool, type(None))
     if (s.solver is None and type(s.adjoint) in (type(None), diffrax.DirectAdjoint)
             and all(type(v) in plain for v in (s.rtol, s.atol, s.dt0, s.max_steps, s.throw))):
